@@ -1,0 +1,19 @@
+//! tidings: a Byzantine-resilient, signed gossip directory of specialists.
+//!
+//! A federation of nodes keeps a shared directory of specialists (services,
+//! models, agents) with no central server. Each node announces its own
+//! specialists in an ed25519-signed, blake3 hash-chained record; every receiver
+//! verifies a record before it stores or relays it.
+//!
+//! - [`proto`]: the sans-IO protocol core: records, verdicts, the directory.
+//!   It takes `now` and an RNG as arguments and owns no socket, clock or thread,
+//!   and it builds without the `node` feature.
+//! - [`export`]: the file format of exported records and equivocation proofs,
+//!   checked offline by `tidings verify`.
+
+#![forbid(unsafe_code)]
+
+pub mod export;
+pub mod proto;
+
+pub use tidings_keys as keys;

@@ -1,0 +1,80 @@
+//! The `tidings` command line.
+//!
+//! Exit status: 0 on success, 1 when a checked item is invalid (`verify`),
+//! 2 when the command could not run (bad arguments, unreadable files).
+
+#![forbid(unsafe_code)]
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// tidings: a Byzantine-resilient, signed gossip directory of specialists.
+///
+/// Each node announces its specialists in an ed25519-signed, hash-chained record;
+/// every receiver verifies before it stores or relays. Start with `tidings keygen`,
+/// then `tidings record sign` and `tidings verify`.
+#[derive(Debug, Parser)]
+#[command(name = "tidings", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a node key (ed25519) and write it with mode 0600.
+    Keygen(cli::keys::KeygenArgs),
+    /// Print the node id (public key) of a key file.
+    Id(cli::keys::IdArgs),
+    /// Create signed records.
+    #[command(subcommand)]
+    Record(RecordCommand),
+    /// Check an exported signed record or equivocation proof offline.
+    ///
+    /// Prints the signer, sequence number, record id and verdict. Exits 1 when the
+    /// file is invalid (tampered, malformed, wrong federation, not on the roster).
+    Verify(cli::verify::VerifyArgs),
+    /// Run the demonstration (see the README).
+    Demo(cli::demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum RecordCommand {
+    /// Sign a record announcing specialists, and write it to a file.
+    Sign(cli::record::SignArgs),
+}
+
+/// Where the node's secret key lives.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct KeyArg {
+    /// Path of the secret key file.
+    #[arg(
+        long,
+        env = "TIDINGS_KEY",
+        default_value = "node.key",
+        value_name = "PATH"
+    )]
+    pub(crate) key: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen(args) => cli::keys::keygen(&args),
+        Command::Id(args) => cli::keys::id(&args),
+        Command::Record(RecordCommand::Sign(args)) => cli::record::sign(&args),
+        Command::Verify(args) => cli::verify::run(&args),
+        Command::Demo(args) => cli::demo::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

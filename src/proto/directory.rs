@@ -1,0 +1,389 @@
+//! The directory: each admitted origin's current record, and the one function that
+//! decides whether a received record gets in.
+//!
+//! [`Directory::ingest`] applies the acceptance rules of the design in order and
+//! returns a typed [`Verdict`]:
+//!
+//! 1. size and decode → `Rejected(Malformed)`
+//! 2. federation, version → `Rejected(WrongFederation | UnsupportedVersion)` (read
+//!    from the record header, so a record of another version is named as such
+//!    rather than as garbage; the rest of the record is decoded after this step)
+//! 3. origin admitted, not quarantined → `Rejected(NotAdmitted)` / `Ignored(Quarantined)`
+//! 4. signature (`verify_strict`) → `Rejected(BadSignature)`
+//! 5. time: `Ignored(Expired)`, `Ignored(FutureDated)`, `Rejected(TtlTooLong)`
+//! 6. against the origin's current record: `Stale`, `Duplicate`, `Equivocation(proof)`
+//! 7. per-origin token bucket → `Ignored(RateLimited)`
+//! 8. otherwise `Accepted`: it replaces the origin's record.
+//!
+//! An equivocation quarantines the origin: its record leaves the directory and
+//! every later record from it is ignored. Only [`VerifiedRecord`]s are stored.
+//! All maps are ordered, so iteration never depends on hashing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tidings_keys::{FederationId, NodeId, Roster};
+
+use super::equivocation::{EquivocationProof, ProofError};
+use super::limits::{MAX_CLOCK_SKEW_MS, MAX_TTL_MS};
+use super::rate::{RateLimit, TokenBucket};
+use super::record::{RecordId, Specialist, UnverifiedRecord, VerifiedRecord};
+use super::verdict::{Ignored, RecordRef, Rejection, Verdict};
+
+/// Where an input came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    /// This node (its own publication, a file, the store on restart).
+    Local,
+    /// A gossip peer.
+    Peer(NodeId),
+}
+
+impl Source {
+    /// The peer, if the input came from one.
+    pub fn peer(&self) -> Option<NodeId> {
+        match self {
+            Source::Local => None,
+            Source::Peer(peer) => Some(*peer),
+        }
+    }
+}
+
+/// The rules a directory applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryConfig {
+    /// The only federation whose records are accepted.
+    pub federation: FederationId,
+    /// How far in the future a record may be issued.
+    pub max_clock_skew_ms: u64,
+    /// The longest lifetime a record may grant itself.
+    pub max_ttl_ms: u64,
+    /// How many records per origin are accepted over time.
+    pub origin_rate: RateLimit,
+}
+
+impl DirectoryConfig {
+    /// The default rules for `federation`.
+    pub fn new(federation: FederationId) -> Self {
+        Self {
+            federation,
+            max_clock_skew_ms: MAX_CLOCK_SKEW_MS,
+            max_ttl_ms: MAX_TTL_MS,
+            origin_rate: RateLimit::ORIGIN_DEFAULT,
+        }
+    }
+}
+
+/// An origin's current record and how it reached this node.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The record.
+    pub record: VerifiedRecord,
+    /// When this node accepted it.
+    pub received_at_ms: u64,
+    /// Who gave it to this node.
+    pub source: Source,
+}
+
+/// A specialist found by a query, with the record that announces it.
+#[derive(Debug, Clone, Copy)]
+pub struct Found<'a> {
+    /// The origin that announces it.
+    pub origin: NodeId,
+    /// The specialist.
+    pub specialist: &'a Specialist,
+    /// The record it is in.
+    pub record: &'a VerifiedRecord,
+}
+
+/// The outcome of receiving an equivocation proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProofVerdict {
+    /// A new offender: it is now quarantined (and its record, if any, removed).
+    Quarantined {
+        /// The offender.
+        origin: NodeId,
+        /// The record that was removed from the directory.
+        removed: Option<RecordId>,
+    },
+    /// The origin was already quarantined.
+    AlreadyQuarantined(NodeId),
+    /// A valid proof about an origin outside the roster: nothing to do.
+    NotAdmitted(NodeId),
+    /// Not a valid proof: the sender is to blame.
+    Rejected(ProofError),
+}
+
+/// Each admitted origin's current record, the quarantine set and rate limits.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    config: DirectoryConfig,
+    roster: Arc<Roster>,
+    entries: BTreeMap<NodeId, Entry>,
+    quarantine: BTreeMap<NodeId, EquivocationProof>,
+    buckets: BTreeMap<NodeId, TokenBucket>,
+}
+
+impl Directory {
+    /// An empty directory that admits the origins on `roster`.
+    pub fn new(config: DirectoryConfig, roster: Arc<Roster>) -> Self {
+        Self {
+            config,
+            roster,
+            entries: BTreeMap::new(),
+            quarantine: BTreeMap::new(),
+            buckets: BTreeMap::new(),
+        }
+    }
+
+    /// The rules in force.
+    pub fn config(&self) -> &DirectoryConfig {
+        &self.config
+    }
+
+    /// The admitted origins.
+    pub fn roster(&self) -> &Arc<Roster> {
+        &self.roster
+    }
+
+    /// Decides on a received signed record (steps 1 to 8) and applies the verdict.
+    pub fn ingest(&mut self, bytes: &[u8], source: Source, now_ms: u64) -> Verdict {
+        let unverified = match UnverifiedRecord::parse(bytes, Some(&self.config.federation)) {
+            Ok(unverified) => unverified,
+            Err(error) => return Verdict::Rejected(error.into()),
+        };
+        if let Some(verdict) = self.check_admission(unverified.origin()) {
+            return verdict;
+        }
+        match unverified.verify() {
+            Ok(record) => self.decide(record, source, now_ms),
+            Err(error) => Verdict::Rejected(error.into()),
+        }
+    }
+
+    /// Decides on a record that was already verified (a local publication, a
+    /// record restored from storage): steps 2, 3 and 5 to 8.
+    pub fn ingest_verified(
+        &mut self,
+        record: VerifiedRecord,
+        source: Source,
+        now_ms: u64,
+    ) -> Verdict {
+        if record.record().federation != self.config.federation {
+            return Verdict::Rejected(Rejection::WrongFederation(record.record().federation));
+        }
+        if let Some(verdict) = self.check_admission(&record.origin()) {
+            return verdict;
+        }
+        self.decide(record, source, now_ms)
+    }
+
+    fn check_admission(&self, origin: &NodeId) -> Option<Verdict> {
+        if !self.roster.contains(origin) {
+            Some(Verdict::Rejected(Rejection::NotAdmitted(*origin)))
+        } else if self.quarantine.contains_key(origin) {
+            Some(Verdict::Ignored(Ignored::Quarantined(*origin)))
+        } else {
+            None
+        }
+    }
+
+    /// Steps 5 to 8 for a verified record of an admitted, unquarantined origin.
+    fn decide(&mut self, record: VerifiedRecord, source: Source, now_ms: u64) -> Verdict {
+        if let Some(verdict) = self.check_time(&record, now_ms) {
+            return verdict;
+        }
+        let origin = record.origin();
+        let current = self.entries.get(&origin).map(|entry| entry.record.clone());
+        let replaced = match current {
+            None => None,
+            Some(current) => match self.check_chain(&current, &record) {
+                Ok(()) => Some(current.id()),
+                Err(verdict) => return verdict,
+            },
+        };
+        let limit = self.config.origin_rate;
+        let bucket = self
+            .buckets
+            .entry(origin)
+            .or_insert_with(|| TokenBucket::full(limit, now_ms));
+        if !bucket.try_take(limit, now_ms) {
+            return Verdict::Ignored(Ignored::RateLimited(RecordRef::from(&record)));
+        }
+        let entry = Entry {
+            record: record.clone(),
+            received_at_ms: now_ms,
+            source,
+        };
+        self.entries.insert(origin, entry);
+        Verdict::Accepted { record, replaced }
+    }
+
+    fn check_time(&self, record: &VerifiedRecord, now_ms: u64) -> Option<Verdict> {
+        let fields = record.record();
+        let reference = RecordRef::from(record);
+        if record.is_expired(now_ms) {
+            return Some(Verdict::Ignored(Ignored::Expired(reference)));
+        }
+        let ahead_ms = fields.issued_at_ms.saturating_sub(now_ms);
+        if ahead_ms > self.config.max_clock_skew_ms {
+            return Some(Verdict::Ignored(Ignored::FutureDated {
+                record: reference,
+                ahead_ms,
+            }));
+        }
+        let ttl_ms = fields.ttl_ms();
+        if ttl_ms > self.config.max_ttl_ms {
+            return Some(Verdict::Rejected(Rejection::TtlTooLong {
+                record: reference,
+                ttl_ms,
+            }));
+        }
+        None
+    }
+
+    /// Compares a new record with the origin's current one; on equivocation the
+    /// origin is quarantined here.
+    fn check_chain(
+        &mut self,
+        current: &VerifiedRecord,
+        new: &VerifiedRecord,
+    ) -> Result<(), Verdict> {
+        if new.seq() < current.seq() {
+            return Err(Verdict::Stale {
+                record: RecordRef::from(new),
+                current_seq: current.seq(),
+            });
+        }
+        if new.id() == current.id() {
+            return Err(Verdict::Duplicate(RecordRef::from(new)));
+        }
+        if let Some(proof) = EquivocationProof::from_conflict(current, new) {
+            let origin = new.origin();
+            self.entries.remove(&origin);
+            self.quarantine.insert(origin, proof.clone());
+            return Err(Verdict::Equivocation(Box::new(proof)));
+        }
+        Ok(())
+    }
+
+    /// Checks a received equivocation proof and quarantines its origin.
+    pub fn ingest_proof(&mut self, proof: &EquivocationProof) -> ProofVerdict {
+        let verified = match proof.verify(Some(&self.config.federation)) {
+            Ok(verified) => verified,
+            Err(error) => return ProofVerdict::Rejected(error),
+        };
+        let origin = verified.origin;
+        if !self.roster.contains(&origin) {
+            return ProofVerdict::NotAdmitted(origin);
+        }
+        if self.quarantine.contains_key(&origin) {
+            return ProofVerdict::AlreadyQuarantined(origin);
+        }
+        let removed = self.entries.remove(&origin).map(|entry| entry.record.id());
+        self.quarantine.insert(origin, proof.clone());
+        ProofVerdict::Quarantined { origin, removed }
+    }
+
+    /// Removes every record expired at `now_ms` and returns them.
+    pub fn sweep_expired(&mut self, now_ms: u64) -> Vec<VerifiedRecord> {
+        let expired: Vec<NodeId> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| entry.record.is_expired(now_ms))
+            .map(|(origin, _)| *origin)
+            .collect();
+        expired
+            .into_iter()
+            .filter_map(|origin| self.entries.remove(&origin))
+            .map(|entry| entry.record)
+            .collect()
+    }
+
+    /// The earliest expiry among held records, for scheduling the next sweep.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.entries
+            .values()
+            .map(|entry| entry.record.record().expires_at_ms)
+            .min()
+    }
+
+    /// The current record of `origin`.
+    pub fn entry(&self, origin: &NodeId) -> Option<&Entry> {
+        self.entries.get(origin)
+    }
+
+    /// Every current record, by origin.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// Number of origins with a current record.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether `origin` is quarantined.
+    pub fn is_quarantined(&self, origin: &NodeId) -> bool {
+        self.quarantine.contains_key(origin)
+    }
+
+    /// The quarantined origins and the proof against each.
+    pub fn quarantined(&self) -> impl Iterator<Item = (&NodeId, &EquivocationProof)> {
+        self.quarantine.iter()
+    }
+
+    /// Specialists that offer `capability`.
+    pub fn by_capability(&self, capability: &str) -> Vec<Found<'_>> {
+        self.find(|specialist| specialist.capabilities.iter().any(|c| c == capability))
+    }
+
+    /// Specialists named `name` (one per origin at most).
+    pub fn by_name(&self, name: &str) -> Vec<Found<'_>> {
+        self.find(|specialist| specialist.name == name)
+    }
+
+    /// Every specialist of `origin`.
+    pub fn by_origin(&self, origin: &NodeId) -> Vec<Found<'_>> {
+        self.entries
+            .get(origin)
+            .map(|entry| {
+                entry
+                    .record
+                    .record()
+                    .specialists
+                    .iter()
+                    .map(|specialist| Found {
+                        origin: *origin,
+                        specialist,
+                        record: &entry.record,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn find(&self, matches: impl Fn(&Specialist) -> bool) -> Vec<Found<'_>> {
+        let mut found = Vec::new();
+        for (origin, entry) in &self.entries {
+            for specialist in &entry.record.record().specialists {
+                if matches(specialist) {
+                    found.push(Found {
+                        origin: *origin,
+                        specialist,
+                        record: &entry.record,
+                    });
+                }
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,55 @@
+//! Every limit of the protocol, in one place.
+//!
+//! Each bound is checked before anything is allocated for the value it bounds:
+//! a length prefix is compared with its limit before a buffer of that length is
+//! made. Together they bound what one record can cost a node to decode, verify and
+//! keep, whatever a peer sends.
+
+/// Largest encoded signed record (record bytes plus signature and framing).
+/// A full record (64 specialists with long strings) fits with room to spare.
+pub const MAX_SIGNED_RECORD_BYTES: usize = 64 * 1024;
+
+/// Most specialists one origin may announce in one record: a node hosts a handful.
+pub const MAX_SPECIALISTS: usize = 64;
+
+/// Most capabilities of one specialist: enough to describe it, not a dictionary.
+pub const MAX_CAPABILITIES: usize = 32;
+
+/// Most metadata entries of one specialist.
+pub const MAX_META_ENTRIES: usize = 16;
+
+/// Most addresses an origin may list for its node (IPv4, IPv6, a few names).
+pub const MAX_ADDRS: usize = 8;
+
+/// Longest specialist name, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// Longest capability, in bytes.
+pub const MAX_CAPABILITY_BYTES: usize = 64;
+
+/// Longest endpoint URL, in bytes.
+pub const MAX_ENDPOINT_BYTES: usize = 512;
+
+/// Longest metadata key, in bytes.
+pub const MAX_META_KEY_BYTES: usize = 64;
+
+/// Longest metadata value, in bytes.
+pub const MAX_META_VALUE_BYTES: usize = 256;
+
+/// Longest node address (`host:port`), in bytes.
+pub const MAX_ADDR_BYTES: usize = 256;
+
+/// Longest a record may live: a day, so a vanished origin is forgotten within one.
+pub const MAX_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Default record lifetime: an hour, refreshed at half-life.
+pub const DEFAULT_TTL_MS: u64 = 60 * 60 * 1000;
+
+/// How far in the future a record's issue time may lie: tolerated clock skew.
+pub const MAX_CLOCK_SKEW_MS: u64 = 60 * 1000;
+
+/// Largest encoded equivocation proof: two signed records.
+pub const MAX_PROOF_BYTES: usize = 2 * MAX_SIGNED_RECORD_BYTES + 16;
+
+/// Largest varint: ten bytes encode a u64.
+pub const MAX_VARINT_BYTES: usize = 10;
