@@ -50,6 +50,20 @@ pub enum Field {
     Lifetime,
     /// An equivocation proof.
     Proof,
+    /// A whole wire frame.
+    Frame,
+    /// The ranges of a sync message.
+    Ranges,
+    /// A range's prefix.
+    Prefix,
+    /// The holdings listed for a range.
+    Holdings,
+    /// The records of a records message.
+    Records,
+    /// The origins of a want message.
+    Wants,
+    /// The proofs of a proofs message.
+    Proofs,
 }
 
 impl fmt::Display for Field {
@@ -71,6 +85,13 @@ impl fmt::Display for Field {
             Field::Prev => "previous record link",
             Field::Lifetime => "lifetime",
             Field::Proof => "equivocation proof",
+            Field::Frame => "frame",
+            Field::Ranges => "sync ranges",
+            Field::Prefix => "range prefix",
+            Field::Holdings => "range holdings",
+            Field::Records => "records",
+            Field::Wants => "wanted origins",
+            Field::Proofs => "proofs",
         };
         f.write_str(name)
     }
@@ -118,6 +139,12 @@ pub enum DecodeError {
     /// A list that must be sorted and unique is not.
     #[error("{field} are not sorted and unique")]
     NotSorted { field: Field },
+    /// A wire frame of a protocol version this node does not speak.
+    #[error("unsupported wire version {0}")]
+    UnsupportedWireVersion(u8),
+    /// A message type this node does not know.
+    #[error("unknown message type {0}")]
+    UnknownMessageType(u8),
     /// A value breaks a rule of its field (empty name, control character, ...).
     #[error("invalid {field}: {reason}")]
     Invalid { field: Field, reason: &'static str },

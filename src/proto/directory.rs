@@ -20,6 +20,7 @@
 //! All maps are ordered, so iteration never depends on hashing.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use tidings_keys::{FederationId, NodeId, Roster};
@@ -114,6 +115,51 @@ pub enum ProofVerdict {
     Rejected(ProofError),
 }
 
+/// What a node holds for one origin, as gossip digests describe it: the sequence
+/// number and a 64-bit tag of the record, or the quarantine marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Holding {
+    /// The origin.
+    pub origin: NodeId,
+    /// The record's seq, or [`Holding::QUARANTINED`].
+    pub seq: u64,
+    /// The first 8 bytes of the record id, or a fixed tag for a quarantine.
+    pub tag: u64,
+}
+
+impl Holding {
+    /// The `seq` that stands for "holds an equivocation proof": above every record.
+    pub const QUARANTINED: u64 = u64::MAX;
+
+    fn of_record(record: &VerifiedRecord) -> Self {
+        Self {
+            origin: record.origin(),
+            seq: record.seq(),
+            tag: tag_of(&record.id().0),
+        }
+    }
+
+    fn of_quarantine(origin: NodeId) -> Self {
+        let key = blake3::derive_key("tidings quarantine v1", origin.as_bytes());
+        Self {
+            origin,
+            seq: Self::QUARANTINED,
+            tag: tag_of(&key),
+        }
+    }
+
+    /// The contribution of this holding to a fingerprint.
+    pub fn fingerprint(&self) -> u64 {
+        self.tag
+    }
+}
+
+fn tag_of(bytes: &[u8; 32]) -> u64 {
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(tag)
+}
+
 /// Each admitted origin's current record, the quarantine set and rate limits.
 #[derive(Debug, Clone)]
 pub struct Directory {
@@ -122,6 +168,8 @@ pub struct Directory {
     entries: BTreeMap<NodeId, Entry>,
     quarantine: BTreeMap<NodeId, EquivocationProof>,
     buckets: BTreeMap<NodeId, TokenBucket>,
+    /// XOR of the fingerprints of every holding, kept up to date on each change.
+    fingerprint: u64,
 }
 
 impl Directory {
@@ -133,6 +181,7 @@ impl Directory {
             entries: BTreeMap::new(),
             quarantine: BTreeMap::new(),
             buckets: BTreeMap::new(),
+            fingerprint: 0,
         }
     }
 
@@ -210,12 +259,11 @@ impl Directory {
         if !bucket.try_take(limit, now_ms) {
             return Verdict::Ignored(Ignored::RateLimited(RecordRef::from(&record)));
         }
-        let entry = Entry {
+        self.put_entry(Entry {
             record: record.clone(),
             received_at_ms: now_ms,
             source,
-        };
-        self.entries.insert(origin, entry);
+        });
         Verdict::Accepted { record, replaced }
     }
 
@@ -259,9 +307,7 @@ impl Directory {
             return Err(Verdict::Duplicate(RecordRef::from(new)));
         }
         if let Some(proof) = EquivocationProof::from_conflict(current, new) {
-            let origin = new.origin();
-            self.entries.remove(&origin);
-            self.quarantine.insert(origin, proof.clone());
+            self.put_quarantine(new.origin(), proof.clone());
             return Err(Verdict::Equivocation(Box::new(proof)));
         }
         Ok(())
@@ -280,8 +326,7 @@ impl Directory {
         if self.quarantine.contains_key(&origin) {
             return ProofVerdict::AlreadyQuarantined(origin);
         }
-        let removed = self.entries.remove(&origin).map(|entry| entry.record.id());
-        self.quarantine.insert(origin, proof.clone());
+        let removed = self.put_quarantine(origin, proof.clone());
         ProofVerdict::Quarantined { origin, removed }
     }
 
@@ -295,9 +340,88 @@ impl Directory {
             .collect();
         expired
             .into_iter()
-            .filter_map(|origin| self.entries.remove(&origin))
+            .filter_map(|origin| self.remove_entry(&origin))
             .map(|entry| entry.record)
             .collect()
+    }
+
+    fn put_entry(&mut self, entry: Entry) {
+        self.fingerprint ^= Holding::of_record(&entry.record).fingerprint();
+        if let Some(old) = self.entries.insert(entry.record.origin(), entry) {
+            self.fingerprint ^= Holding::of_record(&old.record).fingerprint();
+        }
+    }
+
+    fn remove_entry(&mut self, origin: &NodeId) -> Option<Entry> {
+        let removed = self.entries.remove(origin)?;
+        self.fingerprint ^= Holding::of_record(&removed.record).fingerprint();
+        Some(removed)
+    }
+
+    /// Quarantines `origin` with `proof`; returns the id of the record withdrawn.
+    fn put_quarantine(&mut self, origin: NodeId, proof: EquivocationProof) -> Option<RecordId> {
+        let removed = self.remove_entry(&origin).map(|entry| entry.record.id());
+        if self.quarantine.insert(origin, proof).is_none() {
+            self.fingerprint ^= Holding::of_quarantine(origin).fingerprint();
+        }
+        removed
+    }
+
+    /// XOR of the fingerprints of every holding: equal on two nodes that hold the
+    /// same records and quarantines (with overwhelming probability).
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Number of holdings: records plus quarantined origins.
+    pub fn holdings_count(&self) -> usize {
+        self.entries.len() + self.quarantine.len()
+    }
+
+    /// What this node holds for origins in `range`, in origin order.
+    pub fn holdings_in(&self, range: RangeInclusive<NodeId>) -> Vec<Holding> {
+        let mut holdings: Vec<Holding> = self
+            .entries
+            .range(range.clone())
+            .map(|(_, entry)| Holding::of_record(&entry.record))
+            .collect();
+        holdings.extend(
+            self.quarantine
+                .range(range)
+                .map(|(origin, _)| Holding::of_quarantine(*origin)),
+        );
+        holdings.sort_unstable();
+        holdings
+    }
+
+    /// Fingerprint and count of the holdings in `range`.
+    pub fn summarize(&self, range: RangeInclusive<NodeId>) -> (u64, u32) {
+        let mut fingerprint = 0;
+        let mut count = 0u32;
+        for (_, entry) in self.entries.range(range.clone()) {
+            fingerprint ^= Holding::of_record(&entry.record).fingerprint();
+            count += 1;
+        }
+        for (origin, _) in self.quarantine.range(range) {
+            fingerprint ^= Holding::of_quarantine(*origin).fingerprint();
+            count += 1;
+        }
+        (fingerprint, count)
+    }
+
+    /// What this node holds for `origin`.
+    pub fn holding(&self, origin: &NodeId) -> Option<Holding> {
+        if self.quarantine.contains_key(origin) {
+            return Some(Holding::of_quarantine(*origin));
+        }
+        self.entries
+            .get(origin)
+            .map(|entry| Holding::of_record(&entry.record))
+    }
+
+    /// The proof against a quarantined origin.
+    pub fn proof(&self, origin: &NodeId) -> Option<&EquivocationProof> {
+        self.quarantine.get(origin)
     }
 
     /// The earliest expiry among held records, for scheduling the next sweep.

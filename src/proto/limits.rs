@@ -53,3 +53,25 @@ pub const MAX_PROOF_BYTES: usize = 2 * MAX_SIGNED_RECORD_BYTES + 16;
 
 /// Largest varint: ten bytes encode a u64.
 pub const MAX_VARINT_BYTES: usize = 10;
+
+/// Largest wire frame: room for a batch of records, small enough to buffer per peer.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// Most ranges in one sync message: 32 levels of 16 children is never needed; a
+/// reply splits at most this many differing ranges at once.
+pub const MAX_SYNC_RANGES: usize = 512;
+
+/// Most holdings listed for one range: ranges larger than a leaf are split instead.
+pub const MAX_RANGE_HOLDINGS: usize = 64;
+
+/// Deepest prefix, in 4-bit digits of the origin id.
+pub const MAX_PREFIX_DEPTH: u8 = 16;
+
+/// Most records in one message (the frame size bounds the bytes as well).
+pub const MAX_RECORDS_PER_MESSAGE: usize = 256;
+
+/// Most origins asked for in one want message.
+pub const MAX_WANTS: usize = 1024;
+
+/// Most proofs in one message.
+pub const MAX_PROOFS_PER_MESSAGE: usize = 8;

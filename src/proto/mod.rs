@@ -13,22 +13,35 @@
 //! - [`verdict`]: the typed outcome of receiving a record.
 //! - [`rate`]: token buckets.
 //! - [`directory`]: current record per origin, and the acceptance rules.
+//! - [`wire`]: the messages nodes exchange, framed and bounded.
+//! - [`gossip`]: set reconciliation over a prefix trie of fingerprints.
+//! - [`membership`], [`score`]: whom to gossip with; what misbehaviour costs.
+//! - [`state`]: the node state machine (`handle`, `handle_timeout`, `poll_timeout`).
+//! - [`event`]: what the state machine asks its driver to do.
 
 pub mod codec;
 pub mod directory;
 pub mod equivocation;
+pub mod event;
+pub mod gossip;
 pub mod limits;
+pub mod membership;
 pub mod rate;
 pub mod record;
+pub mod score;
+pub mod state;
 pub mod verdict;
+pub mod wire;
 
 #[cfg(test)]
 pub(crate) mod testkit;
 
-pub use directory::{Directory, DirectoryConfig, Entry, Found, ProofVerdict, Source};
+pub use directory::{Directory, DirectoryConfig, Entry, Found, Holding, ProofVerdict, Source};
 pub use equivocation::{Conflict, EquivocationProof, ProofError, VerifiedProof};
+pub use event::{AuditEvent, DirectoryChange, Output};
 pub use record::{
     Announcement, Record, RecordError, RecordId, SignedRecord, Specialist, UnverifiedRecord,
     VerifiedRecord, RECORD_VERSION,
 };
+pub use state::{GossipConfig, Input, PublishError, State};
 pub use verdict::{Ignored, RecordRef, Rejection, Verdict, VerdictKind};

@@ -1,0 +1,440 @@
+//! Wire messages between nodes: one versioned, length-bounded frame each.
+//!
+//! A frame is `version (1) ‖ type (1) ‖ payload`, at most
+//! [`MAX_FRAME_BYTES`](super::limits::MAX_FRAME_BYTES). Payloads use postcard's
+//! encoding conventions (varint lengths and integers) and are decoded by the
+//! bounded reader of [`codec`](super::codec): every count is checked against its
+//! limit before anything is allocated, and nothing a peer sends can panic.
+//!
+//! | type | message | payload |
+//! |---|---|---|
+//! | 1 | `Sync` | ranges, each a prefix and a fingerprint or a list of holdings |
+//! | 2 | `Records` | signed records (each its own wire form, checked on ingest) |
+//! | 3 | `Want` | origins whose records the sender asks for |
+//! | 4 | `Proofs` | equivocation proofs (each its own wire form) |
+//!
+//! Records and proofs travel as opaque bytes: the directory decodes and verifies
+//! each one on its own, so one bad record costs only its own verdict.
+
+use std::ops::RangeInclusive;
+
+use tidings_keys::NodeId;
+
+use super::codec::{write_varint, DecodeError, Field, Reader};
+use super::directory::Holding;
+use super::limits::*;
+
+/// The wire protocol version.
+pub const WIRE_VERSION: u8 = 1;
+
+const TYPE_SYNC: u8 = 1;
+const TYPE_RECORDS: u8 = 2;
+const TYPE_WANT: u8 = 3;
+const TYPE_PROOFS: u8 = 4;
+
+/// A set of origin ids: those whose first `depth` hex digits equal `bits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Prefix {
+    depth: u8,
+    bits: u64,
+}
+
+impl Prefix {
+    /// Every origin.
+    pub const ROOT: Prefix = Prefix { depth: 0, bits: 0 };
+
+    /// A prefix of `depth` hex digits with value `bits`, if valid.
+    pub fn new(depth: u8, bits: u64) -> Option<Self> {
+        if depth > MAX_PREFIX_DEPTH {
+            return None;
+        }
+        let fits = depth == MAX_PREFIX_DEPTH || bits < 1u64 << (4 * u32::from(depth));
+        fits.then_some(Self { depth, bits })
+    }
+
+    /// Number of hex digits fixed.
+    pub fn depth(&self) -> u8 {
+        self.depth
+    }
+
+    /// Whether this prefix can be split further.
+    pub fn can_split(&self) -> bool {
+        self.depth < MAX_PREFIX_DEPTH
+    }
+
+    /// The sixteen prefixes one digit longer (none at the maximum depth).
+    pub fn children(&self) -> impl Iterator<Item = Prefix> {
+        let (depth, bits) = (self.depth + 1, self.bits << 4);
+        let digits = if self.can_split() { 0..16u64 } else { 0..0 };
+        digits.map(move |digit| Prefix {
+            depth,
+            bits: bits | digit,
+        })
+    }
+
+    /// The first and last origin id with this prefix.
+    pub fn range(&self) -> RangeInclusive<NodeId> {
+        let mut low = [0u8; 32];
+        let mut high = [0xffu8; 32];
+        if self.depth > 0 {
+            let shift = 64 - 4 * u32::from(self.depth);
+            let top = self.bits << shift;
+            let mask = if shift == 0 {
+                0
+            } else {
+                u64::MAX >> (64 - shift)
+            };
+            low[..8].copy_from_slice(&top.to_be_bytes());
+            high[..8].copy_from_slice(&(top | mask).to_be_bytes());
+        }
+        NodeId::from_bytes(low)..=NodeId::from_bytes(high)
+    }
+
+    /// Whether `origin` has this prefix.
+    pub fn contains(&self, origin: &NodeId) -> bool {
+        self.range().contains(origin)
+    }
+}
+
+/// What one side holds under a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Summary {
+    /// XOR of holding fingerprints, and their number.
+    Fingerprint {
+        /// The fingerprint.
+        fingerprint: u64,
+        /// The number of holdings.
+        count: u32,
+    },
+    /// Every holding, sorted by origin.
+    Holdings(Vec<Holding>),
+}
+
+/// A prefix and its summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    /// Which origins.
+    pub prefix: Prefix,
+    /// What the sender holds for them.
+    pub summary: Summary,
+}
+
+/// A message between two nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Set reconciliation: what the sender holds, range by range.
+    Sync(Vec<Range>),
+    /// Signed records, each in its own wire form.
+    Records(Vec<Vec<u8>>),
+    /// Origins whose current records (or proofs) the sender asks for.
+    Want(Vec<NodeId>),
+    /// Equivocation proofs, each in its own wire form.
+    Proofs(Vec<Vec<u8>>),
+}
+
+impl Message {
+    /// A short name for logs and counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Sync(_) => "sync",
+            Message::Records(_) => "records",
+            Message::Want(_) => "want",
+            Message::Proofs(_) => "proofs",
+        }
+    }
+
+    /// The frame bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![WIRE_VERSION];
+        match self {
+            Message::Sync(ranges) => {
+                out.push(TYPE_SYNC);
+                write_varint(&mut out, ranges.len() as u64);
+                for range in ranges {
+                    encode_range(&mut out, range);
+                }
+            }
+            Message::Records(items) | Message::Proofs(items) => {
+                out.push(if matches!(self, Message::Records(_)) {
+                    TYPE_RECORDS
+                } else {
+                    TYPE_PROOFS
+                });
+                write_varint(&mut out, items.len() as u64);
+                for item in items {
+                    write_varint(&mut out, item.len() as u64);
+                    out.extend_from_slice(item);
+                }
+            }
+            Message::Want(origins) => {
+                out.push(TYPE_WANT);
+                write_varint(&mut out, origins.len() as u64);
+                for origin in origins {
+                    out.extend_from_slice(origin.as_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes one frame.
+    pub fn decode(frame: &[u8]) -> Result<Self, DecodeError> {
+        if frame.len() > MAX_FRAME_BYTES {
+            return Err(DecodeError::Oversized {
+                field: Field::Frame,
+                max: MAX_FRAME_BYTES,
+                found: frame.len(),
+            });
+        }
+        let mut reader = Reader::new(frame);
+        let version = reader.u8()?;
+        if version != WIRE_VERSION {
+            return Err(DecodeError::UnsupportedWireVersion(version));
+        }
+        let message = match reader.u8()? {
+            TYPE_SYNC => Message::Sync(decode_ranges(&mut reader)?),
+            TYPE_RECORDS => Message::Records(decode_blobs(
+                &mut reader,
+                Field::Records,
+                MAX_RECORDS_PER_MESSAGE,
+                MAX_SIGNED_RECORD_BYTES,
+            )?),
+            TYPE_WANT => {
+                let count = reader.count(Field::Wants, MAX_WANTS)?;
+                let mut origins = Vec::with_capacity(count);
+                for _ in 0..count {
+                    origins.push(NodeId::from_bytes(reader.array()?));
+                }
+                Message::Want(origins)
+            }
+            TYPE_PROOFS => Message::Proofs(decode_blobs(
+                &mut reader,
+                Field::Proofs,
+                MAX_PROOFS_PER_MESSAGE,
+                MAX_PROOF_BYTES,
+            )?),
+            other => return Err(DecodeError::UnknownMessageType(other)),
+        };
+        reader.finish()?;
+        Ok(message)
+    }
+}
+
+fn encode_range(out: &mut Vec<u8>, range: &Range) {
+    out.push(range.prefix.depth);
+    write_varint(out, range.prefix.bits);
+    match &range.summary {
+        Summary::Fingerprint { fingerprint, count } => {
+            out.push(0);
+            out.extend_from_slice(&fingerprint.to_le_bytes());
+            out.extend_from_slice(&count.to_le_bytes());
+        }
+        Summary::Holdings(holdings) => {
+            out.push(1);
+            write_varint(out, holdings.len() as u64);
+            for holding in holdings {
+                out.extend_from_slice(holding.origin.as_bytes());
+                write_varint(out, holding.seq);
+                out.extend_from_slice(&holding.tag.to_le_bytes());
+            }
+        }
+    }
+}
+
+fn decode_ranges(reader: &mut Reader<'_>) -> Result<Vec<Range>, DecodeError> {
+    let count = reader.count(Field::Ranges, MAX_SYNC_RANGES)?;
+    let mut ranges = Vec::with_capacity(count);
+    for _ in 0..count {
+        let depth = reader.u8()?;
+        let bits = reader.varint()?;
+        let prefix = Prefix::new(depth, bits).ok_or(DecodeError::Invalid {
+            field: Field::Prefix,
+            reason: "digits beyond the prefix depth",
+        })?;
+        let summary = match reader.u8()? {
+            0 => Summary::Fingerprint {
+                fingerprint: u64::from_le_bytes(reader.array()?),
+                count: u32::from_le_bytes(reader.array()?),
+            },
+            1 => Summary::Holdings(decode_holdings(reader, &prefix)?),
+            _ => {
+                return Err(DecodeError::Invalid {
+                    field: Field::Ranges,
+                    reason: "unknown summary kind",
+                })
+            }
+        };
+        ranges.push(Range { prefix, summary });
+    }
+    Ok(ranges)
+}
+
+fn decode_holdings(reader: &mut Reader<'_>, prefix: &Prefix) -> Result<Vec<Holding>, DecodeError> {
+    let count = reader.count(Field::Holdings, MAX_RANGE_HOLDINGS)?;
+    let mut holdings: Vec<Holding> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let holding = Holding {
+            origin: NodeId::from_bytes(reader.array()?),
+            seq: reader.varint()?,
+            tag: u64::from_le_bytes(reader.array()?),
+        };
+        if !prefix.contains(&holding.origin) {
+            return Err(DecodeError::Invalid {
+                field: Field::Holdings,
+                reason: "origin outside the range's prefix",
+            });
+        }
+        if holdings
+            .last()
+            .is_some_and(|last| last.origin >= holding.origin)
+        {
+            return Err(DecodeError::NotSorted {
+                field: Field::Holdings,
+            });
+        }
+        holdings.push(holding);
+    }
+    Ok(holdings)
+}
+
+fn decode_blobs(
+    reader: &mut Reader<'_>,
+    field: Field,
+    max_count: usize,
+    max_bytes: usize,
+) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let count = reader.count(field, max_count)?;
+    let mut blobs = Vec::with_capacity(count);
+    for _ in 0..count {
+        blobs.push(reader.bytes(field, max_bytes)?.to_vec());
+    }
+    Ok(blobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn holding(first: u8, seq: u64) -> Holding {
+        let mut origin = [first; 32];
+        origin[1] = seq as u8;
+        Holding {
+            origin: NodeId::from_bytes(origin),
+            seq,
+            tag: seq * 7,
+        }
+    }
+
+    #[test]
+    fn prefixes_split_the_id_space() {
+        let root = Prefix::ROOT;
+        assert_eq!(
+            root.range(),
+            NodeId::from_bytes([0; 32])..=NodeId::from_bytes([0xff; 32])
+        );
+        let children: Vec<Prefix> = root.children().collect();
+        assert_eq!(children.len(), 16);
+        let id = NodeId::from_bytes([0xa7; 32]);
+        assert!(children[0xa].contains(&id));
+        assert!(!children[0xb].contains(&id));
+        let grandchild = children[0xa].children().nth(7).unwrap();
+        assert!(grandchild.contains(&id));
+        let deepest = Prefix::new(MAX_PREFIX_DEPTH, u64::MAX).unwrap();
+        assert!(!deepest.can_split());
+        assert!(deepest.contains(&NodeId::from_bytes([0xff; 32])));
+        assert!(Prefix::new(1, 16).is_none());
+        assert!(Prefix::new(MAX_PREFIX_DEPTH + 1, 0).is_none());
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let messages = [
+            Message::Sync(vec![
+                Range {
+                    prefix: Prefix::ROOT,
+                    summary: Summary::Fingerprint {
+                        fingerprint: 0xdead_beef,
+                        count: 3,
+                    },
+                },
+                Range {
+                    prefix: Prefix::new(1, 0xa).unwrap(),
+                    summary: Summary::Holdings(vec![holding(0xa0, 1), holding(0xa0, 2)]),
+                },
+            ]),
+            Message::Records(vec![vec![1, 2, 3], vec![]]),
+            Message::Want(vec![NodeId::from_bytes([4; 32])]),
+            Message::Proofs(vec![vec![9; 10]]),
+        ];
+        for message in messages {
+            assert_eq!(Message::decode(&message.encode()).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn bad_frames_are_typed_errors() {
+        assert_eq!(Message::decode(&[]), Err(DecodeError::Truncated));
+        assert_eq!(
+            Message::decode(&[2, 1, 0]),
+            Err(DecodeError::UnsupportedWireVersion(2))
+        );
+        assert_eq!(
+            Message::decode(&[1, 99]),
+            Err(DecodeError::UnknownMessageType(99))
+        );
+        assert!(matches!(
+            Message::decode(&vec![1; MAX_FRAME_BYTES + 1]),
+            Err(DecodeError::Oversized { .. })
+        ));
+        // A sync claiming a million ranges is refused on the count.
+        let mut frame = vec![1, TYPE_SYNC];
+        write_varint(&mut frame, 1_000_000);
+        assert!(matches!(
+            Message::decode(&frame),
+            Err(DecodeError::TooMany { .. })
+        ));
+        // Holdings outside their prefix, or out of order.
+        let outside = Message::Sync(vec![Range {
+            prefix: Prefix::new(1, 0xb).unwrap(),
+            summary: Summary::Holdings(vec![holding(0xa0, 1)]),
+        }]);
+        assert!(matches!(
+            Message::decode(&outside.encode()),
+            Err(DecodeError::Invalid { .. })
+        ));
+        let unsorted = Message::Sync(vec![Range {
+            prefix: Prefix::ROOT,
+            summary: Summary::Holdings(vec![holding(0xa0, 2), holding(0xa0, 1)]),
+        }]);
+        assert!(matches!(
+            Message::decode(&unsorted.encode()),
+            Err(DecodeError::NotSorted { .. })
+        ));
+        let mut trailing = Message::Want(vec![]).encode();
+        trailing.push(0);
+        assert!(matches!(
+            Message::decode(&trailing),
+            Err(DecodeError::TrailingBytes { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_frames_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = Message::decode(&bytes);
+        }
+
+        #[test]
+        fn decoding_mutated_frames_never_panics(position in 0usize..200, value in any::<u8>()) {
+            let message = Message::Sync(vec![Range {
+                prefix: Prefix::new(2, 0xab).unwrap(),
+                summary: Summary::Holdings(vec![holding(0xab, 1), holding(0xab, 2)]),
+            }]);
+            let mut frame = message.encode();
+            let at = position % frame.len();
+            frame[at] = value;
+            let _ = Message::decode(&frame);
+        }
+    }
+}
