@@ -8,6 +8,8 @@
 //! - [`proto`]: the sans-IO protocol core: records, verdicts, the directory.
 //!   It takes `now` and an RNG as arguments and owns no socket, clock or thread,
 //!   and it builds without the `node` feature.
+//! - [`sim`]: the deterministic simulator that runs N protocol states (also
+//!   sans-IO).
 //! - [`export`]: the file format of exported records and equivocation proofs,
 //!   checked offline by `tidings verify`.
 
@@ -15,5 +17,6 @@
 
 pub mod export;
 pub mod proto;
+pub mod sim;
 
 pub use tidings_keys as keys;

@@ -38,6 +38,9 @@ enum Command {
     /// Prints the signer, sequence number, record id and verdict. Exits 1 when the
     /// file is invalid (tampered, malformed, wrong federation, not on the roster).
     Verify(cli::verify::VerifyArgs),
+    /// Run the gossip simulator (Bet 15 and beyond).
+    #[command(subcommand)]
+    Sim(cli::sim::SimCommand),
     /// Run the demonstration (see the README).
     Demo(cli::demo::DemoArgs),
 }
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Id(args) => cli::keys::id(&args),
         Command::Record(RecordCommand::Sign(args)) => cli::record::sign(&args),
         Command::Verify(args) => cli::verify::run(&args),
+        Command::Sim(command) => cli::sim::run(&command),
         Command::Demo(args) => cli::demo::run(&args),
     };
     match result {

@@ -5,4 +5,5 @@ pub(crate) mod demo;
 pub(crate) mod format;
 pub(crate) mod keys;
 pub(crate) mod record;
+pub(crate) mod sim;
 pub(crate) mod verify;

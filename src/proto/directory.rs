@@ -19,9 +19,9 @@
 //! every later record from it is ignored. Only [`VerifiedRecord`]s are stored.
 //! All maps are ordered, so iteration never depends on hashing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tidings_keys::{FederationId, NodeId, Roster};
 
@@ -160,9 +160,64 @@ fn tag_of(bytes: &[u8; 32]) -> u64 {
     u64::from_le_bytes(tag)
 }
 
+/// Records already verified, keyed by the blake3 hash of their exact wire bytes.
+///
+/// Identical bytes always earn the same decoding and signature outcome, so a hit
+/// may skip steps 1 and 4; every other step still runs. One cache can be shared by
+/// many directories (the simulator shares one across all its nodes, so each unique
+/// record is verified and stored once). When full, it is emptied.
+#[derive(Debug)]
+pub struct VerifiedCache {
+    records: Mutex<HashMap<[u8; 32], VerifiedRecord>>,
+    capacity: usize,
+}
+
+impl VerifiedCache {
+    /// A cache holding at most `capacity` records.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            records: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<VerifiedRecord> {
+        let records = self
+            .records
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        records.get(key).cloned()
+    }
+
+    fn put(&self, key: [u8; 32], record: VerifiedRecord) {
+        let mut records = self
+            .records
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if records.len() >= self.capacity {
+            records.clear();
+        }
+        records.insert(key, record);
+    }
+
+    /// Number of cached records.
+    pub fn len(&self) -> usize {
+        self.records
+            .lock()
+            .map(|records| records.len())
+            .unwrap_or(0)
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Each admitted origin's current record, the quarantine set and rate limits.
 #[derive(Debug, Clone)]
 pub struct Directory {
+    cache: Option<Arc<VerifiedCache>>,
     config: DirectoryConfig,
     roster: Arc<Roster>,
     entries: BTreeMap<NodeId, Entry>,
@@ -176,6 +231,7 @@ impl Directory {
     /// An empty directory that admits the origins on `roster`.
     pub fn new(config: DirectoryConfig, roster: Arc<Roster>) -> Self {
         Self {
+            cache: None,
             config,
             roster,
             entries: BTreeMap::new(),
@@ -183,6 +239,17 @@ impl Directory {
             buckets: BTreeMap::new(),
             fingerprint: 0,
         }
+    }
+
+    /// Shares `cache` of verified records with other directories.
+    pub fn with_cache(mut self, cache: Arc<VerifiedCache>) -> Self {
+        self.set_cache(cache);
+        self
+    }
+
+    /// Shares `cache` of verified records with other directories.
+    pub fn set_cache(&mut self, cache: Arc<VerifiedCache>) {
+        self.cache = Some(cache);
     }
 
     /// The rules in force.
@@ -197,6 +264,12 @@ impl Directory {
 
     /// Decides on a received signed record (steps 1 to 8) and applies the verdict.
     pub fn ingest(&mut self, bytes: &[u8], source: Source, now_ms: u64) -> Verdict {
+        let cache_key = self.cache.as_ref().map(|_| *blake3::hash(bytes).as_bytes());
+        if let (Some(cache), Some(key)) = (&self.cache, &cache_key) {
+            if let Some(record) = cache.get(key) {
+                return self.ingest_verified(record, source, now_ms);
+            }
+        }
         let unverified = match UnverifiedRecord::parse(bytes, Some(&self.config.federation)) {
             Ok(unverified) => unverified,
             Err(error) => return Verdict::Rejected(error.into()),
@@ -205,7 +278,12 @@ impl Directory {
             return verdict;
         }
         match unverified.verify() {
-            Ok(record) => self.decide(record, source, now_ms),
+            Ok(record) => {
+                if let (Some(cache), Some(key)) = (&self.cache, cache_key) {
+                    cache.put(key, record.clone());
+                }
+                self.decide(record, source, now_ms)
+            }
             Err(error) => Verdict::Rejected(error.into()),
         }
     }

@@ -36,7 +36,9 @@ pub mod wire;
 #[cfg(test)]
 pub(crate) mod testkit;
 
-pub use directory::{Directory, DirectoryConfig, Entry, Found, Holding, ProofVerdict, Source};
+pub use directory::{
+    Directory, DirectoryConfig, Entry, Found, Holding, ProofVerdict, Source, VerifiedCache,
+};
 pub use equivocation::{Conflict, EquivocationProof, ProofError, VerifiedProof};
 pub use event::{AuditEvent, DirectoryChange, Output};
 pub use record::{

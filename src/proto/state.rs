@@ -13,6 +13,8 @@
 //! members; anti-entropy repairs whatever such pushes miss. Equivocation proofs are
 //! sent before records. Every frame is charged to its sender's message budget, and
 //! every offence to its score.
+//!
+//! [`VerifiedCache`]: super::directory::VerifiedCache
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -166,6 +168,11 @@ impl State {
             counters: Counters::default(),
             outputs: Vec::new(),
         }
+    }
+
+    /// Shares a cache of verified records (see [`VerifiedCache`]).
+    pub fn set_verified_cache(&mut self, cache: Arc<super::directory::VerifiedCache>) {
+        self.directory.set_cache(cache);
     }
 
     /// This node's id.

@@ -706,3 +706,45 @@ fn raw_signed_bytes_helper_matches_the_signer() {
         Verdict::Accepted { .. }
     ));
 }
+
+#[test]
+fn a_shared_cache_gives_the_same_verdicts() {
+    let federation = Federation::new(2);
+    let cache = Arc::new(VerifiedCache::new(16));
+    let mut a = federation.directory().with_cache(cache.clone());
+    let mut b = federation.directory().with_cache(cache.clone());
+    let record = federation.sign(0, federation.first(0, &["a"]));
+    assert!(matches!(
+        ingest(&mut a, record.wire_bytes()),
+        Verdict::Accepted { .. }
+    ));
+    assert_eq!(cache.len(), 1);
+    assert!(matches!(
+        ingest(&mut b, record.wire_bytes()),
+        Verdict::Accepted { .. }
+    ));
+    assert_eq!(
+        ingest(&mut b, record.wire_bytes()).kind(),
+        VerdictKind::Duplicate
+    );
+    // The cached record is shared, not copied.
+    let (x, y) = (
+        &a.entry(&federation.node(0)).unwrap().record,
+        &b.entry(&federation.node(0)).unwrap().record,
+    );
+    assert!(std::ptr::eq(x.record(), y.record()));
+    // Bad bytes are never cached; a quarantined origin is still ignored on a hit.
+    let mut bad = record.wire_bytes().to_vec();
+    *bad.last_mut().unwrap() ^= 1;
+    assert!(matches!(ingest(&mut a, &bad), Verdict::Rejected(_)));
+    assert_eq!(cache.len(), 1);
+    let fork = federation.sign(0, federation.first(0, &["b"]));
+    assert!(matches!(
+        ingest(&mut b, fork.wire_bytes()),
+        Verdict::Equivocation(_)
+    ));
+    assert!(matches!(
+        ingest(&mut b, record.wire_bytes()),
+        Verdict::Ignored(Ignored::Quarantined(_))
+    ));
+}

@@ -1,0 +1,246 @@
+//! Results of a simulation, as JSON, with the pre-registered criteria of Bet 15.
+//!
+//! Verdicts, for N nodes and bound B = ceil(log2 N):
+//! - `CATASTROPHIC`: some trial did not converge within max(10, 2B) rounds (the
+//!   seed's "within 10 rounds" at N = 10);
+//! - `STRICT`: otherwise, if the worst trial converged within B rounds;
+//! - `LENIENT`: otherwise, if the average is within B + 2 rounds;
+//! - `FAIL`: none of these.
+//!
+//! With a partition or churn, rounds are counted from the end of the disturbance
+//! (the first healed round, or the last round in which departed nodes return).
+
+use serde::Serialize;
+
+use super::adversary::Role;
+use super::scenario::Scenario;
+use super::world::TrialOutcome;
+
+/// One trial in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialReport {
+    /// The trial's seed (rerun it with `--seed` and one trial).
+    pub seed: u64,
+    /// Rounds until every target was held everywhere (null: never).
+    pub rounds: Option<u32>,
+    /// Rounds from the end of a partition or of churn to convergence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rounds_after_disturbance: Option<u32>,
+    /// Rounds until every equivocator was quarantined at every honest node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_rounds: Option<u32>,
+    /// Messages sent until convergence.
+    pub messages: u64,
+    /// Bytes sent until convergence.
+    pub bytes: u64,
+    /// Bytes per exchange once converged (all-publish workloads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_bytes_per_exchange: Option<f64>,
+    /// Forged records found accepted at honest nodes (sum over rounds).
+    pub forged_accepted: u64,
+    /// For each adversary role, honest nodes that banned one of its members.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bans: Vec<(Role, u64)>,
+    /// Coverage at the end of each round.
+    pub coverage: Vec<f64>,
+}
+
+/// Aggregates over trials.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Slowest trial's rounds (null if one never converged).
+    pub worst: Option<u32>,
+    /// Mean rounds over converged trials.
+    pub average: Option<f64>,
+    /// Fastest trial's rounds.
+    pub best: Option<u32>,
+    /// ceil(log2 N).
+    pub bound: u32,
+    /// STRICT, LENIENT, CATASTROPHIC or FAIL.
+    pub verdict: &'static str,
+    /// Trials that converged.
+    pub converged: usize,
+    /// Trials run.
+    pub trials: usize,
+    /// Worst rounds after a partition healed or churn ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worst_after_disturbance: Option<u32>,
+    /// Worst rounds to quarantine every equivocator everywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worst_quarantine: Option<u32>,
+    /// Forged records accepted anywhere, over all trials (must be 0).
+    pub forged_accepted: u64,
+    /// Mean bytes of an exchange between converged nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_bytes_per_exchange: Option<f64>,
+    /// Mean messages per trial.
+    pub average_messages: f64,
+    /// Mean bytes per trial.
+    pub average_bytes: f64,
+}
+
+/// A whole simulation run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// What ran.
+    pub scenario: Scenario,
+    /// The master seed.
+    pub seed: u64,
+    /// Per trial.
+    pub trials: Vec<TrialReport>,
+    /// Aggregates.
+    pub summary: Summary,
+}
+
+impl Report {
+    /// Builds the report from trial outcomes.
+    pub fn new(scenario: &Scenario, outcomes: Vec<TrialOutcome>) -> Self {
+        let disturbed = disturbance_end(scenario).is_some();
+        let trials: Vec<TrialReport> = outcomes
+            .into_iter()
+            .map(|outcome| TrialReport {
+                seed: outcome.seed,
+                rounds: outcome.converged_round,
+                rounds_after_disturbance: outcome.disturbance_end.filter(|_| disturbed).and_then(
+                    |end| {
+                        outcome
+                            .converged_round
+                            .map(|round| (round + 1).saturating_sub(end))
+                    },
+                ),
+                quarantine_rounds: outcome.quarantined_round,
+                messages: outcome.messages,
+                bytes: outcome.bytes,
+                idle_bytes_per_exchange: outcome.idle_bytes_per_exchange,
+                forged_accepted: outcome.forged_accepted,
+                bans: outcome.bans.into_iter().collect(),
+                coverage: outcome
+                    .samples
+                    .iter()
+                    .map(|sample| sample.coverage)
+                    .collect(),
+            })
+            .collect();
+        let summary = summarize(scenario, &trials);
+        Self {
+            scenario: scenario.clone(),
+            seed: scenario.seed,
+            trials,
+            summary,
+        }
+    }
+}
+
+/// The first round without the scenario's disturbance, if it has one.
+pub fn disturbance_end(scenario: &Scenario) -> Option<u32> {
+    match (scenario.partition, scenario.churn) {
+        (Some(partition), _) => Some(partition.heal_round),
+        (None, Some(churn)) => Some(churn.until_round + churn.away_rounds),
+        (None, None) => None,
+    }
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, count) = values.fold((0.0, 0usize), |(sum, count), value| {
+        (sum + value, count + 1)
+    });
+    (count > 0).then(|| sum / count as f64)
+}
+
+fn summarize(scenario: &Scenario, trials: &[TrialReport]) -> Summary {
+    let bound = scenario.log2_bound();
+    let rounds: Vec<u32> = if disturbance_end(scenario).is_some() {
+        trials
+            .iter()
+            .filter_map(|trial| trial.rounds_after_disturbance)
+            .collect()
+    } else {
+        trials.iter().filter_map(|trial| trial.rounds).collect()
+    };
+    let all_converged = rounds.len() == trials.len();
+    let worst = if all_converged {
+        rounds.iter().max().copied()
+    } else {
+        None
+    };
+    let average = mean(rounds.iter().map(|&r| f64::from(r)));
+    let catastrophe_limit = (2 * bound).max(10);
+    let verdict = if !all_converged || rounds.iter().any(|&r| r > catastrophe_limit) {
+        "CATASTROPHIC"
+    } else if worst.is_some_and(|worst| worst <= bound) {
+        "STRICT"
+    } else if average.is_some_and(|average| average <= f64::from(bound + 2)) {
+        "LENIENT"
+    } else {
+        "FAIL"
+    };
+    let all_or_none = |values: Vec<Option<u32>>| -> Option<u32> {
+        if values.iter().any(Option::is_none) {
+            None
+        } else {
+            values.into_iter().flatten().max()
+        }
+    };
+    let worst_quarantine = if trials.iter().any(|trial| trial.quarantine_rounds.is_some()) {
+        all_or_none(trials.iter().map(|trial| trial.quarantine_rounds).collect())
+    } else {
+        None
+    };
+    Summary {
+        worst,
+        average,
+        best: rounds.iter().min().copied(),
+        bound,
+        verdict,
+        converged: rounds.len(),
+        trials: trials.len(),
+        worst_after_disturbance: disturbance_end(scenario).and_then(|_| {
+            all_or_none(
+                trials
+                    .iter()
+                    .map(|trial| trial.rounds_after_disturbance)
+                    .collect(),
+            )
+        }),
+        worst_quarantine,
+        forged_accepted: trials.iter().map(|trial| trial.forged_accepted).sum(),
+        idle_bytes_per_exchange: mean(
+            trials
+                .iter()
+                .filter_map(|trial| trial.idle_bytes_per_exchange),
+        ),
+        average_messages: mean(trials.iter().map(|trial| trial.messages as f64)).unwrap_or(0.0),
+        average_bytes: mean(trials.iter().map(|trial| trial.bytes as f64)).unwrap_or(0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(rounds: Option<u32>) -> TrialOutcome {
+        TrialOutcome {
+            converged_round: rounds,
+            ..TrialOutcome::default()
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_the_pre_registered_criteria() {
+        let scenario = Scenario::default(); // N = 10, bound 4
+        let verdict = |rounds: &[Option<u32>]| {
+            Report::new(&scenario, rounds.iter().map(|&r| outcome(r)).collect())
+                .summary
+                .verdict
+        };
+        assert_eq!(verdict(&[Some(3), Some(4), Some(2)]), "STRICT");
+        assert_eq!(verdict(&[Some(3), Some(5), Some(4)]), "LENIENT");
+        assert_eq!(verdict(&[Some(7), Some(7), Some(7)]), "FAIL");
+        assert_eq!(verdict(&[Some(3), None]), "CATASTROPHIC");
+        assert_eq!(verdict(&[Some(3), Some(11)]), "CATASTROPHIC");
+        let report = Report::new(&scenario, vec![outcome(Some(2)), outcome(Some(4))]);
+        assert_eq!(report.summary.worst, Some(4));
+        assert_eq!(report.summary.best, Some(2));
+        assert_eq!(report.summary.average, Some(3.0));
+    }
+}

@@ -1,0 +1,158 @@
+//! Small versions of every scenario: seconds each, in `cargo test`.
+
+use super::scenario::{AdversaryShares, Churn, Partition};
+use super::*;
+
+fn small(name: &str, nodes: usize, trials: usize) -> Scenario {
+    Scenario {
+        name: name.into(),
+        nodes,
+        trials,
+        ..Scenario::default()
+    }
+}
+
+#[test]
+fn bet15_is_reproduced_strictly() {
+    let report = run(&small("bet15", 10, 20), |_, _| {});
+    assert_eq!(report.summary.verdict, "STRICT", "{:?}", report.summary);
+    assert!(report.summary.worst.unwrap() <= 4);
+    assert_eq!(report.trials.len(), 20);
+}
+
+#[test]
+fn runs_are_reproducible_from_the_seed() {
+    let scenario = small("repeat", 64, 3);
+    let first = run(&scenario, |_, _| {});
+    let second = run(&scenario, |_, _| {});
+    let rounds = |report: &Report| {
+        report
+            .trials
+            .iter()
+            .map(|t| (t.seed, t.rounds, t.bytes))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rounds(&first), rounds(&second));
+    let other = run(
+        &Scenario {
+            seed: 99,
+            ..scenario
+        },
+        |_, _| {},
+    );
+    assert_ne!(rounds(&first), rounds(&other));
+}
+
+#[test]
+fn larger_federations_stay_within_the_bound() {
+    let report = run(&small("scale", 256, 5), |_, _| {});
+    assert!(
+        report.summary.worst.unwrap() <= report.summary.bound,
+        "{:?}",
+        report.summary
+    );
+}
+
+#[test]
+fn loss_costs_at_most_two_rounds() {
+    let scenario = Scenario {
+        loss: 0.10,
+        ..small("loss", 200, 5)
+    };
+    let report = run(&scenario, |_, _| {});
+    assert!(
+        report.summary.worst.unwrap() <= report.summary.bound + 2,
+        "{:?}",
+        report.summary
+    );
+}
+
+#[test]
+fn nodes_behind_nat_converge() {
+    let scenario = Scenario {
+        nat_share: 0.2,
+        workload: Workload::AllPublish,
+        ..small("nat", 100, 2)
+    };
+    let report = run(&scenario, |_, _| {});
+    assert_eq!(report.summary.converged, 2, "{:?}", report.summary);
+}
+
+#[test]
+fn a_healed_partition_converges_quickly() {
+    let scenario = Scenario {
+        workload: Workload::AllPublish,
+        partition: Some(Partition {
+            from_round: 1,
+            heal_round: 11,
+        }),
+        ..small("partition", 128, 2)
+    };
+    let report = run(&scenario, |_, _| {});
+    for trial in &report.trials {
+        // Nothing crosses while the partition holds.
+        assert!(trial.coverage[8] < 0.6, "{:?}", trial.coverage);
+    }
+    assert!(
+        report.summary.worst_after_disturbance.unwrap() <= report.summary.bound + 2,
+        "{:?}",
+        report.summary
+    );
+}
+
+#[test]
+fn churn_with_crashes_converges_after_it_stops() {
+    let scenario = Scenario {
+        workload: Workload::AllPublish,
+        churn: Some(Churn {
+            leave_per_round: 0.05,
+            away_rounds: 3,
+            until_round: 6,
+        }),
+        ..small("churn", 100, 2)
+    };
+    let report = run(&scenario, |_, _| {});
+    assert_eq!(report.summary.converged, 2, "{:?}", report.summary);
+}
+
+#[test]
+fn event_mode_with_latency_converges() {
+    let scenario = Scenario {
+        mode: Mode::Events,
+        rumor_fanout: 2,
+        ..small("events", 128, 3)
+    };
+    let report = run(&scenario, |_, _| {});
+    assert!(
+        report.summary.worst.unwrap() <= report.summary.bound,
+        "{:?}",
+        report.summary
+    );
+}
+
+#[test]
+fn a_third_byzantine_cannot_stop_honest_nodes() {
+    let scenario = Scenario {
+        workload: Workload::AllPublish,
+        adversaries: AdversaryShares::mixed_third(),
+        ..small("byzantine", 120, 1)
+    };
+    let report = run(&scenario, |_, _| {});
+    let summary = &report.summary;
+    assert_eq!(
+        summary.converged, 1,
+        "every honest record at every honest node: {summary:?}"
+    );
+    assert_eq!(summary.forged_accepted, 0);
+    assert!(
+        summary.worst_quarantine.is_some(),
+        "every equivocator quarantined everywhere: {summary:?}"
+    );
+    let bans: Vec<_> = report.trials[0]
+        .bans
+        .iter()
+        .map(|(role, _)| *role)
+        .collect();
+    assert!(bans.contains(&adversary::Role::Flooding), "{bans:?}");
+    assert!(bans.contains(&adversary::Role::Forging), "{bans:?}");
+}

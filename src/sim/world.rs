@@ -1,0 +1,862 @@
+//! One trial: N nodes running the real protocol state machine over a simulated
+//! network.
+//!
+//! The network model: each message is lost with the scenario's probability; a
+//! node behind NAT accepts no inbound connection, so a dial to it fails (and the
+//! dialler backs off) unless it opened the connection itself; during a partition,
+//! messages between the two halves are lost; a departed node receives nothing.
+//! Connections, once made, stay open while both ends live, as QUIC connections do.
+//!
+//! Memory: records live behind `Arc`, and one [`VerifiedCache`] is shared by every
+//! node, so each unique signed record is decoded, verified and stored once however
+//! many nodes hold it. The roster and member list are shared too.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tidings_keys::{FederationId, Identity, NodeId, Roster};
+
+use super::adversary::{self, Role};
+use super::scenario::{Mode, Scenario, Workload};
+use crate::proto::directory::{DirectoryConfig, VerifiedCache};
+use crate::proto::event::Output;
+use crate::proto::membership::member_list;
+use crate::proto::record::{Announcement, Record, RecordId, Specialist, VerifiedRecord};
+use crate::proto::state::{GossipConfig, State};
+use crate::proto::wire::Message;
+
+/// The simulated clock starts here (2024-01-01T00:00:00Z).
+pub const START_MS: u64 = 1_704_067_200_000;
+
+/// Identities and roster shared by every trial of a scenario.
+#[derive(Debug)]
+pub struct Federation {
+    /// The federation id.
+    pub id: FederationId,
+    /// One identity per node.
+    pub identities: Vec<Arc<Identity>>,
+    /// The roster.
+    pub roster: Arc<Roster>,
+    /// The roster as a list.
+    pub members: Arc<[NodeId]>,
+    /// An identity outside the roster, for forgeries.
+    pub outsider: Identity,
+}
+
+impl Federation {
+    /// `nodes` identities derived from `seed`.
+    pub fn new(nodes: usize, seed: u64) -> Self {
+        let derive = |index: u64| {
+            let mut hasher = blake3::Hasher::new_derive_key("tidings sim identity v1");
+            hasher.update(&seed.to_le_bytes());
+            hasher.update(&index.to_le_bytes());
+            Identity::from_seed(hasher.finalize().as_bytes())
+        };
+        let identities: Vec<Arc<Identity>> =
+            (0..nodes as u64).map(|i| Arc::new(derive(i))).collect();
+        let roster: Roster = identities
+            .iter()
+            .map(|identity| identity.node_id())
+            .collect();
+        let members = member_list(&roster);
+        Self {
+            id: FederationId::from_name("simulation"),
+            identities,
+            roster: Arc::new(roster),
+            members,
+            outsider: derive(u64::MAX),
+        }
+    }
+}
+
+struct Node {
+    state: State,
+    role: Role,
+    alive: bool,
+    nat: bool,
+    half: bool,
+    back_at_round: u32,
+    captured: Vec<Vec<u8>>,
+    flood_chain: Option<VerifiedRecord>,
+}
+
+struct Envelope {
+    from: usize,
+    to: usize,
+    bytes: Vec<u8>,
+}
+
+/// An event of event-driven mode, ordered by time then by creation.
+struct Event {
+    at: u64,
+    sequence: u64,
+    kind: EventKind,
+}
+
+enum EventKind {
+    Timer(usize),
+    Deliver(Envelope),
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.sequence) == (other.at, other.sequence)
+    }
+}
+
+impl Eq for Event {}
+
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Event {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.sequence).cmp(&(other.at, other.sequence))
+    }
+}
+
+/// What was measured at the end of one round.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RoundSample {
+    /// Share of the target (node, record) pairs held.
+    pub coverage: f64,
+    /// Share of (honest node, equivocator) pairs quarantined.
+    pub quarantine: f64,
+    /// Forged records held by honest nodes (must stay 0).
+    pub forged_held: u64,
+}
+
+/// Totals of one trial.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrialOutcome {
+    /// The trial's seed.
+    pub seed: u64,
+    /// One sample per round, from round 1.
+    pub samples: Vec<RoundSample>,
+    /// First round with full coverage (with churn: once every node is back).
+    pub converged_round: Option<u32>,
+    /// First round free of the disturbance: the partition's first healed round,
+    /// or the round in which the last departed node returned.
+    pub disturbance_end: Option<u32>,
+    /// First round with every equivocator quarantined at every live honest node.
+    pub quarantined_round: Option<u32>,
+    /// Messages sent until convergence (or the end).
+    pub messages: u64,
+    /// Bytes sent until convergence (or the end).
+    pub bytes: u64,
+    /// Bytes per exchange in the round after convergence (all-publish only).
+    pub idle_bytes_per_exchange: Option<f64>,
+    /// Forged records accepted by an honest node, over the whole trial.
+    pub forged_accepted: u64,
+    /// Honest nodes that banned at least one adversary, by adversary role.
+    pub bans: BTreeMap<Role, u64>,
+}
+
+/// One running trial.
+pub struct World<'a> {
+    scenario: &'a Scenario,
+    federation: &'a Federation,
+    rng: ChaCha8Rng,
+    nodes: Vec<Node>,
+    index: HashMap<NodeId, usize>,
+    connections: HashSet<(u32, u32)>,
+    now: u64,
+    round: u32,
+    targets: Vec<(NodeId, u64)>,
+    honest: Vec<usize>,
+    equivocators: Vec<usize>,
+    eclipse_target: usize,
+    forged: HashMap<NodeId, HashSet<RecordId>>,
+    messages: u64,
+    bytes: u64,
+    cache: Arc<VerifiedCache>,
+    events: BinaryHeap<Reverse<Event>>,
+    sequence: u64,
+    timer_at: Vec<u64>,
+}
+
+impl std::fmt::Debug for World<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("nodes", &self.nodes.len())
+            .field("round", &self.round)
+            .finish()
+    }
+}
+
+fn specialist(index: usize, capability: &str) -> Specialist {
+    Specialist {
+        name: format!("agent-{index}"),
+        capabilities: vec![capability.to_string()],
+        endpoint: format!("https://node-{index}.sim/api"),
+        meta: Default::default(),
+    }
+}
+
+fn announcement(index: usize, nat: bool, capability: &str) -> Announcement {
+    Announcement {
+        addrs: if nat {
+            vec![]
+        } else {
+            vec![format!("10.0.{}.{}:7700", index / 256, index % 256)]
+        },
+        specialists: vec![specialist(index, capability)],
+    }
+}
+
+fn assign_roles(scenario: &Scenario, rng: &mut ChaCha8Rng) -> Vec<Role> {
+    let n = scenario.nodes;
+    let shares = &scenario.adversaries;
+    let kinds = [
+        (Role::Silent, shares.silent),
+        (Role::Withholding, shares.withholding),
+        (Role::Forging, shares.forging),
+        (Role::Equivocating, shares.equivocating),
+        (Role::Flooding, shares.flooding),
+        (Role::Replaying, shares.replaying),
+        (Role::Eclipsing, shares.eclipsing),
+    ];
+    let mut roles = vec![Role::Honest; n];
+    // Node 0 stays honest: it holds the announcement in the one-announcement workload.
+    let mut order: Vec<usize> = (1..n).collect();
+    order.shuffle(rng);
+    let mut next = order.into_iter();
+    for (role, share) in kinds {
+        for _ in 0..(share * n as f64).round() as usize {
+            if let Some(index) = next.next() {
+                roles[index] = role;
+            }
+        }
+    }
+    roles
+}
+
+impl<'a> World<'a> {
+    /// Sets up trial `seed` of `scenario`.
+    pub fn new(scenario: &'a Scenario, federation: &'a Federation, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let roles = assign_roles(scenario, &mut rng);
+        let cache = Arc::new(VerifiedCache::new(4 * scenario.nodes + 1024));
+        let gossip = GossipConfig {
+            interval_ms: scenario.interval_ms,
+            fanout: scenario.fanout,
+            rumor_fanout: scenario.rumor_fanout,
+            audit_relays: false,
+            ..GossipConfig::default()
+        };
+        let mut nodes = Vec::with_capacity(scenario.nodes);
+        for (index, role) in roles.into_iter().enumerate() {
+            // Event mode staggers first rounds across one interval.
+            let offset = match scenario.mode {
+                Mode::Rounds => 0,
+                Mode::Events => rng.gen_range(0..scenario.interval_ms),
+            };
+            let mut state = State::new(
+                federation.identities[index].clone(),
+                DirectoryConfig::new(federation.id),
+                gossip.clone(),
+                federation.roster.clone(),
+                federation.members.clone(),
+                START_MS + offset,
+            );
+            state.set_verified_cache(cache.clone());
+            nodes.push(Node {
+                state,
+                role,
+                alive: true,
+                nat: rng.gen_bool(scenario.nat_share),
+                half: index % 2 == 1,
+                back_at_round: 0,
+                captured: Vec::new(),
+                flood_chain: None,
+            });
+        }
+        let cache_for_world = cache.clone();
+        let index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| (node.state.node_id(), i))
+            .collect();
+        let honest: Vec<usize> = (0..nodes.len())
+            .filter(|&i| nodes[i].role.is_honest())
+            .collect();
+        let equivocators = (0..nodes.len())
+            .filter(|&i| nodes[i].role == Role::Equivocating)
+            .collect();
+        let eclipse_target = honest.get(1).copied().unwrap_or(0);
+        let mut world = Self {
+            scenario,
+            federation,
+            rng,
+            nodes,
+            index,
+            connections: HashSet::new(),
+            now: START_MS,
+            round: 0,
+            targets: Vec::new(),
+            honest,
+            equivocators,
+            eclipse_target,
+            forged: HashMap::new(),
+            messages: 0,
+            bytes: 0,
+            cache: cache_for_world,
+            events: BinaryHeap::new(),
+            sequence: 0,
+            timer_at: Vec::new(),
+        };
+        world.publish_initial();
+        world
+    }
+
+    fn publish_initial(&mut self) {
+        let publishers: Vec<usize> = match self.scenario.workload {
+            Workload::OneAnnouncement => vec![0],
+            Workload::AllPublish => (0..self.nodes.len())
+                .filter(|&i| self.nodes[i].role.publishes())
+                .collect(),
+        };
+        for i in publishers {
+            let nat = self.nodes[i].nat;
+            let result = self.nodes[i].state.publish(
+                announcement(i, nat, "summarize"),
+                self.now,
+                &mut self.rng,
+            );
+            let Ok(record) = result else { continue };
+            if self.nodes[i].role.is_honest() {
+                self.targets.push((record.origin(), record.seq()));
+            }
+            // The rumor pushes of the start are dropped in Bet 15's setting: the
+            // announcement is only held, and spreads by exchanges.
+            let outputs: Vec<Output> = self.nodes[i].state.drain_outputs().collect();
+            if self.scenario.rumor_fanout > 0 {
+                let mut queue = Vec::new();
+                self.route(i, outputs, &mut queue);
+                match self.scenario.mode {
+                    Mode::Rounds => self.deliver_all(queue),
+                    Mode::Events => {
+                        let [low, high] = self.scenario.latency_ms;
+                        for envelope in queue {
+                            let at = self.now + self.rng.gen_range(low..=high);
+                            self.push_event(at, EventKind::Deliver(envelope));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the trial to convergence (or `max_rounds`) and reports.
+    pub fn run(mut self, seed: u64) -> TrialOutcome {
+        let mut outcome = TrialOutcome {
+            seed,
+            ..TrialOutcome::default()
+        };
+        let stop_after_quarantine = !self.equivocators.is_empty();
+        for round in 1..=self.scenario.max_rounds {
+            self.round = round;
+            self.apply_churn();
+            match self.scenario.mode {
+                Mode::Rounds => self.run_round(),
+                Mode::Events => self.run_interval(),
+            }
+            let sample = self.sample();
+            outcome.forged_accepted += sample.forged_held;
+            outcome.samples.push(sample);
+            if self.nodes.iter().any(|node| !node.alive)
+                || self
+                    .scenario
+                    .churn
+                    .is_some_and(|churn| round <= churn.until_round)
+            {
+                outcome.disturbance_end = Some(round + 1);
+            }
+            if outcome.converged_round.is_none() && sample.coverage >= 1.0 && self.churn_over() {
+                outcome.converged_round = Some(round);
+                outcome.messages = self.messages;
+                outcome.bytes = self.bytes;
+            }
+            if outcome.quarantined_round.is_none()
+                && stop_after_quarantine
+                && sample.quarantine >= 1.0
+            {
+                outcome.quarantined_round = Some(round);
+            }
+            let done = outcome.converged_round.is_some()
+                && (!stop_after_quarantine || outcome.quarantined_round.is_some())
+                && self.churn_over();
+            if done {
+                break;
+            }
+        }
+        if outcome.converged_round.is_none() {
+            outcome.messages = self.messages;
+            outcome.bytes = self.bytes;
+        }
+        if outcome.converged_round.is_some()
+            && self.scenario.workload == Workload::AllPublish
+            && self.equivocators.is_empty()
+        {
+            outcome.idle_bytes_per_exchange = Some(self.idle_round_bytes());
+        }
+        outcome.bans = self.bans();
+        if let Some(partition) = self.scenario.partition {
+            outcome.disturbance_end = Some(partition.heal_round);
+        }
+        outcome
+    }
+
+    fn churn_over(&self) -> bool {
+        match self.scenario.churn {
+            None => true,
+            Some(churn) => {
+                self.round > churn.until_round && self.nodes.iter().all(|node| node.alive)
+            }
+        }
+    }
+
+    /// One more round after convergence: bytes per opened exchange.
+    fn idle_round_bytes(&mut self) -> f64 {
+        let (bytes, opened_before) = (self.bytes, self.opened());
+        self.round += 1;
+        match self.scenario.mode {
+            Mode::Rounds => self.run_round(),
+            Mode::Events => self.run_interval(),
+        }
+        let opened = (self.opened() - opened_before).max(1);
+        (self.bytes - bytes) as f64 / opened as f64
+    }
+
+    fn opened(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|node| node.state.counters().exchanges_opened)
+            .sum()
+    }
+
+    fn bans(&self) -> BTreeMap<Role, u64> {
+        let mut bans = BTreeMap::new();
+        for &i in &self.honest {
+            let mut seen = HashSet::new();
+            for node in &self.nodes {
+                if !node.role.is_honest()
+                    && self.nodes[i]
+                        .state
+                        .is_banned(&node.state.node_id(), self.now)
+                    && seen.insert(node.role)
+                {
+                    *bans.entry(node.role).or_insert(0) += 1;
+                }
+            }
+        }
+        bans
+    }
+
+    fn apply_churn(&mut self) {
+        let round = self.round;
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].alive && self.nodes[i].back_at_round <= round {
+                self.nodes[i].alive = true;
+                if !self.timer_at.is_empty() {
+                    self.schedule_timer(i);
+                }
+            }
+        }
+        let Some(churn) = self.scenario.churn else {
+            return;
+        };
+        if round > churn.until_round {
+            return;
+        }
+        for i in 1..self.nodes.len() {
+            if !self.nodes[i].alive
+                || !self.nodes[i].role.is_honest()
+                || !self.rng.gen_bool(churn.leave_per_round)
+            {
+                continue;
+            }
+            self.nodes[i].alive = false;
+            self.nodes[i].back_at_round = round + churn.away_rounds;
+            self.connections
+                .retain(|&(a, b)| a as usize != i && b as usize != i);
+            if self.rng.gen_bool(0.5) {
+                self.crash(i);
+            }
+        }
+    }
+
+    /// A crash loses the in-memory directory; the node's own record survives in its
+    /// store, as on a real node.
+    fn crash(&mut self, i: usize) {
+        let own = self.nodes[i].state.own_record().cloned();
+        let config = self.nodes[i].state.config().clone();
+        let mut state = State::new(
+            self.federation.identities[i].clone(),
+            DirectoryConfig::new(self.federation.id),
+            config,
+            self.federation.roster.clone(),
+            self.federation.members.clone(),
+            self.now,
+        );
+        state.set_verified_cache(self.cache.clone());
+        if let Some(record) = own {
+            state.restore_own(record, self.now);
+        }
+        self.nodes[i].state = state;
+    }
+
+    fn run_round(&mut self) {
+        self.now = START_MS + u64::from(self.round) * self.scenario.interval_ms;
+        let mut queue = Vec::new();
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].alive || self.nodes[i].role == Role::Silent {
+                continue;
+            }
+            self.tick(i, &mut queue);
+        }
+        self.deliver_all(queue);
+    }
+
+    /// Node `i`'s timer fires: the adversary's injections, then the state's own work.
+    fn tick(&mut self, i: usize, queue: &mut Vec<Envelope>) {
+        self.inject(i, queue);
+        self.nodes[i].state.handle_timeout(self.now, &mut self.rng);
+        let outputs: Vec<Output> = self.nodes[i].state.drain_outputs().collect();
+        self.route(i, outputs, queue);
+    }
+
+    /// Delivers in lockstep steps until the network is quiet.
+    fn deliver_all(&mut self, mut queue: Vec<Envelope>) {
+        for _ in 0..64 {
+            if queue.is_empty() {
+                return;
+            }
+            let mut next = Vec::new();
+            for envelope in queue {
+                self.deliver(envelope, &mut next);
+            }
+            queue = next;
+        }
+    }
+
+    fn route(&mut self, from: usize, outputs: Vec<Output>, queue: &mut Vec<Envelope>) {
+        for output in outputs {
+            let Output::Send { to, message } = output else {
+                continue;
+            };
+            let Some(&to) = self.index.get(&to) else {
+                continue;
+            };
+            if self.nodes[from]
+                .role
+                .lets_out(&message, to == self.eclipse_target)
+            {
+                self.enqueue(from, to, &message, queue);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, from: usize, to: usize, message: &Message, queue: &mut Vec<Envelope>) {
+        let bytes = message.encode();
+        self.messages += 1;
+        self.bytes += bytes.len() as u64;
+        queue.push(Envelope { from, to, bytes });
+    }
+
+    fn connected(&self, a: usize, b: usize) -> bool {
+        self.connections
+            .contains(&(a.min(b) as u32, a.max(b) as u32))
+    }
+
+    fn partitioned(&self, a: usize, b: usize) -> bool {
+        self.scenario.partition.is_some_and(|partition| {
+            (partition.from_round..partition.heal_round).contains(&self.round)
+                && self.nodes[a].half != self.nodes[b].half
+        })
+    }
+
+    fn deliver(&mut self, envelope: Envelope, queue: &mut Vec<Envelope>) {
+        let Envelope { from, to, bytes } = envelope;
+        let reachable = self.nodes[to].alive && (!self.nodes[to].nat || self.connected(from, to));
+        if !reachable && !self.connected(from, to) {
+            let peer = self.nodes[to].state.node_id();
+            self.nodes[from]
+                .state
+                .dial_failed(peer, self.now, &mut self.rng);
+            return;
+        }
+        if !self.nodes[to].alive
+            || self.partitioned(from, to)
+            || self.rng.gen_bool(self.scenario.loss)
+        {
+            return;
+        }
+        self.connections
+            .insert((from.min(to) as u32, from.max(to) as u32));
+        if self.nodes[to].role == Role::Silent {
+            return;
+        }
+        let sender = self.nodes[from].state.node_id();
+        self.nodes[to]
+            .state
+            .handle_frame(sender, &bytes, self.now, &mut self.rng);
+        let outputs: Vec<Output> = self.nodes[to].state.drain_outputs().collect();
+        self.route(to, outputs, queue);
+    }
+
+    fn random_peers(&mut self, me: usize, count: usize) -> Vec<usize> {
+        (0..count)
+            .map(|_| self.rng.gen_range(0..self.nodes.len()))
+            .filter(|&peer| peer != me)
+            .collect()
+    }
+
+    /// What adversary `i` adds this round.
+    fn inject(&mut self, i: usize, queue: &mut Vec<Envelope>) {
+        match self.nodes[i].role {
+            Role::Forging => {
+                let forgeries = self.forge(i);
+                for peer in self.random_peers(i, self.scenario.fanout.max(2)) {
+                    self.enqueue(i, peer, &Message::Records(forgeries.clone()), queue);
+                }
+            }
+            Role::Equivocating => {
+                if let Some(fork) = self.fork(i) {
+                    for peer in self.random_peers(i, 2) {
+                        self.enqueue(i, peer, &Message::Records(vec![fork.clone()]), queue);
+                    }
+                }
+            }
+            Role::Flooding => self.flood(i, queue),
+            Role::Replaying => {
+                // Keep copies of valid records as they are now; replay them later,
+                // when their origins have moved on.
+                if self.nodes[i].captured.len() < 64 {
+                    let more: Vec<Vec<u8>> = self.nodes[i]
+                        .state
+                        .directory()
+                        .entries()
+                        .take(8)
+                        .map(|entry| entry.record.wire_bytes().to_vec())
+                        .collect();
+                    self.nodes[i].captured.extend(more);
+                }
+                let captured = self.nodes[i].captured.clone();
+                if !captured.is_empty() {
+                    for peer in self.random_peers(i, self.scenario.fanout) {
+                        self.enqueue(i, peer, &Message::Records(captured.clone()), queue);
+                    }
+                }
+            }
+            Role::Eclipsing => {
+                let target = self.eclipse_target;
+                let opening = crate::proto::gossip::opening(self.nodes[i].state.directory());
+                for _ in 0..adversary::ECLIPSE_FRAMES {
+                    self.enqueue(i, target, &opening, queue);
+                }
+                let forgeries = self.forge(i);
+                self.enqueue(i, target, &Message::Records(forgeries), queue);
+            }
+            Role::Honest | Role::Silent | Role::Withholding => {}
+        }
+    }
+
+    /// Three forgeries: a record claiming an honest origin signed by `i`, a record
+    /// by an unadmitted key, and a tampered copy of an honest record.
+    fn forge(&mut self, i: usize) -> Vec<Vec<u8>> {
+        let victim = self.honest[self.rng.gen_range(0..self.honest.len())];
+        let victim_id = self.nodes[victim].state.node_id();
+        let claim = Record::first(
+            self.federation.id,
+            victim_id,
+            announcement(victim, false, "steal-credentials"),
+            self.now,
+            crate::proto::limits::DEFAULT_TTL_MS,
+        );
+        let mut claim = claim;
+        claim.seq = 1_000 + u64::from(self.round);
+        claim.prev = RecordId([7; 32]);
+        let bytes = claim.encode();
+        let signature = self.federation.identities[i].sign(
+            tidings_keys::Domain::Record,
+            &self.federation.id,
+            &bytes,
+        );
+        let impersonation = crate::proto::record::SignedRecord::new(bytes, signature);
+        self.forged
+            .entry(victim_id)
+            .or_default()
+            .insert(impersonation.id());
+        let mut forgeries = vec![impersonation.encode()];
+        let outsider = Record::first(
+            self.federation.id,
+            self.federation.outsider.node_id(),
+            announcement(0, false, "summarize"),
+            self.now,
+            crate::proto::limits::DEFAULT_TTL_MS,
+        );
+        if let Ok(record) = VerifiedRecord::sign(&self.federation.outsider, outsider) {
+            forgeries.push(record.wire_bytes().to_vec());
+        }
+        if let Some(entry) = self.nodes[i].state.directory().entries().next() {
+            let mut tampered = entry.record.wire_bytes().to_vec();
+            let middle = tampered.len() / 2;
+            tampered[middle] ^= 0x20;
+            forgeries.push(tampered);
+        }
+        forgeries
+    }
+
+    /// The second history of equivocator `i`: same seq as its record, other contents.
+    fn fork(&mut self, i: usize) -> Option<Vec<u8>> {
+        let own = self.nodes[i].state.own_record()?.record().clone();
+        let mut fork = own;
+        fork.specialists = vec![specialist(i, "exfiltrate")];
+        let record = VerifiedRecord::sign(&self.federation.identities[i], fork).ok()?;
+        Some(record.wire_bytes().to_vec())
+    }
+
+    fn flood(&mut self, i: usize, queue: &mut Vec<Envelope>) {
+        let mut records = Vec::new();
+        for _ in 0..adversary::FLOOD_RECORDS {
+            let previous = self.nodes[i]
+                .flood_chain
+                .clone()
+                .or_else(|| self.nodes[i].state.own_record().cloned());
+            let Some(previous) = previous else { break };
+            let next = Record::next(
+                &previous,
+                announcement(i, false, "spam"),
+                self.now,
+                crate::proto::limits::DEFAULT_TTL_MS,
+            );
+            let Ok(record) = VerifiedRecord::sign(&self.federation.identities[i], next) else {
+                break;
+            };
+            records.push(record.wire_bytes().to_vec());
+            self.nodes[i].flood_chain = Some(record);
+        }
+        for peer in self.random_peers(i, 5) {
+            self.enqueue(i, peer, &Message::Records(records.clone()), queue);
+        }
+        let opening = crate::proto::gossip::opening(self.nodes[i].state.directory());
+        for victim in self.random_peers(i, adversary::FLOOD_VICTIMS) {
+            for _ in 0..adversary::FLOOD_FRAMES {
+                self.enqueue(i, victim, &opening, queue);
+            }
+        }
+    }
+
+    fn push_event(&mut self, at: u64, kind: EventKind) {
+        self.sequence += 1;
+        self.events.push(Reverse(Event {
+            at,
+            sequence: self.sequence,
+            kind,
+        }));
+    }
+
+    fn schedule_timer(&mut self, i: usize) {
+        let at = self.nodes[i].state.poll_timeout().max(self.now);
+        self.timer_at[i] = at;
+        self.push_event(at, EventKind::Timer(i));
+    }
+
+    /// Event mode: runs every event up to the end of the current interval.
+    fn run_interval(&mut self) {
+        let end = START_MS + u64::from(self.round) * self.scenario.interval_ms;
+        if self.timer_at.is_empty() {
+            self.timer_at = vec![u64::MAX; self.nodes.len()];
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].role != Role::Silent {
+                    self.schedule_timer(i);
+                }
+            }
+        }
+        while self
+            .events
+            .peek()
+            .is_some_and(|Reverse(event)| event.at <= end)
+        {
+            let Some(Reverse(event)) = self.events.pop() else {
+                break;
+            };
+            self.now = event.at;
+            let mut queue = Vec::new();
+            match event.kind {
+                EventKind::Timer(i) => {
+                    if self.timer_at[i] != event.at || !self.nodes[i].alive {
+                        continue;
+                    }
+                    self.tick(i, &mut queue);
+                    self.schedule_timer(i);
+                }
+                EventKind::Deliver(envelope) => self.deliver(envelope, &mut queue),
+            }
+            let [low, high] = self.scenario.latency_ms;
+            for envelope in queue {
+                let at = self.now + self.rng.gen_range(low..=high);
+                self.push_event(at, EventKind::Deliver(envelope));
+            }
+        }
+        self.now = end;
+    }
+
+    /// Coverage, quarantine and forgery counts over live honest nodes.
+    fn sample(&self) -> RoundSample {
+        let live: Vec<&Node> = self
+            .honest
+            .iter()
+            .map(|&i| &self.nodes[i])
+            .filter(|node| node.alive)
+            .collect();
+        let mut held = 0u64;
+        let mut quarantined = 0u64;
+        let mut forged_held = 0u64;
+        for node in &live {
+            let directory = node.state.directory();
+            held += self
+                .targets
+                .iter()
+                .filter(|(origin, seq)| {
+                    directory
+                        .entry(origin)
+                        .is_some_and(|entry| entry.record.seq() >= *seq)
+                })
+                .count() as u64;
+            quarantined += self
+                .equivocators
+                .iter()
+                .filter(|&&e| directory.is_quarantined(&self.nodes[e].state.node_id()))
+                .count() as u64;
+            for (origin, ids) in &self.forged {
+                if directory
+                    .entry(origin)
+                    .is_some_and(|entry| ids.contains(&entry.record.id()))
+                {
+                    forged_held += 1;
+                }
+            }
+        }
+        let ratio = |part: u64, whole: usize| {
+            if whole == 0 {
+                1.0
+            } else {
+                part as f64 / whole as f64
+            }
+        };
+        RoundSample {
+            coverage: ratio(held, live.len() * self.targets.len()),
+            quarantine: ratio(quarantined, live.len() * self.equivocators.len()),
+            forged_held,
+        }
+    }
+}
