@@ -2,13 +2,38 @@
 //!
 //! Every verdict a node reaches on gossiped input (accepted, rejected, ignored,
 //! equivocation, quarantine), every record it publishes or relays and every
-//! connection it accepts or refuses becomes an entry here, hash-chained to the one
-//! before and periodically covered by a checkpoint signed with the node's key. The
-//! signed records themselves are kept once each as evidence, so that after an
-//! incident `trace` can show who signed a false entry and which peers relayed it.
+//! connection it accepts or refuses becomes an [`Entry`], hash-chained to the one
+//! before; every K entries or T seconds the node signs a [`Checkpoint`] of the
+//! running hash. The signed records themselves are kept once each as evidence, so
+//! after an incident a trace can show who signed a false entry and which peers
+//! relayed it, and a third party can check an export offline.
 //!
-//! The log lives in sled and is written by a dedicated thread with backpressure;
-//! the protocol core depends only on a storage trait, never on sled. This crate is
-//! the home of that log; its implementation arrives with the audit work.
+//! - [`store`]: the storage trait, with sled (feature `sled`) and in-memory stores.
+//! - [`log`]: [`AuditLog`]: append, query, verify, retention.
+//! - [`writer`]: [`AuditWriter`], the dedicated thread with backpressure.
+//! - [`export`]: JSON-lines export, offline verification, merging exports.
+//!
+//! This crate needs no async runtime.
 
 #![forbid(unsafe_code)]
+
+pub mod checkpoint;
+pub mod entry;
+pub mod export;
+pub mod log;
+pub mod store;
+pub mod verify;
+pub mod writer;
+
+pub use checkpoint::Checkpoint;
+pub use entry::{Entry, EntryKind, NewEntry, RecordKey};
+pub use log::{AuditConfig, AuditError, AuditLog, Query, Stats};
+pub use store::{MemoryStore, Store, StoreError, Write};
+pub use verify::{Problem, Verified};
+pub use writer::{AuditWriter, WriterError};
+
+#[cfg(feature = "sled")]
+pub use store::{OpenError, SledStore};
+
+#[cfg(test)]
+mod tests;

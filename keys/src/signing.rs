@@ -55,6 +55,19 @@ impl serde::Serialize for FederationId {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for FederationId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+            crate::hex::decode_exact::<32>(&text)
+                .map(Self)
+                .map_err(serde::de::Error::custom)
+        } else {
+            <[u8; 32]>::deserialize(deserializer).map(Self)
+        }
+    }
+}
+
 impl FederationId {
     /// The federation named `name`.
     pub fn from_name(name: &str) -> Self {

@@ -1,0 +1,541 @@
+use std::sync::Arc;
+
+use tidings_keys::{FederationId, Identity, NodeId};
+
+use super::*;
+use crate::export::{read_export, spread, Line};
+
+fn identity(seed: u8) -> Arc<Identity> {
+    Arc::new(Identity::from_seed(&[seed; 32]))
+}
+
+fn federation() -> FederationId {
+    FederationId::from_name("audit-test")
+}
+
+fn config(every: u64) -> AuditConfig {
+    AuditConfig {
+        checkpoint_every_entries: every,
+        checkpoint_every_ms: u64::MAX,
+        max_bytes: None,
+        max_age_ms: None,
+        prune_chunk: 10,
+    }
+}
+
+fn peer(seed: u8) -> NodeId {
+    Identity::from_seed(&[seed; 32]).node_id()
+}
+
+fn new_entry(at_ms: u64, kind: EntryKind, record: u8, peer_seed: u8) -> NewEntry {
+    NewEntry {
+        at_ms,
+        kind,
+        peer: Some(peer(peer_seed)),
+        origin: Some(peer(100 + record)),
+        record: Some(RecordKey([record; 32])),
+        reason: format!("{kind} record {record}"),
+        evidence: Some(vec![record; 40]),
+    }
+}
+
+fn filled(count: u64, every: u64) -> AuditLog<MemoryStore> {
+    let mut log =
+        AuditLog::open(MemoryStore::new(), identity(1), federation(), config(every)).unwrap();
+    let entries = (0..count)
+        .map(|i| {
+            new_entry(
+                1000 + i * 10,
+                if i % 3 == 0 {
+                    EntryKind::Accepted
+                } else {
+                    EntryKind::Relayed
+                },
+                (i % 5) as u8,
+                (i % 4) as u8 + 10,
+            )
+        })
+        .collect();
+    log.append(entries).unwrap();
+    log
+}
+
+#[test]
+fn queries_by_record_origin_peer_kind_and_time() {
+    let log = filled(50, 16);
+    let by_record = log
+        .query(&Query {
+            record: Some(RecordKey([2; 32])),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(by_record.len(), 10);
+    assert!(by_record
+        .iter()
+        .all(|e| e.record == Some(RecordKey([2; 32]))));
+    let by_origin = log
+        .query(&Query {
+            origin: Some(peer(103)),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(by_origin.len(), 10);
+    let by_peer = log
+        .query(&Query {
+            peer: Some(peer(10)),
+            kind: Some(EntryKind::Accepted),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(by_peer
+        .iter()
+        .all(|e| e.peer == Some(peer(10)) && e.kind == EntryKind::Accepted));
+    assert!(!by_peer.is_empty());
+    let window = log
+        .query(&Query {
+            since_ms: Some(1100),
+            until_ms: Some(1200),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        window.iter().map(|e| e.index).collect::<Vec<_>>(),
+        (11..=20).collect::<Vec<_>>()
+    );
+    let paged = log
+        .query(&Query {
+            after_index: 45,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(paged.len(), 5);
+    assert_eq!(
+        log.latest(3)
+            .unwrap()
+            .iter()
+            .map(|e| e.index)
+            .collect::<Vec<_>>(),
+        vec![48, 49, 50]
+    );
+    // Evidence is stored once per record.
+    assert_eq!(log.evidence_keys().unwrap().len(), 5);
+    assert_eq!(
+        log.evidence(&RecordKey([4; 32])).unwrap(),
+        Some(vec![4; 40])
+    );
+}
+
+#[test]
+fn an_intact_log_verifies_and_times_never_go_back() {
+    let mut log = filled(40, 16);
+    log.append(vec![new_entry(5, EntryKind::Stale, 1, 1)])
+        .unwrap();
+    assert_eq!(
+        log.entry(41).unwrap().unwrap().at_ms,
+        1390,
+        "clamped to the previous time"
+    );
+    let verified = log.verify().unwrap().unwrap();
+    assert_eq!(
+        (verified.first, verified.last, verified.checkpoints),
+        (1, 41, 2)
+    );
+    assert_eq!(verified.unsigned_tail, 9);
+    log.checkpoint_now().unwrap();
+    assert_eq!(log.verify().unwrap().unwrap().unsigned_tail, 0);
+}
+
+fn entry_value_key(index: u64) -> Vec<u8> {
+    let mut key = vec![b'e'];
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+#[test]
+fn a_changed_byte_is_found_at_its_index() {
+    let mut log = filled(40, 16);
+    let key = entry_value_key(23);
+    let value = log.store_mut().raw_mut().get_mut(&key).unwrap();
+    let last = value.len() - 40; // inside the reason text
+    value[last] ^= 0x01;
+    let problem = log.verify().unwrap().unwrap_err();
+    assert_eq!(problem.index(), 23, "{problem}");
+}
+
+#[test]
+fn a_removed_entry_is_found() {
+    let mut log = filled(40, 16);
+    log.store_mut().raw_mut().remove(&entry_value_key(30));
+    let problem = log.verify().unwrap().unwrap_err();
+    assert_eq!(
+        problem,
+        Problem::Missing {
+            expected: 30,
+            found: 31
+        }
+    );
+    // Removing the tail is caught by the checkpoint that covers it, or by the head.
+    let mut log = filled(40, 16);
+    for index in 33..=40 {
+        log.store_mut().raw_mut().remove(&entry_value_key(index));
+    }
+    assert!(log.verify().unwrap().is_err());
+}
+
+#[test]
+fn a_forged_checkpoint_is_found() {
+    let mut log = filled(40, 16);
+    let mut key = vec![b'c'];
+    key.extend_from_slice(&16u64.to_be_bytes());
+    let mut checkpoint: Checkpoint =
+        postcard::from_bytes(&log.store_mut().raw_mut()[&key]).unwrap();
+    checkpoint.head[0] ^= 1;
+    log.store_mut()
+        .raw_mut()
+        .insert(key.clone(), postcard::to_allocvec(&checkpoint).unwrap());
+    assert_eq!(
+        log.verify().unwrap().unwrap_err(),
+        Problem::BadCheckpointSignature { index: 16 }
+    );
+    // Signed by another key: still refused.
+    let forged = Checkpoint::sign(&identity(9), &federation(), 16, checkpoint.head, 0);
+    log.store_mut()
+        .raw_mut()
+        .insert(key, postcard::to_allocvec(&forged).unwrap());
+    assert!(matches!(
+        log.verify().unwrap().unwrap_err(),
+        Problem::ForeignCheckpoint { index: 16, .. }
+    ));
+}
+
+fn exported(log: &AuditLog<MemoryStore>) -> Vec<String> {
+    let mut out = Vec::new();
+    export::export(log, &mut out).unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn reread(lines: &[String]) -> export::ReadExport {
+    read_export(lines.join("\n").as_bytes()).unwrap()
+}
+
+#[test]
+fn exports_verify_offline_and_tampering_names_the_index() {
+    let log = filled(40, 16);
+    let lines = exported(&log);
+    let export = reread(&lines);
+    let verified = export.verify(Some(&log.node())).unwrap();
+    assert_eq!(verified.last, 40);
+    assert_eq!(export.evidence.len(), 5);
+    assert!(
+        export.verify(Some(&peer(77))).is_err(),
+        "pinned to another node"
+    );
+
+    let position = |index: u64| {
+        lines
+            .iter()
+            .position(|l| {
+                l.contains(&format!("\"index\":{index},")) && l.contains("\"type\":\"entry\"")
+            })
+            .unwrap()
+    };
+    // A changed reason.
+    let mut tampered = lines.clone();
+    let at = position(12);
+    tampered[at] = tampered[at].replace("record", "RECORD");
+    assert_eq!(reread(&tampered).verify(None).unwrap_err().index(), 12);
+    // A removed entry.
+    let mut removed = lines.clone();
+    removed.remove(position(20));
+    assert_eq!(
+        reread(&removed).verify(None).unwrap_err(),
+        Problem::Missing {
+            expected: 20,
+            found: 21
+        }
+    );
+    // Two entries swapped.
+    let mut reordered = lines.clone();
+    reordered.swap(position(5), position(6));
+    assert_eq!(
+        reread(&reordered).verify(None).unwrap_err(),
+        Problem::Missing {
+            expected: 5,
+            found: 6
+        }
+    );
+    // A forged checkpoint.
+    let mut forged = lines.clone();
+    let at = forged
+        .iter()
+        .position(|l| l.contains("\"type\":\"checkpoint\""))
+        .unwrap();
+    let Line::Checkpoint(mut checkpoint) = serde_json::from_str(&forged[at]).unwrap() else {
+        panic!()
+    };
+    checkpoint.at_ms += 1;
+    forged[at] = serde_json::to_string(&Line::Checkpoint(checkpoint)).unwrap();
+    assert_eq!(
+        reread(&forged).verify(None).unwrap_err(),
+        Problem::BadCheckpointSignature { index: 16 }
+    );
+    // Garbage lines are typed errors.
+    assert!(read_export("not json".as_bytes()).is_err());
+    assert!(read_export("".as_bytes()).is_err());
+    let mut no_header = lines.clone();
+    no_header.remove(0);
+    assert!(read_export(no_header.join("\n").as_bytes()).is_err());
+}
+
+#[test]
+fn retention_prunes_whole_ranges_and_keeps_verification() {
+    let mut log = AuditLog::open(
+        MemoryStore::new(),
+        identity(1),
+        federation(),
+        AuditConfig {
+            max_age_ms: Some(200),
+            ..config(16)
+        },
+    )
+    .unwrap();
+    for i in 0..60u64 {
+        // Record 99 is referenced only early; record 1 throughout.
+        let record = if i < 5 { 99 } else { 1 };
+        log.append(vec![new_entry(
+            1000 + i * 10,
+            EntryKind::Accepted,
+            record,
+            3,
+        )])
+        .unwrap();
+    }
+    let stats = log.stats().unwrap();
+    assert!(stats.first_index > 1, "{stats:?}");
+    assert_eq!(stats.last_index, 60);
+    assert_eq!((stats.first_index - 1) % 10, 0, "whole chunks");
+    let oldest = log.entry(stats.first_index).unwrap().unwrap();
+    assert!(
+        oldest.at_ms + 200 + 100 >= 1590,
+        "only old entries went: {oldest:?}"
+    );
+    let verified = log.verify().unwrap().unwrap();
+    assert_eq!(verified.first, stats.first_index);
+    assert!(
+        log.evidence(&RecordKey([99; 32])).unwrap().is_none(),
+        "unreferenced evidence removed"
+    );
+    assert!(
+        log.evidence(&RecordKey([1; 32])).unwrap().is_some(),
+        "referenced evidence kept"
+    );
+    let lines = exported(&log);
+    reread(&lines).verify(None).unwrap();
+
+    // Retention by bytes.
+    let mut small = AuditLog::open(
+        MemoryStore::new(),
+        identity(1),
+        federation(),
+        AuditConfig {
+            max_bytes: Some(4000),
+            ..config(16)
+        },
+    )
+    .unwrap();
+    for i in 0..200u64 {
+        small
+            .append(vec![new_entry(i, EntryKind::Relayed, (i % 7) as u8, 2)])
+            .unwrap();
+    }
+    let stats = small.stats().unwrap();
+    assert!(stats.first_index > 150, "{stats:?}");
+    assert!(stats.logical_bytes <= 4000 + 2 * 10 * 400, "{stats:?}");
+    small.verify().unwrap().unwrap();
+}
+
+#[test]
+fn the_writer_applies_backpressure_and_loses_nothing() {
+    let log = AuditLog::open(MemoryStore::new(), identity(1), federation(), config(64)).unwrap();
+    let writer = AuditWriter::spawn(log, 1).unwrap();
+    let writer = Arc::new(writer);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let writer = writer.clone();
+            std::thread::spawn(move || {
+                for i in 0..500u64 {
+                    writer
+                        .append(new_entry(i, EntryKind::Relayed, t as u8, 1))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let durable = writer.flush().unwrap();
+    assert_eq!(durable, 2000);
+    assert_eq!(writer.lag(), 0);
+    let log = Arc::try_unwrap(writer).unwrap().shutdown().unwrap();
+    let verified = log.verify().unwrap().unwrap();
+    assert_eq!(
+        (verified.last, verified.unsigned_tail),
+        (2000, 0),
+        "final checkpoint at shutdown"
+    );
+}
+
+#[test]
+fn merged_exports_show_how_a_record_spread() {
+    let record = RecordKey([7; 32]);
+    let nodes: Vec<Arc<Identity>> = (1..=4).map(identity).collect();
+    let ids: Vec<NodeId> = nodes.iter().map(|n| n.node_id()).collect();
+    let entry = |at, kind, from: Option<NodeId>| NewEntry {
+        at_ms: at,
+        kind,
+        peer: from,
+        origin: Some(ids[0]),
+        record: Some(record),
+        reason: String::new(),
+        evidence: None,
+    };
+    let script = [
+        vec![entry(100, EntryKind::Published, None)],
+        vec![entry(110, EntryKind::Accepted, Some(ids[0]))],
+        vec![
+            entry(120, EntryKind::Accepted, Some(ids[1])),
+            entry(130, EntryKind::Accepted, Some(ids[0])),
+        ],
+        vec![],
+    ];
+    let exports: Vec<export::ReadExport> = nodes
+        .iter()
+        .zip(script)
+        .map(|(node, entries)| {
+            let mut log =
+                AuditLog::open(MemoryStore::new(), node.clone(), federation(), config(16)).unwrap();
+            log.append(entries).unwrap();
+            reread(&exported(&log))
+        })
+        .collect();
+    let spread = spread(&exports, record);
+    assert_eq!(spread.origin, Some(ids[0]));
+    assert_eq!(spread.receipts.len(), 3);
+    assert_eq!(
+        spread.receipts[2].from,
+        Some(ids[1]),
+        "node 3 got it first from node 2"
+    );
+    assert_eq!(spread.missing, vec![ids[3]]);
+    let names = |id: &NodeId| format!("n{}", ids.iter().position(|x| x == id).unwrap() + 1);
+    let tree = spread.render(&names, &|t| t.to_string());
+    assert!(tree.contains("└─ n1 published at 100"), "{tree}");
+    assert!(tree.contains("   └─ n2 accepted from n1 at 110"), "{tree}");
+    assert!(
+        tree.contains("      └─ n3 accepted from n2 at 120"),
+        "{tree}"
+    );
+    assert!(tree.contains("never received by n4"), "{tree}");
+}
+
+#[cfg(feature = "sled")]
+#[test]
+fn sled_logs_persist_and_refuse_another_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit");
+    {
+        let mut log = AuditLog::open(
+            SledStore::open(&path).unwrap(),
+            identity(1),
+            federation(),
+            config(8),
+        )
+        .unwrap();
+        log.append(
+            (0..20)
+                .map(|i| new_entry(i, EntryKind::Accepted, 1, 2))
+                .collect(),
+        )
+        .unwrap();
+        log.flush().unwrap();
+    }
+    let log = AuditLog::open(
+        SledStore::open(&path).unwrap(),
+        identity(1),
+        federation(),
+        config(8),
+    )
+    .unwrap();
+    assert_eq!(log.next_index(), 21);
+    assert_eq!(log.verify().unwrap().unwrap().last, 20);
+    drop(log);
+    let error = AuditLog::open(
+        SledStore::open(&path).unwrap(),
+        identity(2),
+        federation(),
+        config(8),
+    )
+    .unwrap_err();
+    assert!(matches!(error, AuditError::WrongNode { .. }));
+}
+
+#[cfg(feature = "sled")]
+#[test]
+fn a_corrupt_sled_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit");
+    {
+        let mut log = AuditLog::open(
+            SledStore::open(&path).unwrap(),
+            identity(1),
+            federation(),
+            config(8),
+        )
+        .unwrap();
+        log.append(
+            (0..20)
+                .map(|i| new_entry(i, EntryKind::Accepted, 1, 2))
+                .collect(),
+        )
+        .unwrap();
+        log.flush().unwrap();
+    }
+    // Overwrite every file sled wrote with garbage.
+    for entry in walk(&path) {
+        std::fs::write(&entry, vec![0xa5; 4096]).unwrap();
+    }
+    match SledStore::open(&path) {
+        Err(error) => assert!(error.to_string().contains("audit"), "{error}"),
+        Ok(store) => {
+            // If sled accepts the files, the log must still not panic: it reports.
+            let result = AuditLog::open(store, identity(1), federation(), config(8));
+            if let Ok(log) = result {
+                let _ = log.verify();
+            }
+        }
+    }
+    // A path that is a file, not a directory.
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let error = SledStore::open(&file).unwrap_err();
+    assert!(error.to_string().contains("plain-file"), "{error}");
+}
+
+#[cfg(feature = "sled")]
+fn walk(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

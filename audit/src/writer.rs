@@ -1,0 +1,196 @@
+//! [`AuditWriter`]: the log's own thread, fed through a bounded channel.
+//!
+//! Senders hand entries to the channel and go on; the thread drains whatever is
+//! queued (up to [`BATCH`] entries) and appends it as one atomic batch. When the
+//! thread falls behind and the channel is full, senders **wait**: backpressure,
+//! never loss.
+//!
+//! What is durable when: an entry is in the store once its batch is applied; sled
+//! writes applied batches to disk in the background within about 200 ms, and
+//! [`AuditWriter::flush`] returns only after everything sent before it is on disk,
+//! with the index it reached. A crash loses at most what was not yet flushed, and
+//! always whole batches: the chain and the indexes stay consistent.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::entry::NewEntry;
+use crate::log::{AuditError, AuditLog};
+use crate::store::Store;
+
+/// Most entries appended in one batch.
+pub const BATCH: usize = 1024;
+
+/// Why the writer cannot take more.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    /// The writer thread has stopped (after a storage error, or at shutdown).
+    #[error("the audit writer has stopped: {0}")]
+    Closed(String),
+    /// The log failed.
+    #[error("{0}")]
+    Audit(#[from] AuditError),
+}
+
+enum Command {
+    Append(Box<NewEntry>),
+    Flush(SyncSender<Result<u64, String>>),
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    sent: AtomicU64,
+    appended: AtomicU64,
+    written: AtomicU64,
+    durable: AtomicU64,
+}
+
+/// A running audit writer.
+pub struct AuditWriter<S: Store> {
+    sender: Option<SyncSender<Command>>,
+    thread: Option<JoinHandle<Result<AuditLog<S>, AuditError>>>,
+    progress: Arc<Progress>,
+}
+
+impl<S: Store> std::fmt::Debug for AuditWriter<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditWriter")
+            .field("lag", &self.lag())
+            .finish()
+    }
+}
+
+impl<S: Store> AuditWriter<S> {
+    /// Starts the thread; at most `capacity` entries wait in the channel.
+    pub fn spawn(log: AuditLog<S>, capacity: usize) -> Result<Self, WriterError> {
+        let (sender, receiver) = sync_channel(capacity.max(1));
+        let progress = Arc::new(Progress::default());
+        let written = log.next_index() - 1;
+        progress.written.store(written, Ordering::SeqCst);
+        progress.durable.store(written, Ordering::SeqCst);
+        let shared = progress.clone();
+        let thread = std::thread::Builder::new()
+            .name("tidings-audit".into())
+            .spawn(move || run(log, receiver, &shared))
+            .map_err(|error| WriterError::Closed(error.to_string()))?;
+        Ok(Self {
+            sender: Some(sender),
+            thread: Some(thread),
+            progress,
+        })
+    }
+
+    fn sender(&self) -> Result<&SyncSender<Command>, WriterError> {
+        self.sender
+            .as_ref()
+            .ok_or_else(|| WriterError::Closed("shut down".into()))
+    }
+
+    /// Queues `entry`, waiting while the channel is full.
+    pub fn append(&self, entry: NewEntry) -> Result<(), WriterError> {
+        self.sender()?
+            .send(Command::Append(Box::new(entry)))
+            .map_err(|_| WriterError::Closed("the writer thread ended".into()))?;
+        self.progress.sent.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Waits until everything queued before this call is on disk; returns the last
+    /// durable index.
+    pub fn flush(&self) -> Result<u64, WriterError> {
+        let (reply, answer) = sync_channel(1);
+        self.sender()?
+            .send(Command::Flush(reply))
+            .map_err(|_| WriterError::Closed("the writer thread ended".into()))?;
+        answer
+            .recv()
+            .map_err(|_| WriterError::Closed("the writer thread ended".into()))?
+            .map_err(WriterError::Closed)
+    }
+
+    /// Entries queued but not yet appended.
+    pub fn lag(&self) -> u64 {
+        let sent = self.progress.sent.load(Ordering::SeqCst);
+        sent.saturating_sub(self.progress.appended.load(Ordering::SeqCst))
+    }
+
+    /// The last index appended to the store.
+    pub fn written_index(&self) -> u64 {
+        self.progress.written.load(Ordering::SeqCst)
+    }
+
+    /// The last index known durable (after a flush).
+    pub fn durable_index(&self) -> u64 {
+        self.progress.durable.load(Ordering::SeqCst)
+    }
+
+    /// Drains the queue, signs a final checkpoint, flushes, and returns the log.
+    pub fn shutdown(mut self) -> Result<AuditLog<S>, WriterError> {
+        drop(self.sender.take());
+        let thread = self
+            .thread
+            .take()
+            .ok_or_else(|| WriterError::Closed("already shut down".into()))?;
+        match thread.join() {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(WriterError::Closed("the writer thread panicked".into())),
+        }
+    }
+}
+
+impl<S: Store> Drop for AuditWriter<S> {
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run<S: Store>(
+    mut log: AuditLog<S>,
+    receiver: Receiver<Command>,
+    progress: &Progress,
+) -> Result<AuditLog<S>, AuditError> {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Append(entry) => batch.push(*entry),
+                Command::Flush(reply) => flushes.push(reply),
+            }
+            if batch.len() < BATCH {
+                match receiver.try_recv() {
+                    Ok(command) => next = Some(command),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let count = batch.len() as u64;
+            let written = log.append(batch)?;
+            progress.appended.fetch_add(count, Ordering::SeqCst);
+            progress.written.store(written, Ordering::SeqCst);
+        }
+        if !flushes.is_empty() {
+            let result = log.flush().map_err(|error| error.to_string());
+            let durable = log.next_index() - 1;
+            if result.is_ok() {
+                progress.durable.store(durable, Ordering::SeqCst);
+            }
+            for reply in flushes {
+                let _ = reply.send(result.clone().map(|()| durable));
+            }
+        }
+    }
+    log.checkpoint_now()?;
+    log.flush()?;
+    progress
+        .durable
+        .store(log.next_index() - 1, Ordering::SeqCst);
+    Ok(log)
+}
