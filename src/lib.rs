@@ -10,6 +10,8 @@
 //!   and it builds without the `node` feature.
 //! - [`sim`]: the deterministic simulator that runs N protocol states (also
 //!   sans-IO).
+//! - [`recording`], [`trace`]: what the audit log records for each protocol event,
+//!   and the provenance of a record read back from it.
 //! - [`export`]: the file format of exported records and equivocation proofs,
 //!   checked offline by `tidings verify`.
 
@@ -17,6 +19,9 @@
 
 pub mod export;
 pub mod proto;
+pub mod recording;
 pub mod sim;
+pub mod trace;
 
+pub use tidings_audit as audit;
 pub use tidings_keys as keys;

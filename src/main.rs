@@ -38,6 +38,12 @@ enum Command {
     /// Prints the signer, sequence number, record id and verdict. Exits 1 when the
     /// file is invalid (tampered, malformed, wrong federation, not on the roster).
     Verify(cli::verify::VerifyArgs),
+    /// Read a node's audit log: log, trace, verify, export, merge.
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCommand),
+    /// Measure: audit log throughput and overhead (more to come).
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
     /// Run the gossip simulator (Bet 15 and beyond).
     #[command(subcommand)]
     Sim(cli::sim::SimCommand),
@@ -71,6 +77,8 @@ fn main() -> ExitCode {
         Command::Id(args) => cli::keys::id(&args),
         Command::Record(RecordCommand::Sign(args)) => cli::record::sign(&args),
         Command::Verify(args) => cli::verify::run(&args),
+        Command::Audit(command) => cli::audit::run(&command),
+        Command::Bench(command) => cli::bench::run(&command),
         Command::Sim(command) => cli::sim::run(&command),
         Command::Demo(args) => cli::demo::run(&args),
     };

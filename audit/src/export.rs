@@ -331,24 +331,46 @@ impl Spread {
         }
         out.push('\n');
         let known: Vec<NodeId> = self.receipts.iter().map(|receipt| receipt.node).collect();
-        let mut roots: Vec<&Receipt> = Vec::new();
+        // Roots: receipts with no sender (published), and senders without an export.
+        let mut roots: Vec<(Option<NodeId>, Vec<&Receipt>)> = Vec::new();
         for receipt in &self.receipts {
-            if receipt.from.is_none_or(|from| !known.contains(&from)) {
-                roots.push(receipt);
+            match receipt.from {
+                None => roots.push((None, vec![receipt])),
+                Some(from) if !known.contains(&from) => {
+                    match roots.iter_mut().find(|(peer, _)| *peer == Some(from)) {
+                        Some((_, children)) => children.push(receipt),
+                        None => roots.push((Some(from), vec![receipt])),
+                    }
+                }
+                Some(_) => {}
             }
         }
-        for (index, root) in roots.iter().enumerate() {
+        for (index, (peer, receipts)) in roots.iter().enumerate() {
             let last = index + 1 == roots.len();
-            if let Some(from) = root.from {
-                out.push_str(&format!(
-                    "{} (no export) {}\n",
-                    if last { "└─" } else { "├─" },
-                    name(&from)
-                ));
-                let prefix = if last { "   " } else { "│  " };
-                self.render_node(root, prefix, true, name, time, &mut out);
-            } else {
-                self.render_node(root, "", last, name, time, &mut out);
+            match peer {
+                Some(peer) => {
+                    out.push_str(&format!(
+                        "{} {} (no export)\n",
+                        if last { "└─" } else { "├─" },
+                        name(peer)
+                    ));
+                    let prefix = if last { "   " } else { "│  " };
+                    for (position, receipt) in receipts.iter().enumerate() {
+                        self.render_node(
+                            receipt,
+                            prefix,
+                            position + 1 == receipts.len(),
+                            name,
+                            time,
+                            &mut out,
+                        );
+                    }
+                }
+                None => {
+                    for receipt in receipts {
+                        self.render_node(receipt, "", last, name, time, &mut out);
+                    }
+                }
             }
         }
         for node in &self.missing {

@@ -61,6 +61,12 @@ pub enum AuditError {
     /// The store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The log was opened for reading only.
+    #[error("the audit log is open for reading only")]
+    ReadOnly,
+    /// There is no log in this store.
+    #[error("no audit log has been written here yet")]
+    Empty,
     /// The log was written by another node.
     #[error("this audit log belongs to node {found}, not to {expected}")]
     WrongNode { expected: NodeId, found: NodeId },
@@ -139,10 +145,28 @@ fn index_from_key(raw: &[u8]) -> u64 {
     u64::from_be_bytes(bytes)
 }
 
+fn checkpoint_writes(
+    identity: &Identity,
+    meta: &mut Meta,
+    index: u64,
+    head: [u8; 32],
+    at_ms: u64,
+    writes: &mut Vec<Write>,
+) {
+    let checkpoint = Checkpoint::sign(identity, &meta.federation, index, head, at_ms);
+    let bytes = postcard::to_allocvec(&checkpoint).unwrap_or_default();
+    meta.logical_bytes += 9 + bytes.len() as u64;
+    writes.push(Write::Put(key(b'c', &[&index.to_be_bytes()]), bytes));
+    meta.last_checkpoint_index = index;
+    meta.last_checkpoint_at_ms = at_ms;
+}
+
 /// The tamper-evident log of one node.
 pub struct AuditLog<S: Store> {
     store: S,
-    identity: Arc<Identity>,
+    /// Evidence keys known to be stored (a cache that saves a lookup per entry).
+    known_evidence: std::collections::HashSet<RecordKey>,
+    identity: Option<Arc<Identity>>,
     config: AuditConfig,
     meta: Meta,
 }
@@ -188,8 +212,23 @@ impl<S: Store> AuditLog<S> {
         }
         Ok(Self {
             store,
-            identity,
+            known_evidence: Default::default(),
+            identity: Some(identity),
             config,
+            meta,
+        })
+    }
+
+    /// Opens an existing log for reading, queries and verification only (no key).
+    pub fn open_read_only(store: S) -> Result<Self, AuditError> {
+        let bytes = store.get(META_KEY)?.ok_or(AuditError::Empty)?;
+        let meta = postcard::from_bytes::<Meta>(&bytes)
+            .map_err(|error| AuditError::CorruptMeta(error.to_string()))?;
+        Ok(Self {
+            store,
+            known_evidence: Default::default(),
+            identity: None,
+            config: AuditConfig::default(),
             meta,
         })
     }
@@ -226,6 +265,7 @@ impl<S: Store> AuditLog<S> {
 
     /// Appends `entries` in one atomic batch; returns the last index written.
     pub fn append(&mut self, entries: Vec<NewEntry>) -> Result<u64, AuditError> {
+        let identity = self.identity.clone().ok_or(AuditError::ReadOnly)?;
         let mut writes = Vec::with_capacity(entries.len() * 3 + 2);
         let mut meta = self.meta.clone();
         let mut new_evidence: Vec<RecordKey> = Vec::new();
@@ -233,7 +273,8 @@ impl<S: Store> AuditLog<S> {
             let entry = self.chain(&mut meta, new.clone());
             self.index_writes(&entry, &mut writes, &mut meta);
             if let (Some(record), Some(evidence)) = (new.record, new.evidence) {
-                let stored = new_evidence.contains(&record)
+                let stored = self.known_evidence.contains(&record)
+                    || new_evidence.contains(&record)
                     || self.store.get(&key(b'v', &[&record.0]))?.is_some();
                 if !stored && evidence.len() <= MAX_EVIDENCE_BYTES {
                     meta.logical_bytes += 33 + evidence.len() as u64;
@@ -246,7 +287,8 @@ impl<S: Store> AuditLog<S> {
                 || entry.at_ms.saturating_sub(meta.last_checkpoint_at_ms)
                     >= self.config.checkpoint_every_ms;
             if due {
-                self.checkpoint_writes(
+                checkpoint_writes(
+                    &identity,
                     &mut meta,
                     entry.index,
                     entry.hash,
@@ -258,6 +300,10 @@ impl<S: Store> AuditLog<S> {
         writes.push(Write::Put(META_KEY.to_vec(), self.encode_meta(&meta)));
         self.store.apply(writes)?;
         self.meta = meta;
+        if self.known_evidence.len() > 100_000 {
+            self.known_evidence.clear();
+        }
+        self.known_evidence.extend(new_evidence);
         self.enforce_retention()?;
         Ok(self.meta.next_index - 1)
     }
@@ -299,28 +345,13 @@ impl<S: Store> AuditLog<S> {
         }
     }
 
-    fn checkpoint_writes(
-        &self,
-        meta: &mut Meta,
-        index: u64,
-        head: [u8; 32],
-        at_ms: u64,
-        writes: &mut Vec<Write>,
-    ) {
-        let checkpoint = Checkpoint::sign(&self.identity, &meta.federation, index, head, at_ms);
-        let bytes = postcard::to_allocvec(&checkpoint).unwrap_or_default();
-        meta.logical_bytes += 9 + bytes.len() as u64;
-        writes.push(Write::Put(key(b'c', &[&index.to_be_bytes()]), bytes));
-        meta.last_checkpoint_index = index;
-        meta.last_checkpoint_at_ms = at_ms;
-    }
-
     fn encode_meta(&self, meta: &Meta) -> Vec<u8> {
         postcard::to_allocvec(meta).unwrap_or_default()
     }
 
     /// Signs a checkpoint at the current head (at shutdown), if any entry is unsigned.
     pub fn checkpoint_now(&mut self) -> Result<(), AuditError> {
+        let identity = self.identity.clone().ok_or(AuditError::ReadOnly)?;
         let last = self.meta.next_index - 1;
         if last == 0 || last == self.meta.last_checkpoint_index {
             return Ok(());
@@ -328,7 +359,7 @@ impl<S: Store> AuditLog<S> {
         let mut meta = self.meta.clone();
         let mut writes = Vec::new();
         let (head, at) = (meta.head, meta.last_at_ms);
-        self.checkpoint_writes(&mut meta, last, head, at, &mut writes);
+        checkpoint_writes(&identity, &mut meta, last, head, at, &mut writes);
         writes.push(Write::Put(META_KEY.to_vec(), self.encode_meta(&meta)));
         self.store.apply(writes)?;
         self.meta = meta;
@@ -662,6 +693,7 @@ impl<S: Store> AuditLog<S> {
 
     /// Removes entries below `cut` as one range, signing a checkpoint at the new base.
     pub fn prune_before(&mut self, cut: u64) -> Result<(), AuditError> {
+        let identity = self.identity.clone().ok_or(AuditError::ReadOnly)?;
         let first = self.meta.base_index + 1;
         let cut = cut.min(self.meta.next_index - 1);
         if cut <= first {
@@ -720,7 +752,8 @@ impl<S: Store> AuditLog<S> {
             .is_some();
         if !has_base_checkpoint {
             let last_checkpoint = (meta.last_checkpoint_index, meta.last_checkpoint_at_ms);
-            self.checkpoint_writes(
+            checkpoint_writes(
+                &identity,
                 &mut meta,
                 cut - 1,
                 base_entry.hash,
@@ -733,6 +766,7 @@ impl<S: Store> AuditLog<S> {
         }
         meta.base_index = cut - 1;
         meta.base_hash = base_entry.hash;
+        self.known_evidence.clear();
         writes.push(Write::Put(META_KEY.to_vec(), self.encode_meta(&meta)));
         self.store.apply(writes)?;
         self.meta = meta;

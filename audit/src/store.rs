@@ -159,7 +159,9 @@ mod sled_store {
     impl SledStore {
         /// Opens or creates the database at `path`.
         pub fn open(path: &Path) -> Result<Self, OpenError> {
-            let config = sled::Config::new().path(path).flush_every_ms(Some(200));
+            // The writer thread decides when to fsync (see `writer`); sled's own
+            // background flusher would compete with the node for its cores.
+            let config = sled::Config::new().path(path).flush_every_ms(None);
             // sled may panic on some corrupt files; turn that into an error.
             let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
             match opened {

@@ -5,16 +5,18 @@
 //! thread falls behind and the channel is full, senders **wait**: backpressure,
 //! never loss.
 //!
-//! What is durable when: an entry is in the store once its batch is applied; sled
-//! writes applied batches to disk in the background within about 200 ms, and
-//! [`AuditWriter::flush`] returns only after everything sent before it is on disk,
-//! with the index it reached. A crash loses at most what was not yet flushed, and
-//! always whole batches: the chain and the indexes stay consistent.
+//! What is durable when: an entry is in the store once its batch is applied; the
+//! writer makes applied batches durable (fsync) at most [`FLUSH_INTERVAL`] after
+//! they were applied, and at once when it falls idle; [`AuditWriter::flush`]
+//! returns only after everything sent before it is on disk, with the index it
+//! reached. A crash loses at most what was not yet durable, and always whole
+//! batches: the chain and the indexes stay consistent.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::entry::NewEntry;
 use crate::log::{AuditError, AuditLog};
@@ -22,6 +24,9 @@ use crate::store::Store;
 
 /// Most entries appended in one batch.
 pub const BATCH: usize = 1024;
+
+/// Longest time an applied batch waits before it is made durable.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Why the writer cannot take more.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,7 @@ pub enum WriterError {
 
 enum Command {
     Append(Box<NewEntry>),
+    AppendMany(Vec<NewEntry>),
     Flush(SyncSender<Result<u64, String>>),
 }
 
@@ -97,6 +103,20 @@ impl<S: Store> AuditWriter<S> {
         Ok(())
     }
 
+    /// Queues several entries with one hand-over (what a node does after each input),
+    /// waiting while the channel is full.
+    pub fn append_batch(&self, entries: Vec<NewEntry>) -> Result<(), WriterError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let count = entries.len() as u64;
+        self.sender()?
+            .send(Command::AppendMany(entries))
+            .map_err(|_| WriterError::Closed("the writer thread ended".into()))?;
+        self.progress.sent.fetch_add(count, Ordering::SeqCst);
+        Ok(())
+    }
+
     /// Waits until everything queued before this call is on disk; returns the last
     /// durable index.
     pub fn flush(&self) -> Result<u64, WriterError> {
@@ -154,13 +174,27 @@ fn run<S: Store>(
     receiver: Receiver<Command>,
     progress: &Progress,
 ) -> Result<AuditLog<S>, AuditError> {
-    while let Ok(first) = receiver.recv() {
+    let mut last_flush = Instant::now();
+    let mut dirty = false;
+    loop {
+        let first = match receiver.recv_timeout(FLUSH_INTERVAL) {
+            Ok(command) => command,
+            Err(RecvTimeoutError::Timeout) => {
+                if dirty {
+                    durable(&mut log, progress)?;
+                    (dirty, last_flush) = (false, Instant::now());
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = Vec::new();
         let mut flushes = Vec::new();
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
                 Command::Append(entry) => batch.push(*entry),
+                Command::AppendMany(entries) => batch.extend(entries),
                 Command::Flush(reply) => flushes.push(reply),
             }
             if batch.len() < BATCH {
@@ -175,22 +209,24 @@ fn run<S: Store>(
             let written = log.append(batch)?;
             progress.appended.fetch_add(count, Ordering::SeqCst);
             progress.written.store(written, Ordering::SeqCst);
+            dirty = true;
         }
-        if !flushes.is_empty() {
-            let result = log.flush().map_err(|error| error.to_string());
-            let durable = log.next_index() - 1;
-            if result.is_ok() {
-                progress.durable.store(durable, Ordering::SeqCst);
-            }
+        if !flushes.is_empty() || (dirty && last_flush.elapsed() >= FLUSH_INTERVAL) {
+            let result = durable(&mut log, progress).map_err(|error| error.to_string());
+            (dirty, last_flush) = (false, Instant::now());
             for reply in flushes {
-                let _ = reply.send(result.clone().map(|()| durable));
+                let _ = reply.send(result.clone());
             }
         }
     }
     log.checkpoint_now()?;
-    log.flush()?;
-    progress
-        .durable
-        .store(log.next_index() - 1, Ordering::SeqCst);
+    durable(&mut log, progress)?;
     Ok(log)
+}
+
+fn durable<S: Store>(log: &mut AuditLog<S>, progress: &Progress) -> Result<u64, AuditError> {
+    log.flush()?;
+    let index = log.next_index() - 1;
+    progress.durable.store(index, Ordering::SeqCst);
+    Ok(index)
 }

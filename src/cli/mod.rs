@@ -1,6 +1,8 @@
 //! Subcommands of the `tidings` binary. Each returns the process exit code, or an
 //! error that `main` prints and turns into exit status 2.
 
+pub(crate) mod audit;
+pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod format;
 pub(crate) mod keys;

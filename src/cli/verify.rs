@@ -18,7 +18,8 @@ use super::format::{human_duration, now_ms, utc};
 /// Arguments of `tidings verify`.
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
-    /// The exported record or proof (`tidings record sign` writes one).
+    /// The exported record or proof (`tidings record sign` writes one), or an audit
+    /// export (`tidings audit export`).
     file: PathBuf,
     /// Require the item to belong to this federation (by name).
     #[arg(long)]
@@ -187,6 +188,18 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         proof: None,
         notes: Vec::new(),
     };
+    if is_audit_export(&args.file)? {
+        let file = fs::File::open(&args.file)
+            .with_context(|| format!("cannot read {}", args.file.display()))?;
+        let result = tidings::audit::export::read_export(std::io::BufReader::new(file))
+            .with_context(|| format!("{} is not a readable audit export", args.file.display()))?
+            .verify(None);
+        return super::audit::report_verification(
+            &args.file.display().to_string(),
+            &result,
+            args.json,
+        );
+    }
     if length > MAX_EXPORT_BYTES as u64 {
         report.verdict = format!("file is {length} bytes, larger than any tidings export");
     } else {
@@ -208,6 +221,17 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Whether the file starts like an audit export (a JSON header line).
+fn is_audit_export(path: &std::path::Path) -> anyhow::Result<bool> {
+    use std::io::Read;
+    let mut start = [0u8; 64];
+    let mut file =
+        fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let read = file.read(&mut start)?;
+    let text = String::from_utf8_lossy(&start[..read]);
+    Ok(text.trim_start().starts_with("{\"type\":\"header\""))
 }
 
 fn print_record(prefix: &str, record: &RecordView) {

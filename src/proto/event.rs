@@ -28,6 +28,8 @@ pub enum Output {
     Audit(AuditEvent),
     /// Tell subscribers the directory changed.
     Change(DirectoryChange),
+    /// A local command (publish, withdraw) could not be carried out.
+    CommandFailed(super::state::PublishError),
     /// Close any connection to a banned peer and refuse it until the time given.
     Disconnect {
         /// The peer.

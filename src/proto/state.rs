@@ -124,6 +124,10 @@ pub enum Input {
     DialFailed(NodeId),
     /// Time passed: run whatever is due.
     Tick,
+    /// Publish this announcement as the node's whole current set.
+    Publish(Announcement),
+    /// Publish the current announcement without the specialist of this name.
+    Withdraw(String),
 }
 
 /// One node's protocol state.
@@ -238,6 +242,16 @@ impl State {
             Input::Frame { from, bytes } => self.handle_frame(from, &bytes, now_ms, rng),
             Input::DialFailed(peer) => self.dial_failed(peer, now_ms, rng),
             Input::Tick => self.handle_timeout(now_ms, rng),
+            Input::Publish(announcement) => {
+                if let Err(error) = self.publish(announcement, now_ms, rng) {
+                    self.outputs.push(Output::CommandFailed(error));
+                }
+            }
+            Input::Withdraw(name) => {
+                if let Err(error) = self.withdraw(&name, now_ms, rng) {
+                    self.outputs.push(Output::CommandFailed(error));
+                }
+            }
         }
         self.outputs.drain(..).collect()
     }

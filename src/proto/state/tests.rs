@@ -304,3 +304,17 @@ fn a_lost_own_record_is_recovered_from_peers() {
         .unwrap();
     assert_eq!(third.seq(), 3, "continues the chain instead of forking it");
 }
+
+#[test]
+fn commands_arrive_as_inputs_too() {
+    let mut net = Net::new(2, 1);
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let outputs = net.nodes[0].handle(Input::Publish(announcement(&["a"])), NOW, &mut rng);
+    assert!(outputs
+        .iter()
+        .any(|o| matches!(o, Output::Audit(AuditEvent::Published(_)))));
+    let outputs = net.nodes[0].handle(Input::Withdraw("missing".into()), NOW, &mut rng);
+    assert!(outputs
+        .iter()
+        .any(|o| matches!(o, Output::CommandFailed(PublishError::UnknownSpecialist(_)))));
+}

@@ -1,0 +1,491 @@
+//! `tidings audit log|trace|verify|export|merge`: read a node's audit log.
+//!
+//! These open the log in `DATA_DIR/audit` for reading. sled allows one process at a
+//! time, so while a node runs on that data directory they report that the log is in
+//! use; query the running node through its API instead, or stop it first.
+
+use std::fs;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use tidings::audit::export::{self as audit_export, ReadExport};
+use tidings::audit::{AuditLog, Entry, EntryKind, Query, RecordKey, SledStore};
+use tidings::keys::NodeId;
+
+use super::format::utc;
+
+/// `tidings audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// List entries, newest last, filtered by record, origin, peer, kind or time.
+    Log(LogArgs),
+    /// The provenance of one record: signer, evidence, first receipt, relays, ...
+    Trace(TraceArgs),
+    /// Recompute the hash chain and check every signed checkpoint (of the log in a
+    /// data directory, or of an export file). Exits 1 naming the first bad index.
+    Verify(VerifyArgs),
+    /// Write the whole log as JSON lines (checkpoints and evidence included).
+    Export(ExportArgs),
+    /// Merge several nodes' exports to show how one record spread.
+    Merge(MergeArgs),
+}
+
+/// The data directory holding `audit/`.
+#[derive(Debug, Args)]
+pub(crate) struct DataDir {
+    /// The node's data directory.
+    #[arg(long, short = 'd', value_name = "DIR", env = "TIDINGS_DATA_DIR")]
+    data_dir: PathBuf,
+    /// A roster file whose labels name the nodes (default: roster.toml in or
+    /// beside the data directory, if there is one).
+    #[arg(long, value_name = "FILE")]
+    roster: Option<PathBuf>,
+}
+
+/// Names node ids by their roster labels, where a roster is known.
+pub(crate) struct Names(Option<tidings::keys::Roster>);
+
+impl Names {
+    /// Loads `explicit`, or the first roster.toml found in or beside `data_dir`.
+    pub(crate) fn find(explicit: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Self> {
+        if let Some(path) = explicit {
+            return Ok(Self(Some(tidings::keys::Roster::load(path)?)));
+        }
+        let candidates = data_dir
+            .into_iter()
+            .flat_map(|dir| [dir.join("roster.toml"), dir.join("..").join("roster.toml")]);
+        for path in candidates {
+            if path.is_file() {
+                if let Ok(roster) = tidings::keys::Roster::load(&path) {
+                    return Ok(Self(Some(roster)));
+                }
+            }
+        }
+        Ok(Self(None))
+    }
+
+    /// `label (short id)`, or the short id alone.
+    pub(crate) fn short(&self, id: &NodeId) -> String {
+        match self.0.as_ref().and_then(|roster| roster.label(id)) {
+            Some(label) => format!("{label} ({})", id.short()),
+            None => id.short(),
+        }
+    }
+
+    /// `label (full id)`, or the full id alone.
+    pub(crate) fn full(&self, id: &NodeId) -> String {
+        match self.0.as_ref().and_then(|roster| roster.label(id)) {
+            Some(label) => format!("{label} ({id})"),
+            None => id.to_string(),
+        }
+    }
+}
+
+/// Arguments of `tidings audit log`.
+#[derive(Debug, Args)]
+pub(crate) struct LogArgs {
+    #[command(flatten)]
+    dir: DataDir,
+    /// Only entries about this record id.
+    #[arg(long)]
+    record: Option<RecordKey>,
+    /// Only entries about this origin.
+    #[arg(long)]
+    origin: Option<NodeId>,
+    /// Only entries involving this peer.
+    #[arg(long)]
+    peer: Option<NodeId>,
+    /// Only entries of this kind (accepted, rejected, relayed, ...).
+    #[arg(long)]
+    kind: Option<EntryKind>,
+    /// Only entries at or after this time (milliseconds since the epoch).
+    #[arg(long, value_name = "MS")]
+    since: Option<u64>,
+    /// Only entries before this time (milliseconds since the epoch).
+    #[arg(long, value_name = "MS")]
+    until: Option<u64>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `tidings audit trace`.
+#[derive(Debug, Args)]
+pub(crate) struct TraceArgs {
+    #[command(flatten)]
+    dir: DataDir,
+    /// The record id (64 hex characters).
+    record: RecordKey,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `tidings audit verify`.
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The node's data directory (or use --export).
+    #[arg(
+        long,
+        short = 'd',
+        value_name = "DIR",
+        env = "TIDINGS_DATA_DIR",
+        required_unless_present = "export"
+    )]
+    data_dir: Option<PathBuf>,
+    /// Verify an export file instead.
+    #[arg(long, value_name = "FILE", conflicts_with = "data_dir")]
+    export: Option<PathBuf>,
+    /// Require the log to be this node's.
+    #[arg(long)]
+    node: Option<NodeId>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `tidings audit export`.
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    #[command(flatten)]
+    dir: DataDir,
+    /// Write here instead of standard output.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+}
+
+/// Arguments of `tidings audit merge`.
+#[derive(Debug, Args)]
+pub(crate) struct MergeArgs {
+    /// The record id to follow.
+    #[arg(long)]
+    record: RecordKey,
+    /// Export files, one per node.
+    #[arg(required = true)]
+    exports: Vec<PathBuf>,
+    /// A roster file whose labels name the nodes.
+    #[arg(long, value_name = "FILE")]
+    roster: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(command: &AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Log(args) => log(args),
+        AuditCommand::Trace(args) => trace(args),
+        AuditCommand::Verify(args) => verify(args),
+        AuditCommand::Export(args) => export(args),
+        AuditCommand::Merge(args) => merge(args),
+    }
+}
+
+/// Opens the log of a data directory for reading.
+pub(crate) fn open(data_dir: &Path) -> anyhow::Result<AuditLog<SledStore>> {
+    let path = data_dir.join("audit");
+    if !path.exists() {
+        bail!(
+            "no audit log at {} (is {} a tidings data directory?)",
+            path.display(),
+            data_dir.display()
+        );
+    }
+    let store = SledStore::open(&path)?;
+    AuditLog::open_read_only(store)
+        .with_context(|| format!("cannot read the audit log at {}", path.display()))
+}
+
+fn print_entries(entries: &[Entry], names: &Names) {
+    let short = |id: &Option<NodeId>| id.map(|id| names.short(&id)).unwrap_or_else(|| "-".into());
+    println!(
+        "{:>7}  {:<24}  {:<18}  {:<10}  {:<10}  {:<12}  reason",
+        "index", "time", "kind", "peer", "origin", "record"
+    );
+    for entry in entries {
+        let record = entry
+            .record
+            .map(|r| r.to_string()[..12].to_string())
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:>7}  {:<24}  {:<18}  {:<10}  {:<10}  {:<12}  {}",
+            entry.index,
+            utc_ms(entry.at_ms),
+            entry.kind.as_str(),
+            short(&entry.peer),
+            short(&entry.origin),
+            record,
+            entry.reason
+        );
+    }
+}
+
+fn utc_ms(ms: u64) -> String {
+    let text = utc(ms);
+    format!("{}.{:03}Z", text.trim_end_matches('Z'), ms % 1000)
+}
+
+fn log(args: &LogArgs) -> anyhow::Result<ExitCode> {
+    let log = open(&args.dir.data_dir)?;
+    let filtered = args.record.is_some()
+        || args.origin.is_some()
+        || args.peer.is_some()
+        || args.kind.is_some()
+        || args.since.is_some()
+        || args.until.is_some();
+    let entries = if filtered {
+        log.query(&Query {
+            record: args.record,
+            origin: args.origin,
+            peer: args.peer,
+            kind: args.kind,
+            since_ms: args.since,
+            until_ms: args.until,
+            after_index: 0,
+            limit: args.limit,
+        })?
+    } else {
+        log.latest(args.limit)?
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else {
+        let names = Names::find(args.dir.roster.as_deref(), Some(&args.dir.data_dir))?;
+        print_entries(&entries, &names);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
+    let log = open(&args.dir.data_dir)?;
+    let Some(trace) = tidings::trace::trace(&log, args.record)? else {
+        bail!(
+            "record {} does not appear in this node's audit log",
+            args.record
+        );
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&trace)?);
+    } else {
+        let names = Names::find(args.dir.roster.as_deref(), Some(&args.dir.data_dir))?;
+        print_trace(&trace, &names);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a trace for people.
+pub(crate) fn print_trace(trace: &tidings::trace::Trace, names: &Names) {
+    let short = |id: &Option<NodeId>| id.map(|id| names.short(&id)).unwrap_or_else(|| "-".into());
+    println!("record      {}", trace.record);
+    match &trace.evidence {
+        Some(evidence) => {
+            println!(
+                "signed by   {} (signature verified with verify_strict)",
+                names.full(&evidence.signer)
+            );
+            println!("chain       seq {}, prev {}", evidence.seq, evidence.prev);
+            println!(
+                "issued      {}   expires {}",
+                utc(evidence.issued_at_ms),
+                utc(evidence.expires_at_ms)
+            );
+            for specialist in &evidence.specialists {
+                println!(
+                    "announces   {} [{}] {}",
+                    specialist.name,
+                    specialist.capabilities.join(", "),
+                    specialist.endpoint
+                );
+            }
+        }
+        None if trace.evidence_invalid => {
+            println!("evidence    STORED BYTES DO NOT VERIFY (the log was tampered with)")
+        }
+        None => println!(
+            "origin      {} (no signed evidence kept for this record)",
+            short(&trace.origin)
+        ),
+    }
+    match &trace.first_receipt {
+        Some(step) if step.kind == EntryKind::Published => {
+            println!(
+                "first seen  {} published by this node (entry {})",
+                utc_ms(step.at_ms),
+                step.index
+            );
+        }
+        Some(step) => println!(
+            "first seen  {} from peer {} (entry {})",
+            utc_ms(step.at_ms),
+            step.peer
+                .map(|p| names.full(&p))
+                .unwrap_or_else(|| "-".into()),
+            step.index
+        ),
+        None => println!("first seen  never accepted by this node"),
+    }
+    println!("history:");
+    for step in &trace.history {
+        println!(
+            "  {:>6}  {}  {:<14} peer {}  {}",
+            step.index,
+            utc_ms(step.at_ms),
+            step.kind.as_str(),
+            short(&step.peer),
+            step.reason
+        );
+    }
+    let relayed: Vec<String> = trace.relays.iter().map(|step| short(&step.peer)).collect();
+    println!(
+        "relayed to  {}",
+        if relayed.is_empty() {
+            "nobody".into()
+        } else {
+            relayed.join(", ")
+        }
+    );
+    for later in &trace.later_versions {
+        println!(
+            "superseded  by seq {} ({}) at {}",
+            later.seq,
+            &later.record.to_string()[..12],
+            utc_ms(later.at_ms)
+        );
+    }
+    for step in &trace.equivocations {
+        println!(
+            "EQUIVOCATION  {} {}: {}",
+            utc_ms(step.at_ms),
+            step.kind.as_str(),
+            step.reason
+        );
+    }
+}
+
+fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let (result, source) = match (&args.export, &args.data_dir) {
+        (Some(path), _) => {
+            let file =
+                fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let export = audit_export::read_export(BufReader::new(file))?;
+            (
+                export.verify(args.node.as_ref()),
+                path.display().to_string(),
+            )
+        }
+        (None, Some(dir)) => {
+            let log = open(dir)?;
+            let mut result = log.verify()?;
+            if let Ok(verified) = &result {
+                if args.node.is_some_and(|node| node != verified.node) {
+                    bail!(
+                        "this log belongs to {}, not to the node given",
+                        verified.node
+                    );
+                }
+                if let Err(problem) = log.check_indexes()? {
+                    result = Err(problem);
+                }
+            }
+            (result, dir.join("audit").display().to_string())
+        }
+        (None, None) => bail!("give --data-dir or --export"),
+    };
+    report_verification(&source, &result, args.json)
+}
+
+pub(crate) fn report_verification(
+    source: &str,
+    result: &Result<tidings::audit::Verified, tidings::audit::Problem>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        let value = match result {
+            Ok(verified) => {
+                serde_json::json!({ "source": source, "valid": true, "verified": verified })
+            }
+            Err(problem) => serde_json::json!({
+                "source": source, "valid": false, "first_bad_index": problem.index(),
+                "problem": problem, "message": problem.to_string(),
+            }),
+        };
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        match result {
+            Ok(verified) => {
+                println!("audit log {source}: VALID");
+                println!("  node {}", verified.node);
+                println!(
+                    "  entries {}..={} ({}), {} signed checkpoints, {} entries after the last checkpoint",
+                    verified.first, verified.last, verified.entries, verified.checkpoints, verified.unsigned_tail
+                );
+            }
+            Err(problem) => {
+                println!("audit log {source}: INVALID at entry {}", problem.index());
+                println!("  {problem}");
+            }
+        }
+    }
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let log = open(&args.dir.data_dir)?;
+    let summary = match &args.out {
+        Some(path) => {
+            let file = fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            let mut out = BufWriter::new(file);
+            let summary = audit_export::export(&log, &mut out)?;
+            out.flush()?;
+            summary
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = BufWriter::new(stdout.lock());
+            let summary = audit_export::export(&log, &mut out)?;
+            out.flush()?;
+            summary
+        }
+    };
+    eprintln!(
+        "exported {} entries, {} checkpoints, {} evidence records",
+        summary.entries, summary.checkpoints, summary.evidence
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
+    let mut exports: Vec<ReadExport> = Vec::new();
+    for path in &args.exports {
+        let file =
+            fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let export = audit_export::read_export(BufReader::new(file))
+            .with_context(|| format!("in {}", path.display()))?;
+        if let Err(problem) = export.verify(None) {
+            bail!(
+                "{} does not verify ({problem}); refusing to merge it",
+                path.display()
+            );
+        }
+        exports.push(export);
+    }
+    let spread = audit_export::spread(&exports, args.record);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&spread)?);
+    } else {
+        let names = Names::find(args.roster.as_deref(), None)?;
+        print!("{}", spread.render(&|id| names.short(id), &utc_ms));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,284 @@
+//! `tidings bench`: measured figures, one run, medians of repeated rounds.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde::Serialize;
+use tidings::audit::{
+    AuditConfig, AuditLog, AuditWriter, EntryKind, NewEntry, RecordKey, SledStore,
+};
+use tidings::keys::{FederationId, Identity, Roster};
+use tidings::proto::event::AuditEvent;
+use tidings::proto::{
+    Announcement, Directory, DirectoryConfig, Record, Source, Specialist, VerifiedRecord,
+};
+
+/// `tidings bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// The audit log: appends per second, bytes per entry, ingest with the log on
+    /// against off.
+    Audit {
+        /// Entries appended in the append benchmark.
+        #[arg(long, default_value_t = 200_000)]
+        entries: u64,
+        /// Records in the ingest stream.
+        #[arg(long, default_value_t = 5_000)]
+        records: usize,
+        /// Repetitions of each ingest measurement (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct AuditBench {
+    entries: u64,
+    appends_per_second: f64,
+    bytes_on_disk_per_entry: f64,
+    logical_bytes_per_entry: f64,
+    ingest_records: usize,
+    ingest_records_per_second_audit_off: f64,
+    ingest_records_per_second_audit_on: f64,
+    audit_on_off_ratio: f64,
+    repeat: usize,
+}
+
+pub(crate) fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Audit {
+            entries,
+            records,
+            repeat,
+            json,
+        } => {
+            let result = audit(*entries, *records, (*repeat).max(1))?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                println!("audit log benchmark (sled, writer thread, one run)");
+                println!(
+                    "  appends per second             {:>12.0}  ({} entries, flushed)",
+                    result.appends_per_second, result.entries
+                );
+                println!(
+                    "  bytes on disk per entry        {:>12.1}  (no evidence; sled files)",
+                    result.bytes_on_disk_per_entry
+                );
+                println!(
+                    "  logical bytes per entry        {:>12.1}  (entry + index keys)",
+                    result.logical_bytes_per_entry
+                );
+                println!(
+                    "  ingest, audit off (records/s)  {:>12.0}  (median of {})",
+                    result.ingest_records_per_second_audit_off, result.repeat
+                );
+                println!(
+                    "  ingest, audit on  (records/s)  {:>12.0}",
+                    result.ingest_records_per_second_audit_on
+                );
+                println!(
+                    "  ratio on / off                 {:>12.3}  (target >= 0.90)",
+                    result.audit_on_off_ratio
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn open_log(dir: &Path, identity: &Arc<Identity>) -> anyhow::Result<AuditWriter<SledStore>> {
+    let store = SledStore::open(dir)?;
+    let config = AuditConfig {
+        max_bytes: None,
+        max_age_ms: None,
+        ..AuditConfig::default()
+    };
+    let log = AuditLog::open(
+        store,
+        identity.clone(),
+        FederationId::from_name("bench"),
+        config,
+    )?;
+    Ok(AuditWriter::spawn(log, 8192)?)
+}
+
+fn audit(entries: u64, records: usize, repeat: usize) -> anyhow::Result<AuditBench> {
+    let temp = tempdir()?;
+    let identity = Arc::new(Identity::from_seed(&[7; 32]));
+    let peers: Vec<_> = (0..64u8)
+        .map(|i| Identity::from_seed(&[i; 32]).node_id())
+        .collect();
+
+    // Appends: typical verdict entries, no evidence.
+    let writer = open_log(&temp.join("append"), &identity)?;
+    let started = Instant::now();
+    for i in 0..entries {
+        let mut record = [0u8; 32];
+        record[..8].copy_from_slice(&i.to_le_bytes());
+        writer.append(NewEntry {
+            at_ms: 1_700_000_000_000 + i,
+            kind: if i % 3 == 0 {
+                EntryKind::Accepted
+            } else {
+                EntryKind::Relayed
+            },
+            peer: Some(peers[(i % 64) as usize]),
+            origin: Some(peers[(i / 7 % 64) as usize]),
+            record: Some(RecordKey(record)),
+            reason: format!("accepted seq {}", i / 64),
+            evidence: None,
+        })?;
+    }
+    writer.flush()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let log = writer.shutdown()?;
+    let stats = log.stats()?;
+    drop(log);
+
+    let stream = signed_stream(records)?;
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    for round in 0..repeat {
+        off.push(ingest(&stream, None)?);
+        let writer = open_log(&temp.join(format!("ingest-{round}")), &identity)?;
+        on.push(ingest(&stream, Some(&writer))?);
+        writer.shutdown()?;
+    }
+    let _ = std::fs::remove_dir_all(&temp);
+    let (off, on) = (median(off), median(on));
+    Ok(AuditBench {
+        entries,
+        appends_per_second: entries as f64 / elapsed,
+        bytes_on_disk_per_entry: stats.store_bytes as f64 / entries as f64,
+        logical_bytes_per_entry: stats.logical_bytes as f64 / entries as f64,
+        ingest_records: stream.records.len(),
+        ingest_records_per_second_audit_off: off,
+        ingest_records_per_second_audit_on: on,
+        audit_on_off_ratio: on / off,
+        repeat,
+    })
+}
+
+fn tempdir() -> anyhow::Result<std::path::PathBuf> {
+    let path = std::env::temp_dir().join(format!("tidings-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(path)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+/// A stream of signed records: 10 versions from each of `records / 10` origins,
+/// interleaved so that every one is accepted in order.
+pub(crate) struct Stream {
+    pub(crate) federation: FederationId,
+    pub(crate) roster: Arc<Roster>,
+    pub(crate) records: Vec<Vec<u8>>,
+    pub(crate) now: u64,
+}
+
+pub(crate) fn signed_stream(records: usize) -> anyhow::Result<Stream> {
+    let federation = FederationId::from_name("bench");
+    let origins = (records / 10).max(1);
+    let identities: Vec<Identity> = (0..origins as u64)
+        .map(|i| {
+            Identity::from_seed(&blake3::derive_key(
+                "tidings bench origin",
+                &i.to_le_bytes(),
+            ))
+        })
+        .collect();
+    let roster: Roster = identities.iter().map(Identity::node_id).collect();
+    let now = 1_700_000_000_000;
+    let mut chains: Vec<Vec<Vec<u8>>> = Vec::new();
+    for (index, identity) in identities.iter().enumerate() {
+        let announcement = |version: usize| Announcement {
+            addrs: vec![format!("10.0.0.{}:7700", index % 250)],
+            specialists: vec![Specialist {
+                name: format!("agent-{index}"),
+                capabilities: vec!["summarize".into(), format!("v{version}")],
+                endpoint: format!("https://node-{index}.example/api"),
+                meta: Default::default(),
+            }],
+        };
+        let mut chain = Vec::new();
+        let mut previous = VerifiedRecord::sign(
+            identity,
+            Record::first(
+                federation,
+                identity.node_id(),
+                announcement(0),
+                now,
+                3_600_000,
+            ),
+        )?;
+        chain.push(previous.wire_bytes().to_vec());
+        for version in 1..10 {
+            previous = VerifiedRecord::sign(
+                identity,
+                Record::next(
+                    &previous,
+                    announcement(version),
+                    now + version as u64,
+                    3_600_000,
+                ),
+            )?;
+            chain.push(previous.wire_bytes().to_vec());
+        }
+        chains.push(chain);
+    }
+    let records = (0..10)
+        .flat_map(|version| chains.iter().map(move |chain| chain[version].clone()))
+        .collect();
+    Ok(Stream {
+        federation,
+        roster: Arc::new(roster),
+        records,
+        now: now + 1000,
+    })
+}
+
+/// Records per second through the real ingest path, optionally auditing every
+/// verdict as the node does.
+fn ingest(stream: &Stream, audit: Option<&AuditWriter<SledStore>>) -> anyhow::Result<f64> {
+    let mut directory = Directory::new(
+        DirectoryConfig::new(stream.federation),
+        stream.roster.clone(),
+    );
+    let peer = Identity::from_seed(&[1; 32]).node_id();
+    let started = Instant::now();
+    // Records arrive in messages; a node drains the audit events of each message
+    // and hands them to the writer at once.
+    for message in stream.records.chunks(64) {
+        let mut entries = Vec::with_capacity(message.len());
+        for bytes in message {
+            let verdict = directory.ingest(bytes, Source::Peer(peer), stream.now);
+            if audit.is_some() {
+                let event = AuditEvent::Verdict {
+                    peer: Some(peer),
+                    verdict,
+                };
+                entries.extend(tidings::recording::entry_for(&event, stream.now));
+            }
+        }
+        if let Some(writer) = audit {
+            writer.append_batch(entries)?;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        directory.len() == stream.records.len() / 10,
+        "every record must be accepted"
+    );
+    Ok(stream.records.len() as f64 / elapsed)
+}

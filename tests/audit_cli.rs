@@ -1,0 +1,157 @@
+//! The demo and the audit commands, driven as a user would: the demo's outcomes,
+//! then trace, log, verify, export, merge and tamper detection on its data.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn tidings(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TIDINGS_DATA_DIR")
+        .output()
+        .expect("the tidings binary runs")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn the_demo_outcomes_and_the_audit_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let summary = json(&tidings(path, &["demo", "--data-dir", "fed", "--json"]));
+    let honest = summary["honest_nodes"].as_u64().unwrap();
+    assert!(
+        summary["honest_converged_rounds"].as_u64().is_some(),
+        "{summary}"
+    );
+    assert_eq!(summary["forgery_audited_with_peer"], "mallory");
+    assert_eq!(
+        summary["equivocator_quarantined_at"].as_u64(),
+        Some(honest),
+        "quarantined everywhere"
+    );
+    assert!(summary["flooder_banned_by"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        summary["update_during_flood_reached"].as_u64(),
+        Some(honest)
+    );
+
+    // The false entry's trace at node-1 names its signer and the peer it came from.
+    let record = summary["false_entry"].as_str().unwrap();
+    let trace = json(&tidings(
+        path,
+        &["audit", "trace", "-d", "fed/node-1", record, "--json"],
+    ));
+    assert_eq!(trace["evidence"]["signer"], summary["false_entry_signer"]);
+    assert_eq!(
+        trace["first_receipt"]["peer"],
+        summary["false_entry_first_peer"]
+    );
+    assert_eq!(trace["evidence"]["specialists"][0]["name"], "payments");
+    let text =
+        String::from_utf8(tidings(path, &["audit", "trace", "-d", "fed/node-1", record]).stdout)
+            .unwrap();
+    assert!(text.contains("signed by   mallory"), "{text}");
+
+    // The forgery is in node-1's log, blamed on mallory.
+    let rejected = json(&tidings(
+        path,
+        &[
+            "audit",
+            "log",
+            "-d",
+            "fed/node-1",
+            "--kind",
+            "rejected",
+            "--json",
+        ],
+    ));
+    assert!(rejected
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["reason"].as_str().unwrap().starts_with("bad_signature")));
+
+    // Every log verifies; exports verify offline; a tampered export names the index.
+    for node in ["node-1", "node-2", "mallory"] {
+        let verify = tidings(path, &["audit", "verify", "-d", &format!("fed/{node}")]);
+        assert!(
+            verify.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verify.stdout)
+        );
+        let export = tidings(
+            path,
+            &[
+                "audit",
+                "export",
+                "-d",
+                &format!("fed/{node}"),
+                "-o",
+                &format!("{node}.jsonl"),
+            ],
+        );
+        assert!(export.status.success());
+    }
+    let verify = tidings(
+        path,
+        &["audit", "verify", "--export", "node-1.jsonl", "--json"],
+    );
+    assert_eq!(json(&verify)["valid"], true);
+    let text = std::fs::read_to_string(path.join("node-1.jsonl")).unwrap();
+    let tampered = text.replacen("\"kind\":\"accepted\"", "\"kind\":\"rejected\"", 1);
+    std::fs::write(path.join("tampered.jsonl"), tampered).unwrap();
+    let verify = tidings(
+        path,
+        &["audit", "verify", "--export", "tampered.jsonl", "--json"],
+    );
+    assert_eq!(verify.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    assert!(report["first_bad_index"].as_u64().unwrap() >= 1);
+    // `tidings verify` recognises audit exports too.
+    assert!(tidings(path, &["verify", "node-1.jsonl"]).status.success());
+    assert_eq!(
+        tidings(path, &["verify", "tampered.jsonl"]).status.code(),
+        Some(1)
+    );
+
+    // Merging exports shows who relayed the false entry to whom.
+    let merge = tidings(
+        path,
+        &[
+            "audit",
+            "merge",
+            "--roster",
+            "fed/roster.toml",
+            "--record",
+            record,
+            "mallory.jsonl",
+            "node-1.jsonl",
+            "node-2.jsonl",
+        ],
+    );
+    let tree = String::from_utf8(merge.stdout).unwrap();
+    assert!(
+        tree.contains("mallory") && tree.contains("published"),
+        "{tree}"
+    );
+    assert!(tree.contains("node-1"), "{tree}");
+}
+
+#[test]
+fn audit_commands_explain_a_missing_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tidings(dir.path(), &["audit", "log", "-d", "nowhere"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no audit log"));
+}
