@@ -20,6 +20,7 @@
 pub mod checkpoint;
 pub mod entry;
 pub mod export;
+pub mod layout;
 pub mod log;
 pub mod store;
 pub mod verify;

@@ -1,19 +1,11 @@
 //! [`AuditLog`]: append, query, verify and prune, over any [`Store`].
 //!
-//! Key layout (one keyspace, so every append is one atomic batch):
-//!
-//! | key | value |
-//! |---|---|
-//! | `e` ‖ index | the entry (postcard) |
-//! | `r` ‖ record ‖ index, `o` ‖ origin ‖ index, `p` ‖ peer ‖ index | empty (indexes) |
-//! | `v` ‖ record | the signed evidence, stored once |
-//! | `c` ‖ index | a signed checkpoint |
-//! | `m` | the log's metadata: next index, head hash, signed base |
-//!
-//! Entries, index keys, evidence, checkpoints and metadata of one append go in one
-//! batch: after a crash the log holds every batch or none of it, and the indexes
-//! always agree with the entries.
+//! The key layout is in [`layout`](crate::layout). Entries, index lists,
+//! evidence, checkpoints and metadata of one append go in one batch: after a
+//! crash the log holds every batch or none of it, and the indexes always agree
+//! with the entries.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -23,10 +15,17 @@ use crate::checkpoint::Checkpoint;
 use crate::entry::{
     bounded_reason, hex32, Entry, EntryKind, NewEntry, RecordKey, MAX_EVIDENCE_BYTES,
 };
+use crate::layout::{
+    block_key, block_of, block_start, checkpoint_key, decode_list, encode_list, evidence_key,
+    group_of, index_key, index_key_id, indexed_ids, trailing_u64, Blocks, BLOCK, INDEXES, META_KEY,
+};
 use crate::store::{Store, StoreError, Write};
 use crate::verify::{ChainCheck, Problem, Verified};
 
-const META_KEY: &[u8] = b"m";
+/// Bytes counted per index list element (a varint delta, about two bytes).
+const INDEX_ELEMENT_BYTES: u64 = 2;
+/// Bytes counted per index list key.
+const INDEX_KEY_BYTES: u64 = 41;
 
 /// When checkpoints are signed, and what is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,26 +124,6 @@ pub struct Stats {
     pub logical_bytes: u64,
 }
 
-fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let mut out = vec![prefix];
-    for part in parts {
-        out.extend_from_slice(part);
-    }
-    out
-}
-
-fn entry_key(index: u64) -> Vec<u8> {
-    key(b'e', &[&index.to_be_bytes()])
-}
-
-fn index_from_key(raw: &[u8]) -> u64 {
-    let mut bytes = [0u8; 8];
-    if raw.len() >= 8 {
-        bytes.copy_from_slice(&raw[raw.len() - 8..]);
-    }
-    u64::from_be_bytes(bytes)
-}
-
 fn checkpoint_writes(
     identity: &Identity,
     meta: &mut Meta,
@@ -156,16 +135,25 @@ fn checkpoint_writes(
     let checkpoint = Checkpoint::sign(identity, &meta.federation, index, head, at_ms);
     let bytes = postcard::to_allocvec(&checkpoint).unwrap_or_default();
     meta.logical_bytes += 9 + bytes.len() as u64;
-    writes.push(Write::Put(key(b'c', &[&index.to_be_bytes()]), bytes));
+    writes.push(Write::Put(checkpoint_key(index), bytes));
     meta.last_checkpoint_index = index;
     meta.last_checkpoint_at_ms = at_ms;
 }
+
+fn entry_size(entry: &Entry) -> u64 {
+    postcard::experimental::serialized_size(entry).unwrap_or(0) as u64
+}
+
+/// A decoded block, or the first index of a block that does not decode.
+type BlockRead = Result<Vec<Entry>, u64>;
 
 /// The tamper-evident log of one node.
 pub struct AuditLog<S: Store> {
     store: S,
     /// Evidence keys known to be stored (a cache that saves a lookup per entry).
-    known_evidence: std::collections::HashSet<RecordKey>,
+    known_evidence: HashSet<RecordKey>,
+    /// The entries of the last block if it is not full (so appends need not read it).
+    tail: Vec<Entry>,
     identity: Option<Arc<Identity>>,
     config: AuditConfig,
     meta: Meta,
@@ -179,6 +167,10 @@ impl<S: Store> std::fmt::Debug for AuditLog<S> {
     }
 }
 
+fn decode_meta(bytes: &[u8]) -> Result<Meta, AuditError> {
+    postcard::from_bytes::<Meta>(bytes).map_err(|error| AuditError::CorruptMeta(error.to_string()))
+}
+
 impl<S: Store> AuditLog<S> {
     /// Opens the log in `store`, creating it for `identity` if empty.
     pub fn open(
@@ -189,8 +181,7 @@ impl<S: Store> AuditLog<S> {
     ) -> Result<Self, AuditError> {
         let node = identity.node_id();
         let meta = match store.get(META_KEY)? {
-            Some(bytes) => postcard::from_bytes::<Meta>(&bytes)
-                .map_err(|error| AuditError::CorruptMeta(error.to_string()))?,
+            Some(bytes) => decode_meta(&bytes)?,
             None => Meta {
                 node,
                 federation,
@@ -210,27 +201,40 @@ impl<S: Store> AuditLog<S> {
                 found: meta.node,
             });
         }
-        Ok(Self {
-            store,
-            known_evidence: Default::default(),
-            identity: Some(identity),
-            config,
-            meta,
-        })
+        Self::with_meta(store, Some(identity), config, meta)
     }
 
     /// Opens an existing log for reading, queries and verification only (no key).
     pub fn open_read_only(store: S) -> Result<Self, AuditError> {
         let bytes = store.get(META_KEY)?.ok_or(AuditError::Empty)?;
-        let meta = postcard::from_bytes::<Meta>(&bytes)
-            .map_err(|error| AuditError::CorruptMeta(error.to_string()))?;
-        Ok(Self {
+        let meta = decode_meta(&bytes)?;
+        Self::with_meta(store, None, AuditConfig::default(), meta)
+    }
+
+    fn with_meta(
+        store: S,
+        identity: Option<Arc<Identity>>,
+        config: AuditConfig,
+        meta: Meta,
+    ) -> Result<Self, AuditError> {
+        let mut log = Self {
             store,
-            known_evidence: Default::default(),
-            identity: None,
-            config: AuditConfig::default(),
+            known_evidence: HashSet::new(),
+            tail: Vec::new(),
+            identity,
+            config,
             meta,
-        })
+        };
+        let last = log.meta.next_index - 1;
+        if last > log.meta.base_index && last % BLOCK != 0 {
+            if let Some(Ok(entries)) = log.read_block(block_of(last))? {
+                log.tail = entries
+                    .into_iter()
+                    .filter(|entry| entry.index <= last)
+                    .collect();
+            }
+        }
+        Ok(log)
     }
 
     /// The node whose log this is.
@@ -266,19 +270,33 @@ impl<S: Store> AuditLog<S> {
     /// Appends `entries` in one atomic batch; returns the last index written.
     pub fn append(&mut self, entries: Vec<NewEntry>) -> Result<u64, AuditError> {
         let identity = self.identity.clone().ok_or(AuditError::ReadOnly)?;
-        let mut writes = Vec::with_capacity(entries.len() * 3 + 2);
+        let mut writes = Vec::new();
         let mut meta = self.meta.clone();
+        let mut blocks: Blocks = BTreeMap::new();
+        if let Some(first) = self.tail.first() {
+            blocks.insert(block_of(first.index), self.tail.clone());
+        }
+        let mut lists: BTreeMap<(u8, [u8; 32], u64), Vec<u64>> = BTreeMap::new();
         let mut new_evidence: Vec<RecordKey> = Vec::new();
         for new in entries {
             let entry = self.chain(&mut meta, new.clone());
-            self.index_writes(&entry, &mut writes, &mut meta);
+            meta.logical_bytes += entry_size(&entry);
+            for (prefix, id) in indexed_ids(&entry) {
+                if let Some(id) = id {
+                    meta.logical_bytes += INDEX_ELEMENT_BYTES;
+                    lists
+                        .entry((prefix, id, group_of(entry.index)))
+                        .or_default()
+                        .push(entry.index);
+                }
+            }
             if let (Some(record), Some(evidence)) = (new.record, new.evidence) {
                 let stored = self.known_evidence.contains(&record)
                     || new_evidence.contains(&record)
-                    || self.store.get(&key(b'v', &[&record.0]))?.is_some();
+                    || self.store.get(&evidence_key(&record.0))?.is_some();
                 if !stored && evidence.len() <= MAX_EVIDENCE_BYTES {
                     meta.logical_bytes += 33 + evidence.len() as u64;
-                    writes.push(Write::Put(key(b'v', &[&record.0]), evidence));
+                    writes.push(Write::Put(evidence_key(&record.0), evidence));
                     new_evidence.push(record);
                 }
             }
@@ -296,10 +314,35 @@ impl<S: Store> AuditLog<S> {
                     &mut writes,
                 );
             }
+            blocks.entry(block_of(entry.index)).or_default().push(entry);
         }
-        writes.push(Write::Put(META_KEY.to_vec(), self.encode_meta(&meta)));
+        for ((prefix, id, group), added) in lists {
+            let list_key = index_key(prefix, &id, group);
+            let mut indices = match self.store.get(&list_key)? {
+                Some(bytes) => decode_list(&bytes).unwrap_or_default(),
+                None => {
+                    meta.logical_bytes += INDEX_KEY_BYTES;
+                    Vec::new()
+                }
+            };
+            indices.extend(added);
+            writes.push(Write::Put(list_key, encode_list(&indices)));
+        }
+        let mut tail = Vec::new();
+        for (block, entries) in blocks {
+            writes.push(Write::Put(
+                block_key(block),
+                postcard::to_allocvec(&entries).unwrap_or_default(),
+            ));
+            tail = entries;
+        }
+        if tail.len() as u64 == BLOCK {
+            tail.clear();
+        }
+        writes.push(Write::Put(META_KEY.to_vec(), encode_meta(&meta)));
         self.store.apply(writes)?;
         self.meta = meta;
+        self.tail = tail;
         if self.known_evidence.len() > 100_000 {
             self.known_evidence.clear();
         }
@@ -327,28 +370,6 @@ impl<S: Store> AuditLog<S> {
         entry
     }
 
-    fn index_writes(&self, entry: &Entry, writes: &mut Vec<Write>, meta: &mut Meta) {
-        let index = entry.index.to_be_bytes();
-        let value = postcard::to_allocvec(entry).unwrap_or_default();
-        meta.logical_bytes += 9 + value.len() as u64;
-        writes.push(Write::Put(entry_key(entry.index), value));
-        let secondary = [
-            (b'r', entry.record.map(|r| r.0)),
-            (b'o', entry.origin.map(|o| *o.as_bytes())),
-            (b'p', entry.peer.map(|p| *p.as_bytes())),
-        ];
-        for (prefix, id) in secondary {
-            if let Some(id) = id {
-                meta.logical_bytes += 41;
-                writes.push(Write::Put(key(prefix, &[&id, &index]), Vec::new()));
-            }
-        }
-    }
-
-    fn encode_meta(&self, meta: &Meta) -> Vec<u8> {
-        postcard::to_allocvec(meta).unwrap_or_default()
-    }
-
     /// Signs a checkpoint at the current head (at shutdown), if any entry is unsigned.
     pub fn checkpoint_now(&mut self) -> Result<(), AuditError> {
         let identity = self.identity.clone().ok_or(AuditError::ReadOnly)?;
@@ -360,7 +381,7 @@ impl<S: Store> AuditLog<S> {
         let mut writes = Vec::new();
         let (head, at) = (meta.head, meta.last_at_ms);
         checkpoint_writes(&identity, &mut meta, last, head, at, &mut writes);
-        writes.push(Write::Put(META_KEY.to_vec(), self.encode_meta(&meta)));
+        writes.push(Write::Put(META_KEY.to_vec(), encode_meta(&meta)));
         self.store.apply(writes)?;
         self.meta = meta;
         Ok(())
@@ -371,39 +392,81 @@ impl<S: Store> AuditLog<S> {
         Ok(self.store.flush()?)
     }
 
-    /// One entry.
-    pub fn entry(&self, index: u64) -> Result<Option<Entry>, AuditError> {
-        Ok(self
-            .store
-            .get(&entry_key(index))?
-            .and_then(|bytes| postcard::from_bytes(&bytes).ok()))
+    fn read_block(&self, block: u64) -> Result<Option<BlockRead>, AuditError> {
+        Ok(self.store.get(&block_key(block))?.map(|bytes| {
+            postcard::from_bytes::<Vec<Entry>>(&bytes).map_err(|_| block_start(block))
+        }))
     }
 
-    /// Raw entries with index in `[from, to)`, as `(index, bytes)`.
-    fn raw_entries(
+    /// Blocks `[from, to)` in order, at most `limit` of them.
+    fn blocks(
         &self,
         from: u64,
         to: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+    ) -> Result<Vec<(u64, BlockRead)>, AuditError> {
         Ok(self
             .store
-            .range(&entry_key(from), &entry_key(to), limit)?
+            .range(&block_key(from), &block_key(to), limit)?
             .into_iter()
-            .map(|(k, v)| (index_from_key(&k), v))
+            .map(|(k, v)| {
+                let block = trailing_u64(&k);
+                let read = postcard::from_bytes::<Vec<Entry>>(&v).map_err(|_| block_start(block));
+                (block, read)
+            })
             .collect())
+    }
+
+    /// One entry.
+    pub fn entry(&self, index: u64) -> Result<Option<Entry>, AuditError> {
+        if index == 0 || index >= self.meta.next_index {
+            return Ok(None);
+        }
+        Ok(match self.read_block(block_of(index))? {
+            Some(Ok(entries)) => entries.into_iter().find(|entry| entry.index == index),
+            _ => None,
+        })
+    }
+
+    /// Entries with index at least `from`, oldest first, at most `limit`.
+    fn entries_from(&self, from: u64, limit: usize) -> Result<Vec<Entry>, AuditError> {
+        let mut out = Vec::new();
+        let mut block = block_of(from.max(1));
+        while out.len() < limit {
+            let page = self.blocks(block, u64::MAX, 16)?;
+            let Some((last, _)) = page.last() else { break };
+            block = last + 1;
+            for (_, read) in page {
+                for entry in read.unwrap_or_default() {
+                    if entry.index >= from && out.len() < limit {
+                        out.push(entry);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The newest `limit` entries, oldest first.
     pub fn latest(&self, limit: usize) -> Result<Vec<Entry>, AuditError> {
-        let mut entries: Vec<Entry> = self
-            .store
-            .range_rev(&entry_key(0), &entry_key(u64::MAX), limit)?
-            .into_iter()
-            .filter_map(|(_, v)| postcard::from_bytes(&v).ok())
-            .collect();
-        entries.reverse();
-        Ok(entries)
+        let from = self.meta.next_index.saturating_sub(limit as u64).max(1);
+        self.entries_from(from, limit)
+    }
+
+    /// Entry indices listed under `id` in index `prefix`, after `after`.
+    fn indexed(&self, prefix: u8, id: &[u8; 32], after: u64) -> Result<Vec<u64>, AuditError> {
+        let start = index_key(prefix, id, group_of(after.saturating_add(1)));
+        let end = index_key(prefix, id, u64::MAX);
+        let mut indices = Vec::new();
+        for (_, value) in self.store.range(&start, &end, usize::MAX)? {
+            indices.extend(
+                decode_list(&value)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|&i| i > after),
+            );
+        }
+        Ok(indices)
     }
 
     /// Entries matching `query`, oldest first.
@@ -427,31 +490,24 @@ impl<S: Store> AuditLog<S> {
         .find_map(|(prefix, id)| id.map(|id| (prefix, id)));
         let mut found = Vec::new();
         if let Some((prefix, id)) = by_index {
-            let start = key(
-                prefix,
-                &[&id, &query.after_index.saturating_add(1).to_be_bytes()],
-            );
-            let end = key(prefix, &[&id, &u64::MAX.to_be_bytes()]);
-            let mut cursor = start;
-            loop {
-                let page = self.store.range(&cursor, &end, 1024)?;
-                let Some((last, _)) = page.last() else { break };
-                cursor = key(
-                    prefix,
-                    &[&id, &index_from_key(last).saturating_add(1).to_be_bytes()],
-                );
-                for (k, _) in &page {
-                    if let Some(entry) = self.entry(index_from_key(k))? {
-                        if matches(&entry) {
-                            found.push(entry);
-                            if found.len() == limit {
-                                return Ok(found);
-                            }
-                        }
-                    }
+            let mut cached: Option<(u64, Vec<Entry>)> = None;
+            for index in self.indexed(prefix, &id, query.after_index)? {
+                let block = block_of(index);
+                if cached.as_ref().is_none_or(|(b, _)| *b != block) {
+                    let entries = match self.read_block(block)? {
+                        Some(Ok(entries)) => entries,
+                        _ => Vec::new(),
+                    };
+                    cached = Some((block, entries));
                 }
-                if page.len() < 1024 {
-                    break;
+                let entry = cached
+                    .as_ref()
+                    .and_then(|(_, entries)| entries.iter().find(|entry| entry.index == index));
+                if let Some(entry) = entry.filter(|entry| matches(entry)) {
+                    found.push(entry.clone());
+                    if found.len() == limit {
+                        break;
+                    }
                 }
             }
             return Ok(found);
@@ -461,25 +517,19 @@ impl<S: Store> AuditLog<S> {
             .saturating_add(1)
             .max(self.first_index_by_time(query.since_ms)?);
         loop {
-            let page = self.raw_entries(from, u64::MAX, 1024)?;
-            let Some((last, _)) = page.last() else { break };
-            from = last + 1;
-            for (_, bytes) in &page {
-                let Ok(entry) = postcard::from_bytes::<Entry>(bytes) else {
-                    continue;
-                };
+            let page = self.entries_from(from, 4096)?;
+            let Some(last) = page.last() else { break };
+            from = last.index + 1;
+            for entry in &page {
                 if query.until_ms.is_some_and(|t| entry.at_ms >= t) {
                     return Ok(found);
                 }
-                if matches(&entry) {
-                    found.push(entry);
+                if matches(entry) {
+                    found.push(entry.clone());
                     if found.len() == limit {
                         return Ok(found);
                     }
                 }
-            }
-            if page.len() < 1024 {
-                break;
             }
         }
         Ok(found)
@@ -502,7 +552,7 @@ impl<S: Store> AuditLog<S> {
 
     /// The signed bytes stored for `record`.
     pub fn evidence(&self, record: &RecordKey) -> Result<Option<Vec<u8>>, AuditError> {
-        Ok(self.store.get(&key(b'v', &[&record.0]))?)
+        Ok(self.store.get(&evidence_key(&record.0))?)
     }
 
     /// Every evidence record key, in order.
@@ -551,16 +601,15 @@ impl<S: Store> AuditLog<S> {
 
     /// Recomputes the chain from the signed base and checks every checkpoint.
     pub fn verify(&self) -> Result<Result<Verified, Problem>, AuditError> {
-        let raw_checkpoints = self.store.range(b"c", b"d", usize::MAX)?;
-        let mut checkpoints = Vec::with_capacity(raw_checkpoints.len());
-        for (k, v) in raw_checkpoints {
+        let mut checkpoints = Vec::new();
+        for (k, v) in self.store.range(b"c", b"d", usize::MAX)? {
             match postcard::from_bytes::<Checkpoint>(&v) {
-                Ok(checkpoint) if checkpoint.index == index_from_key(&k) => {
+                Ok(checkpoint) if checkpoint.index == trailing_u64(&k) => {
                     checkpoints.push(checkpoint)
                 }
                 _ => {
                     return Ok(Err(Problem::BadCheckpointSignature {
-                        index: index_from_key(&k),
+                        index: trailing_u64(&k),
                     }))
                 }
             }
@@ -574,25 +623,27 @@ impl<S: Store> AuditLog<S> {
             Ok(check) => check,
             Err(problem) => return Ok(Err(problem)),
         };
-        let mut from = 0;
+        let mut block = 0;
         loop {
-            let page = self.raw_entries(from, u64::MAX, 4096)?;
-            for (index, bytes) in &page {
-                let entry = match postcard::from_bytes::<Entry>(bytes) {
-                    Ok(entry) if entry.index == *index => entry,
-                    Ok(_) | Err(_) => {
+            let page = self.blocks(block, u64::MAX, 64)?;
+            for (_, read) in &page {
+                let entries = match read {
+                    Ok(entries) => entries,
+                    Err(first) => {
                         return Ok(Err(Problem::Undecodable {
-                            index: *index,
-                            reason: "the stored bytes are not an entry with this index".into(),
+                            index: *first,
+                            reason: "the stored block of entries does not decode".into(),
                         }))
                     }
                 };
-                if let Err(problem) = check.push(&entry) {
-                    return Ok(Err(problem));
+                for entry in entries {
+                    if let Err(problem) = check.push(entry) {
+                        return Ok(Err(problem));
+                    }
                 }
             }
             match page.last() {
-                Some((last, _)) if page.len() == 4096 => from = last + 1,
+                Some((last, _)) if page.len() == 64 => block = last + 1,
                 _ => break,
             }
         }
@@ -608,64 +659,37 @@ impl<S: Store> AuditLog<S> {
         Ok(verified)
     }
 
-    /// Checks that every entry has its index keys and every index key its entry;
-    /// returns the number of index keys checked.
+    /// Checks that every entry is listed in its indexes and every listed index is
+    /// an entry with that id; returns the number of listings checked.
     pub fn check_indexes(&self) -> Result<Result<u64, Problem>, AuditError> {
-        let mut checked = 0;
-        for prefix in [b'r', b'o', b'p'] {
-            let mut cursor = vec![prefix];
-            loop {
-                let page = self.store.range(&cursor, &[prefix + 1], 4096)?;
-                for (k, _) in &page {
-                    checked += 1;
-                    let index = index_from_key(k);
-                    let Some(entry) = self.entry(index)? else {
-                        return Ok(Err(Problem::IndexMismatch { index }));
-                    };
-                    let id: Option<[u8; 32]> = match prefix {
-                        b'r' => entry.record.map(|r| r.0),
-                        b'o' => entry.origin.map(|o| *o.as_bytes()),
-                        _ => entry.peer.map(|p| *p.as_bytes()),
-                    };
-                    if k.len() != 41 || id.map(|id| id.to_vec()) != Some(k[1..33].to_vec()) {
-                        return Ok(Err(Problem::IndexMismatch { index }));
-                    }
-                }
-                match page.last() {
-                    Some((last, _)) if page.len() == 4096 => {
-                        cursor = last.clone();
-                        cursor.push(0);
-                    }
-                    _ => break,
-                }
-            }
-        }
-        let mut from = 0;
-        loop {
-            let page = self.raw_entries(from, u64::MAX, 4096)?;
-            for (index, bytes) in &page {
-                let Ok(entry) = postcard::from_bytes::<Entry>(bytes) else {
-                    continue;
+        let mut listed: HashSet<(u8, [u8; 32], u64)> = HashSet::new();
+        for prefix in INDEXES {
+            for (k, v) in self.store.range(&[prefix], &[prefix + 1], usize::MAX)? {
+                let (Some(id), Some(indices)) = (index_key_id(&k), decode_list(&v)) else {
+                    return Ok(Err(Problem::IndexMismatch { index: 0 }));
                 };
-                let ib = index.to_be_bytes();
-                for (prefix, id) in [
-                    (b'r', entry.record.map(|r| r.0)),
-                    (b'o', entry.origin.map(|o| *o.as_bytes())),
-                    (b'p', entry.peer.map(|p| *p.as_bytes())),
-                ] {
-                    if let Some(id) = id {
-                        if self.store.get(&key(prefix, &[&id, &ib]))?.is_none() {
-                            return Ok(Err(Problem::IndexMismatch { index: *index }));
-                        }
+                for index in indices {
+                    if group_of(index) != trailing_u64(&k) {
+                        return Ok(Err(Problem::IndexMismatch { index }));
+                    }
+                    listed.insert((prefix, id, index));
+                }
+            }
+        }
+        let total = listed.len() as u64;
+        for entry in self.entries_from(1, usize::MAX)? {
+            for (prefix, id) in indexed_ids(&entry) {
+                if let Some(id) = id {
+                    if !listed.remove(&(prefix, id, entry.index)) {
+                        return Ok(Err(Problem::IndexMismatch { index: entry.index }));
                     }
                 }
             }
-            match page.last() {
-                Some((last, _)) if page.len() == 4096 => from = last + 1,
-                _ => break,
-            }
         }
-        Ok(Ok(checked))
+        if let Some((_, _, index)) = listed.iter().min_by_key(|(_, _, index)| *index) {
+            return Ok(Err(Problem::IndexMismatch { index: *index }));
+        }
+        Ok(Ok(total))
     }
 
     fn enforce_retention(&mut self) -> Result<(), AuditError> {
@@ -691,11 +715,12 @@ impl<S: Store> AuditLog<S> {
         Ok(())
     }
 
-    /// Removes entries below `cut` as one range, signing a checkpoint at the new base.
+    /// Removes the whole blocks of entries below `cut` (rounded down to a block
+    /// boundary), signing a checkpoint at the new base so the rest still verifies.
     pub fn prune_before(&mut self, cut: u64) -> Result<(), AuditError> {
         let identity = self.identity.clone().ok_or(AuditError::ReadOnly)?;
         let first = self.meta.base_index + 1;
-        let cut = cut.min(self.meta.next_index - 1);
+        let cut = block_start(block_of(cut.min(self.meta.next_index - 1)));
         if cut <= first {
             return Ok(());
         }
@@ -704,53 +729,51 @@ impl<S: Store> AuditLog<S> {
         };
         let mut meta = self.meta.clone();
         let mut writes = Vec::new();
-        let mut records = Vec::new();
-        for (index, bytes) in self.raw_entries(first, cut, usize::MAX)? {
-            meta.logical_bytes = meta.logical_bytes.saturating_sub(9 + bytes.len() as u64);
-            writes.push(Write::Delete(entry_key(index)));
-            let Ok(entry) = postcard::from_bytes::<Entry>(&bytes) else {
-                continue;
-            };
-            let ib = index.to_be_bytes();
-            for (prefix, id) in [
-                (b'r', entry.record.map(|r| r.0)),
-                (b'o', entry.origin.map(|o| *o.as_bytes())),
-                (b'p', entry.peer.map(|p| *p.as_bytes())),
-            ] {
-                if let Some(id) = id {
-                    meta.logical_bytes = meta.logical_bytes.saturating_sub(41);
-                    writes.push(Write::Delete(key(prefix, &[&id, &ib])));
-                }
-            }
-            if let Some(record) = entry.record {
-                if !records.contains(&record) {
-                    records.push(record);
+        let mut touched: BTreeMap<(u8, [u8; 32]), ()> = BTreeMap::new();
+        for (block, read) in self.blocks(block_of(first), block_of(cut), usize::MAX)? {
+            writes.push(Write::Delete(block_key(block)));
+            for entry in read.unwrap_or_default() {
+                meta.logical_bytes = meta.logical_bytes.saturating_sub(entry_size(&entry));
+                for (prefix, id) in indexed_ids(&entry) {
+                    if let Some(id) = id {
+                        meta.logical_bytes = meta.logical_bytes.saturating_sub(INDEX_ELEMENT_BYTES);
+                        touched.insert((prefix, id), ());
+                    }
                 }
             }
         }
-        for record in records {
-            let start = key(b'r', &[&record.0, &cut.to_be_bytes()]);
-            let end = key(b'r', &[&record.0, &u64::MAX.to_be_bytes()]);
-            if self.store.range(&start, &end, 1)?.is_empty() {
-                if let Some(evidence) = self.evidence(&record)? {
+        for (prefix, id) in touched.into_keys() {
+            let start = index_key(prefix, &id, 0);
+            let end = index_key(prefix, &id, group_of(cut) + 1);
+            for (k, v) in self.store.range(&start, &end, usize::MAX)? {
+                let kept: Vec<u64> = decode_list(&v)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|&i| i >= cut)
+                    .collect();
+                if kept.is_empty() {
+                    meta.logical_bytes = meta.logical_bytes.saturating_sub(INDEX_KEY_BYTES);
+                    writes.push(Write::Delete(k));
+                } else {
+                    writes.push(Write::Put(k, encode_list(&kept)));
+                }
+            }
+            if prefix == b'r' && self.indexed(prefix, &id, cut - 1)?.is_empty() {
+                if let Some(evidence) = self.evidence(&RecordKey(id))? {
                     meta.logical_bytes = meta
                         .logical_bytes
                         .saturating_sub(33 + evidence.len() as u64);
-                    writes.push(Write::Delete(key(b'v', &[&record.0])));
+                    writes.push(Write::Delete(evidence_key(&id)));
                 }
             }
         }
         for (k, _) in self
             .store
-            .range(b"c", &key(b'c', &[&(cut - 1).to_be_bytes()]), usize::MAX)?
+            .range(b"c", &checkpoint_key(cut - 1), usize::MAX)?
         {
             writes.push(Write::Delete(k));
         }
-        let has_base_checkpoint = self
-            .store
-            .get(&key(b'c', &[&(cut - 1).to_be_bytes()]))?
-            .is_some();
-        if !has_base_checkpoint {
+        if self.store.get(&checkpoint_key(cut - 1))?.is_none() {
             let last_checkpoint = (meta.last_checkpoint_index, meta.last_checkpoint_at_ms);
             checkpoint_writes(
                 &identity,
@@ -766,10 +789,14 @@ impl<S: Store> AuditLog<S> {
         }
         meta.base_index = cut - 1;
         meta.base_hash = base_entry.hash;
-        self.known_evidence.clear();
-        writes.push(Write::Put(META_KEY.to_vec(), self.encode_meta(&meta)));
+        writes.push(Write::Put(META_KEY.to_vec(), encode_meta(&meta)));
         self.store.apply(writes)?;
         self.meta = meta;
+        self.known_evidence.clear();
         Ok(())
     }
+}
+
+fn encode_meta(meta: &Meta) -> Vec<u8> {
+    postcard::to_allocvec(meta).unwrap_or_default()
 }

@@ -4,6 +4,7 @@ use tidings_keys::{FederationId, Identity, NodeId};
 
 use super::*;
 use crate::export::{read_export, spread, Line};
+use crate::layout;
 
 fn identity(seed: u8) -> Arc<Identity> {
     Arc::new(Identity::from_seed(&[seed; 32]))
@@ -19,7 +20,7 @@ fn config(every: u64) -> AuditConfig {
         checkpoint_every_ms: u64::MAX,
         max_bytes: None,
         max_age_ms: None,
-        prune_chunk: 10,
+        prune_chunk: 64,
     }
 }
 
@@ -145,27 +146,43 @@ fn an_intact_log_verifies_and_times_never_go_back() {
     assert_eq!(log.verify().unwrap().unwrap().unsigned_tail, 0);
 }
 
-fn entry_value_key(index: u64) -> Vec<u8> {
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&index.to_be_bytes());
-    key
+/// Rewrites the block holding entries 1..=64 with `change` applied to its entries.
+fn rewrite_first_block(log: &mut AuditLog<MemoryStore>, change: impl FnOnce(&mut Vec<Entry>)) {
+    let key = layout::block_key(0);
+    let mut entries: Vec<Entry> = postcard::from_bytes(&log.store_mut().raw_mut()[&key]).unwrap();
+    change(&mut entries);
+    log.store_mut()
+        .raw_mut()
+        .insert(key, postcard::to_allocvec(&entries).unwrap());
 }
 
 #[test]
-fn a_changed_byte_is_found_at_its_index() {
+fn a_changed_entry_is_found_at_its_index() {
     let mut log = filled(40, 16);
-    let key = entry_value_key(23);
-    let value = log.store_mut().raw_mut().get_mut(&key).unwrap();
-    let last = value.len() - 40; // inside the reason text
-    value[last] ^= 0x01;
+    rewrite_first_block(&mut log, |entries| entries[22].reason.push('!'));
     let problem = log.verify().unwrap().unwrap_err();
-    assert_eq!(problem.index(), 23, "{problem}");
+    assert_eq!(problem, Problem::HashMismatch { index: 23 });
+}
+
+#[test]
+fn a_flipped_byte_anywhere_in_the_stored_entries_is_found() {
+    for position in [0usize, 7, 100, 1000, 2500] {
+        let mut log = filled(40, 16);
+        let key = layout::block_key(0);
+        let value = log.store_mut().raw_mut().get_mut(&key).unwrap();
+        let at = position % value.len();
+        value[at] ^= 0x04;
+        let problem = log.verify().unwrap().unwrap_err();
+        assert!((1..=40).contains(&problem.index()), "byte {at}: {problem}");
+    }
 }
 
 #[test]
 fn a_removed_entry_is_found() {
     let mut log = filled(40, 16);
-    log.store_mut().raw_mut().remove(&entry_value_key(30));
+    rewrite_first_block(&mut log, |entries| {
+        entries.remove(29);
+    });
     let problem = log.verify().unwrap().unwrap_err();
     assert_eq!(
         problem,
@@ -176,10 +193,37 @@ fn a_removed_entry_is_found() {
     );
     // Removing the tail is caught by the checkpoint that covers it, or by the head.
     let mut log = filled(40, 16);
-    for index in 33..=40 {
-        log.store_mut().raw_mut().remove(&entry_value_key(index));
-    }
+    rewrite_first_block(&mut log, |entries| entries.truncate(32));
     assert!(log.verify().unwrap().is_err());
+    // Removing a whole block.
+    let mut log = filled(200, 16);
+    log.store_mut().raw_mut().remove(&layout::block_key(1));
+    assert_eq!(
+        log.verify().unwrap().unwrap_err(),
+        Problem::Missing {
+            expected: 65,
+            found: 129
+        }
+    );
+}
+
+#[test]
+fn indexes_are_checked_both_ways() {
+    let mut log = filled(100, 16);
+    assert!(log.check_indexes().unwrap().is_ok());
+    // Drop one index list: its entries are no longer listed.
+    let key = log
+        .store_mut()
+        .raw_mut()
+        .keys()
+        .find(|k| k.first() == Some(&b'p'))
+        .cloned()
+        .unwrap();
+    log.store_mut().raw_mut().remove(&key);
+    assert!(matches!(
+        log.check_indexes().unwrap(),
+        Err(Problem::IndexMismatch { .. })
+    ));
 }
 
 #[test]
@@ -303,7 +347,7 @@ fn retention_prunes_whole_ranges_and_keeps_verification() {
         },
     )
     .unwrap();
-    for i in 0..60u64 {
+    for i in 0..300u64 {
         // Record 99 is referenced only early; record 1 throughout.
         let record = if i < 5 { 99 } else { 1 };
         log.append(vec![new_entry(
@@ -316,12 +360,12 @@ fn retention_prunes_whole_ranges_and_keeps_verification() {
     }
     let stats = log.stats().unwrap();
     assert!(stats.first_index > 1, "{stats:?}");
-    assert_eq!(stats.last_index, 60);
-    assert_eq!((stats.first_index - 1) % 10, 0, "whole chunks");
+    assert_eq!(stats.last_index, 300);
+    assert_eq!((stats.first_index - 1) % 64, 0, "whole blocks");
     let oldest = log.entry(stats.first_index).unwrap().unwrap();
     assert!(
-        oldest.at_ms + 200 + 100 >= 1590,
-        "only old entries went: {oldest:?}"
+        oldest.at_ms + 200 + 2 * 64 * 10 >= 3990,
+        "everything older than the age limit went, up to whole blocks: {oldest:?}"
     );
     let verified = log.verify().unwrap().unwrap();
     assert_eq!(verified.first, stats.first_index);
