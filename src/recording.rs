@@ -102,7 +102,10 @@ pub fn entry_for(event: &AuditEvent, at_ms: u64) -> Option<NewEntry> {
             offence,
             until_ms,
         } => NewEntry {
-            reason: format!("{offence}; banned until {until_ms}"),
+            reason: format!(
+                "{offence}; banned for {} s",
+                until_ms.saturating_sub(at_ms) / 1000
+            ),
             ..entry(at_ms, EntryKind::Banned, Some(*peer), None)
         },
         AuditEvent::Expired(record) => NewEntry {

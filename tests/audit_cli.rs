@@ -149,6 +149,47 @@ fn the_demo_outcomes_and_the_audit_trail() {
 }
 
 #[test]
+fn a_byte_changed_inside_sled_is_named_by_audit_verify() {
+    use tidings::audit::layout::block_key;
+    use tidings::audit::SledStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    assert!(tidings(path, &["demo", "--data-dir", "fed", "--json"])
+        .status
+        .success());
+    let before = json(&tidings(
+        path,
+        &["audit", "verify", "-d", "fed/node-2", "--json"],
+    ));
+    assert_eq!(before["valid"], true);
+    {
+        let store = SledStore::open(&path.join("fed/node-2/audit")).unwrap();
+        let key = block_key(0);
+        let mut value = store.db().get(&key).unwrap().unwrap().to_vec();
+        // A byte inside the first entry's reason text.
+        let at = value
+            .windows(8)
+            .position(|w| w == b"accepted" || w == b"publishe")
+            .unwrap();
+        value[at] ^= 0x20;
+        store.db().insert(&key, value).unwrap();
+        store.db().flush().unwrap();
+    }
+    let output = tidings(path, &["audit", "verify", "-d", "fed/node-2", "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    assert!(
+        (1..=64).contains(&report["first_bad_index"].as_u64().unwrap()),
+        "{report}"
+    );
+    let text =
+        String::from_utf8(tidings(path, &["audit", "verify", "-d", "fed/node-2"]).stdout).unwrap();
+    assert!(text.contains("INVALID at entry"), "{text}");
+}
+
+#[test]
 fn audit_commands_explain_a_missing_log() {
     let dir = tempfile::tempdir().unwrap();
     let output = tidings(dir.path(), &["audit", "log", "-d", "nowhere"]);

@@ -158,3 +158,40 @@ fn crash_recovery_few() {
 fn crash_recovery_many() {
     run(50);
 }
+
+/// While another process (a running node) has the log open, opening it fails at
+/// once with a clear error: sled takes an exclusive lock.
+#[test]
+fn a_log_in_use_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit");
+    drop(open(&path));
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "crash_child_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Wait until the child has written something: it holds the lock by then.
+    while let Some(Ok(line)) = lines.next() {
+        if line.starts_with("durable ") {
+            break;
+        }
+    }
+    let result = SledStore::open(&path);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let error = result.expect_err("the log is in use");
+    let message = error.to_string();
+    assert!(
+        message.contains("audit") && message.contains("node is running"),
+        "{message}"
+    );
+}

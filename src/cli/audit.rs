@@ -204,8 +204,17 @@ pub(crate) fn open(data_dir: &Path) -> anyhow::Result<AuditLog<SledStore>> {
 
 fn print_entries(entries: &[Entry], names: &Names) {
     let short = |id: &Option<NodeId>| id.map(|id| names.short(&id)).unwrap_or_else(|| "-".into());
+    let width = |pick: &dyn Fn(&Entry) -> Option<NodeId>| {
+        entries
+            .iter()
+            .map(|entry| short(&pick(entry)).len())
+            .max()
+            .unwrap_or(0)
+            .max(6)
+    };
+    let (peers, origins) = (width(&|e| e.peer), width(&|e| e.origin));
     println!(
-        "{:>7}  {:<24}  {:<18}  {:<10}  {:<10}  {:<12}  reason",
+        "{:>7}  {:<24}  {:<18}  {:<peers$}  {:<origins$}  {:<12}  reason",
         "index", "time", "kind", "peer", "origin", "record"
     );
     for entry in entries {
@@ -214,7 +223,7 @@ fn print_entries(entries: &[Entry], names: &Names) {
             .map(|r| r.to_string()[..12].to_string())
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:>7}  {:<24}  {:<18}  {:<10}  {:<10}  {:<12}  {}",
+            "{:>7}  {:<24}  {:<18}  {:<peers$}  {:<origins$}  {:<12}  {}",
             entry.index,
             utc_ms(entry.at_ms),
             entry.kind.as_str(),
