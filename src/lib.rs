@@ -18,6 +18,8 @@
 #![forbid(unsafe_code)]
 
 pub mod export;
+#[cfg(feature = "node")]
+pub mod net;
 pub mod proto;
 pub mod recording;
 pub mod sim;
