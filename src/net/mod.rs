@@ -2,6 +2,10 @@
 //!
 //! - [`tls`]: certificates from node keys, verifiers that admit only roster keys.
 //! - [`transport`]: the endpoint, dialling and accepting, framing.
+//! - [`node`]: the actor that owns the protocol state; [`Node::spawn`](node::Node::spawn).
+//! - [`store`]: the directory persisted in sled, restored on restart.
 
+pub mod node;
+pub mod store;
 pub mod tls;
 pub mod transport;

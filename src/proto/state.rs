@@ -281,6 +281,11 @@ impl State {
             .ingest_verified(record, Source::Local, now_ms)
     }
 
+    /// Loads a stored equivocation proof (on restart).
+    pub fn restore_proof(&mut self, proof: &EquivocationProof) -> ProofVerdict {
+        self.directory.ingest_proof(proof)
+    }
+
     /// Signs and publishes `announcement` as this node's whole current set.
     pub fn publish<R: Rng + ?Sized>(
         &mut self,

@@ -1,0 +1,294 @@
+//! Nodes over real QUIC with mutual TLS on loopback.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tidings::audit::{AuditLog, EntryKind, Query, SledStore};
+use tidings::keys::{Identity, NodeId, Roster};
+use tidings::net::node::{Lookup, Node, NodeConfig, NodeHandle};
+use tidings::proto::{GossipConfig, Specialist};
+
+fn specialist(name: &str, capability: &str) -> Specialist {
+    Specialist {
+        name: name.into(),
+        capabilities: vec![capability.into()],
+        endpoint: format!("https://{name}.example/api"),
+        meta: Default::default(),
+    }
+}
+
+fn identity(seed: u8) -> Arc<Identity> {
+    Arc::new(Identity::from_seed(&[seed; 32]))
+}
+
+fn config(
+    dir: &Path,
+    seed: u8,
+    roster: &Roster,
+    bootstrap: Vec<(NodeId, SocketAddr)>,
+) -> NodeConfig {
+    NodeConfig {
+        data_dir: dir.join(format!("node-{seed}")),
+        identity: identity(seed),
+        federation: "test".into(),
+        roster: roster.clone(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        advertise: None,
+        bootstrap,
+        gossip: GossipConfig {
+            interval_ms: 200,
+            ..GossipConfig::default()
+        },
+        audit: Default::default(),
+        specialists: vec![specialist(&format!("agent-{seed}"), "summarize")],
+    }
+}
+
+fn roster(seeds: &[u8]) -> Roster {
+    seeds.iter().map(|&seed| identity(seed).node_id()).collect()
+}
+
+/// Starts nodes with seeds 1..=count; every node bootstraps from node 1.
+async fn federation(dir: &Path, count: u8) -> Vec<NodeHandle> {
+    let members: Vec<u8> = (1..=count).collect();
+    let roster = roster(&members);
+    let first = Node::spawn(config(dir, 1, &roster, vec![])).await.unwrap();
+    let bootstrap = vec![(first.node_id(), first.local_addr())];
+    let mut nodes = vec![first];
+    for seed in 2..=count {
+        nodes.push(
+            Node::spawn(config(dir, seed, &roster, bootstrap.clone()))
+                .await
+                .unwrap(),
+        );
+    }
+    nodes
+}
+
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within {timeout:?}: {what}");
+}
+
+async fn count(node: &NodeHandle, capability: &str) -> usize {
+    node.lookup(Lookup {
+        capability: Some(capability.into()),
+        name: None,
+    })
+    .await
+    .unwrap()
+    .len()
+}
+
+fn audit_of(dir: &Path, seed: u8) -> AuditLog<SledStore> {
+    let path: PathBuf = dir.join(format!("node-{seed}")).join("audit");
+    AuditLog::open_read_only(SledStore::open(&path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_converge_announce_and_withdraw() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = federation(dir.path(), 5).await;
+    eventually(
+        "every node holds all five records",
+        Duration::from_secs(15),
+        || async {
+            for node in &nodes {
+                if count(node, "summarize").await < 5 {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    nodes[2]
+        .announce(specialist("translator", "translate"))
+        .await
+        .unwrap();
+    eventually(
+        "the new specialist reaches every node",
+        Duration::from_secs(10),
+        || async {
+            for node in &nodes {
+                if count(node, "translate").await != 1 {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    nodes[2].withdraw("translator").await.unwrap();
+    eventually(
+        "the withdrawn specialist disappears everywhere",
+        Duration::from_secs(10),
+        || async {
+            for node in &nodes {
+                if count(node, "translate").await != 0 {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+    // Every node's audit log verifies and shows accepted records.
+    for seed in 1..=5 {
+        let log = audit_of(dir.path(), seed);
+        log.verify().unwrap().unwrap();
+        let accepted = log
+            .query(&Query {
+                kind: Some(EntryKind::Accepted),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(!accepted.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_has_its_directory_and_audit_log_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = federation(dir.path(), 3).await;
+    eventually("converged", Duration::from_secs(15), || async {
+        count(&nodes[2], "summarize").await == 3
+    })
+    .await;
+    let node = nodes.pop().unwrap();
+    node.shutdown().await.unwrap();
+    let entries_before = audit_of(dir.path(), 3).next_index();
+    // Back, from its data directory, with nobody to talk to yet: its directory is on disk.
+    let roster = roster(&[1, 2, 3]);
+    let alone = Node::spawn(config(dir.path(), 3, &roster, vec![]))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&alone, "summarize").await,
+        3,
+        "directory restored from the store"
+    );
+    let own = alone.record(alone.node_id()).await.unwrap().unwrap();
+    assert!(own.seq() >= 2, "its own chain continues: seq {}", own.seq());
+    alone.shutdown().await.unwrap();
+    let log = audit_of(dir.path(), 3);
+    assert!(log.next_index() > entries_before, "the audit log continues");
+    log.verify().unwrap().unwrap();
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unadmitted_and_impersonating_peers_are_refused_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = federation(dir.path(), 2).await;
+    let target = (nodes[0].node_id(), nodes[0].local_addr());
+    // A stranger (seed 9) who admits everyone but is on nobody's roster.
+    let open_roster = roster(&[1, 2, 9]);
+    let stranger = Node::spawn(config(dir.path(), 9, &open_roster, vec![target]))
+        .await
+        .unwrap();
+    // An admitted node (seed 3 is not running) impersonated: node 2's bootstrap
+    // claims seed 3 lives at node 1's address.
+    let impostor_roster = roster(&[1, 2, 3, 4]);
+    let dialler = Node::spawn(config(
+        dir.path(),
+        4,
+        &impostor_roster,
+        vec![(identity(3).node_id(), target.1)],
+    ))
+    .await
+    .unwrap();
+    // A node whose own key is not on its roster does not start.
+    let unlisted = Node::spawn(config(dir.path(), 5, &roster(&[1]), vec![])).await;
+    assert!(matches!(
+        unlisted,
+        Err(tidings::net::node::NodeError::NotOnRoster(_))
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stranger.shutdown().await.unwrap();
+    dialler.shutdown().await.unwrap();
+    assert_eq!(
+        count(&nodes[1], "summarize").await,
+        2,
+        "the stranger's record got nowhere"
+    );
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+    let log = audit_of(dir.path(), 1);
+    let refused = log
+        .query(&Query {
+            kind: Some(EntryKind::ConnectionRefused),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(
+        refused
+            .iter()
+            .any(|entry| entry.peer == Some(identity(9).node_id())),
+        "node 1 audited the stranger's key: {refused:?}"
+    );
+    let log = audit_of(dir.path(), 4);
+    let refused = log
+        .query(&Query {
+            kind: Some(EntryKind::ConnectionRefused),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(
+        refused
+            .iter()
+            .any(|entry| entry.peer == Some(identity(1).node_id())
+                && entry.reason.contains("impersonation")),
+        "the dialler audited the impostor's key: {refused:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_stops_refreshing_disappears_when_its_record_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = roster(&[1, 2, 3]);
+    let first = Node::spawn(config(dir.path(), 1, &members, vec![]))
+        .await
+        .unwrap();
+    let bootstrap = vec![(first.node_id(), first.local_addr())];
+    let second = Node::spawn(config(dir.path(), 2, &members, bootstrap.clone()))
+        .await
+        .unwrap();
+    let mut short = config(dir.path(), 3, &members, bootstrap);
+    short.gossip.ttl_ms = 3_000;
+    let short_lived = Node::spawn(short).await.unwrap();
+    eventually("its record arrives", Duration::from_secs(10), || async {
+        count(&first, "summarize").await == 3 && count(&second, "summarize").await == 3
+    })
+    .await;
+    short_lived.shutdown().await.unwrap();
+    eventually(
+        "its record expires everywhere",
+        Duration::from_secs(10),
+        || async {
+            count(&first, "summarize").await == 2 && count(&second, "summarize").await == 2
+        },
+    )
+    .await;
+    first.shutdown().await.unwrap();
+    second.shutdown().await.unwrap();
+}
