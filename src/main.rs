@@ -38,6 +38,10 @@ enum Command {
     /// Prints the signer, sequence number, record id and verdict. Exits 1 when the
     /// file is invalid (tampered, malformed, wrong federation, not on the roster).
     Verify(cli::verify::VerifyArgs),
+    /// Create a node directory: key (0600), roster, commented configuration.
+    Init(cli::node::InitArgs),
+    /// Run a node from its configuration file (stop with Ctrl-C or SIGTERM).
+    Run(cli::node::RunArgs),
     /// Read a node's audit log: log, trace, verify, export, merge.
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
@@ -77,6 +81,8 @@ fn main() -> ExitCode {
         Command::Id(args) => cli::keys::id(&args),
         Command::Record(RecordCommand::Sign(args)) => cli::record::sign(&args),
         Command::Verify(args) => cli::verify::run(&args),
+        Command::Init(args) => cli::node::init(&args),
+        Command::Run(args) => cli::node::run(&args),
         Command::Audit(command) => cli::audit::run(&command),
         Command::Bench(command) => cli::bench::run(&command),
         Command::Sim(command) => cli::sim::run(&command),

@@ -6,6 +6,7 @@ pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod format;
 pub(crate) mod keys;
+pub(crate) mod node;
 pub(crate) mod record;
 pub(crate) mod sim;
 pub(crate) mod verify;

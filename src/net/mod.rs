@@ -4,7 +4,9 @@
 //! - [`transport`]: the endpoint, dialling and accepting, framing.
 //! - [`node`]: the actor that owns the protocol state; [`Node::spawn`](node::Node::spawn).
 //! - [`store`]: the directory persisted in sled, restored on restart.
+//! - [`config`]: the configuration file.
 
+pub mod config;
 pub mod node;
 pub mod store;
 pub mod tls;

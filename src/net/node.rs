@@ -592,6 +592,7 @@ impl Actor {
                     entries.extend(crate::recording::entry_for(&event, now));
                 }
                 Output::Change(change) => {
+                    log_change(&change);
                     self.persist(&change);
                     let _ = self.changes.send(change);
                 }
@@ -628,6 +629,29 @@ impl Actor {
         match result {
             Ok(()) => self.store_dirty = true,
             Err(error) => warn!(%error, "cannot persist a directory change"),
+        }
+    }
+}
+
+fn log_change(change: &DirectoryChange) {
+    let names = |record: &VerifiedRecord| -> String {
+        let names: Vec<&str> = record
+            .record()
+            .specialists
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        names.join(",")
+    };
+    match change {
+        DirectoryChange::Added(record) | DirectoryChange::Updated { record, .. } => {
+            info!(origin = %record.origin(), seq = record.seq(), specialists = %names(record), "record accepted");
+        }
+        DirectoryChange::Expired(record) => {
+            info!(origin = %record.origin(), seq = record.seq(), "record expired")
+        }
+        DirectoryChange::Quarantined { origin } => {
+            warn!(origin = %origin, "origin quarantined for equivocation")
         }
     }
 }

@@ -1,0 +1,162 @@
+//! `tidings init DIR` and `tidings run --config FILE`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use rand::rngs::OsRng;
+use tidings::keys::{Identity, Roster};
+use tidings::net::config::{self, TEMPLATE};
+use tidings::net::node::Node;
+
+/// Arguments of `tidings init`.
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The node's directory (created if needed).
+    dir: PathBuf,
+    /// The federation's name (the same for every node).
+    #[arg(long, default_value = "default")]
+    federation: String,
+    /// UDP address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// Local HTTP API address.
+    #[arg(long, default_value = "127.0.0.1:7800")]
+    api: SocketAddr,
+    /// A peer to contact first, NODE_ID@HOST:PORT. Repeatable.
+    #[arg(long = "bootstrap", value_name = "ID@ADDR")]
+    bootstrap: Vec<String>,
+    /// A roster file shared by the federation: this node's id is added to it
+    /// (created if absent). Default: DIR/roster.toml with this node alone.
+    #[arg(long, value_name = "FILE")]
+    roster: Option<PathBuf>,
+    /// Label for this node in the roster (default: the directory's name).
+    #[arg(long)]
+    label: Option<String>,
+    /// Replace an existing configuration file (the key is kept).
+    #[arg(long)]
+    force: bool,
+}
+
+/// Arguments of `tidings run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The configuration file (`tidings init` writes one).
+    #[arg(long, short, default_value = "tidings.toml", env = "TIDINGS_CONFIG")]
+    config: PathBuf,
+}
+
+pub(crate) fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
+    let dir = &args.dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let config_path = dir.join("tidings.toml");
+    if config_path.exists() && !args.force {
+        bail!(
+            "{} already exists (pass --force to rewrite it; the key is kept)",
+            config_path.display()
+        );
+    }
+    let key_path = dir.join("node.key");
+    let identity = if key_path.exists() {
+        println!("using the existing key {}", key_path.display());
+        Identity::load(&key_path)?
+    } else {
+        let identity = Identity::generate(&mut OsRng);
+        identity.save(&key_path, false)?;
+        identity
+    };
+    let label = args.label.clone().unwrap_or_else(|| {
+        dir.file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "node".into())
+    });
+    let roster_path = args
+        .roster
+        .clone()
+        .unwrap_or_else(|| dir.join("roster.toml"));
+    let mut roster = if roster_path.exists() {
+        Roster::load(&roster_path)?
+    } else {
+        Roster::new()
+    };
+    roster.insert(identity.node_id(), Some(label.clone()));
+    std::fs::write(&roster_path, roster.to_toml())
+        .with_context(|| format!("cannot write {}", roster_path.display()))?;
+    let roster_in_config = relative_to(&roster_path, dir)?;
+    let bootstrap: Vec<String> = args
+        .bootstrap
+        .iter()
+        .map(|entry| format!("\"{entry}\""))
+        .collect();
+    let text = TEMPLATE
+        .replace("{data_dir}", ".")
+        .replace("{listen}", &args.listen.to_string())
+        .replace("{bootstrap}", &bootstrap.join(", "))
+        .replace("{api}", &args.api.to_string())
+        .replace("{federation}", &args.federation)
+        .replace("{roster}", &roster_in_config);
+    std::fs::write(&config_path, text)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    config::load(&config_path).context("the written configuration does not load (a bug)")?;
+    println!("node {label}: {}", identity.node_id());
+    println!("  key     {}", key_path.display());
+    println!(
+        "  roster  {} ({} members)",
+        roster_path.display(),
+        roster.len()
+    );
+    println!("  config  {}", config_path.display());
+    println!(
+        "next: add specialists to the config, then `tidings run --config {}`",
+        config_path.display()
+    );
+    println!(
+        "other nodes can bootstrap from it with --bootstrap {}@{}",
+        identity.node_id(),
+        args.listen
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `path` relative to `base` when it lies inside it, else absolute.
+fn relative_to(path: &Path, base: &Path) -> anyhow::Result<String> {
+    let path = std::fs::canonicalize(path)
+        .with_context(|| format!("cannot resolve {}", path.display()))?;
+    let base = std::fs::canonicalize(base)
+        .with_context(|| format!("cannot resolve {}", base.display()))?;
+    Ok(path
+        .strip_prefix(&base)
+        .map(|relative| relative.display().to_string())
+        .unwrap_or_else(|_| path.display().to_string()))
+}
+
+pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,quinn=warn,quinn_proto=warn,sled=warn")
+    });
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let loaded = config::load(&args.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let node = Node::spawn(loaded.node).await?;
+        println!(
+            "node {} listening on {} (stop with Ctrl-C)",
+            node.node_id(),
+            node.local_addr()
+        );
+        node.wait().await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,274 @@
+//! The node's configuration file (TOML).
+//!
+//! Every field has a default except what a node must choose: its federation's name
+//! and roster. Relative paths are relative to the file's directory. See
+//! [`TEMPLATE`] for the commented file `tidings init` writes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tidings_audit::AuditConfig;
+use tidings_keys::{Identity, NodeId, Roster};
+
+use super::node::NodeConfig;
+use crate::proto::{GossipConfig, Specialist};
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("invalid configuration {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    /// The key file could not be loaded.
+    #[error("{0}")]
+    Key(#[from] tidings_keys::KeyFileError),
+    /// The roster could not be loaded.
+    #[error("{0}")]
+    Roster(#[from] tidings_keys::RosterError),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default = "default_data_dir")]
+    data_dir: PathBuf,
+    #[serde(default = "default_key")]
+    key: PathBuf,
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+    #[serde(default)]
+    advertise: Option<Vec<String>>,
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    #[serde(default = "default_api")]
+    api: SocketAddr,
+    #[serde(default)]
+    api_token: Option<String>,
+    federation: Federation,
+    #[serde(default)]
+    gossip: Gossip,
+    #[serde(default)]
+    audit: Audit,
+    #[serde(default, rename = "specialist")]
+    specialists: Vec<SpecialistEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Federation {
+    name: String,
+    roster: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Gossip {
+    interval_ms: u64,
+    fanout: usize,
+    rumor_fanout: usize,
+    ttl_ms: u64,
+}
+
+impl Default for Gossip {
+    fn default() -> Self {
+        let defaults = GossipConfig::default();
+        Self {
+            interval_ms: defaults.interval_ms,
+            fanout: defaults.fanout,
+            rumor_fanout: defaults.rumor_fanout,
+            ttl_ms: defaults.ttl_ms,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Audit {
+    max_bytes: u64,
+    max_age_days: u64,
+    checkpoint_every_entries: u64,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self {
+            max_bytes: 1 << 30,
+            max_age_days: 90,
+            checkpoint_every_entries: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecialistEntry {
+    name: String,
+    #[serde(default)]
+    capabilities: Vec<String>,
+    endpoint: String,
+    #[serde(default)]
+    meta: std::collections::BTreeMap<String, String>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".")
+}
+fn default_key() -> PathBuf {
+    PathBuf::from("node.key")
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7700))
+}
+fn default_api() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7800))
+}
+
+/// A loaded configuration: the node's settings and the local API's.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// What the node runs with.
+    pub node: NodeConfig,
+    /// The local HTTP API address.
+    pub api: SocketAddr,
+    /// The API token (required when the API is not on loopback).
+    pub api_token: Option<String>,
+}
+
+fn parse_bootstrap(entry: &str) -> Result<(NodeId, SocketAddr), String> {
+    let (id, addr) = entry
+        .split_once('@')
+        .ok_or_else(|| format!("bootstrap entry {entry:?} must be NODE_ID@HOST:PORT"))?;
+    let id = id
+        .parse::<NodeId>()
+        .map_err(|error| format!("bootstrap entry {entry:?}: {error}"))?;
+    let addr = addr
+        .parse::<SocketAddr>()
+        .map_err(|error| format!("bootstrap entry {entry:?}: {error}"))?;
+    Ok((id, addr))
+}
+
+/// Loads a configuration file.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let invalid = |reason: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file: File = toml::from_str(&text).map_err(|error| invalid(error.to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let identity = Identity::load(&base.join(&file.key))?;
+    let roster = Roster::load(&base.join(&file.federation.roster))?;
+    let bootstrap = file
+        .bootstrap
+        .iter()
+        .map(|entry| parse_bootstrap(entry))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    if file.gossip.interval_ms == 0 || file.gossip.fanout == 0 {
+        return Err(invalid(
+            "gossip.interval_ms and gossip.fanout must be above zero".into(),
+        ));
+    }
+    if file.gossip.ttl_ms == 0 || file.gossip.ttl_ms > crate::proto::limits::MAX_TTL_MS {
+        return Err(invalid(
+            "gossip.ttl_ms must be above zero and at most one day".into(),
+        ));
+    }
+    let gossip = GossipConfig {
+        interval_ms: file.gossip.interval_ms,
+        fanout: file.gossip.fanout,
+        rumor_fanout: file.gossip.rumor_fanout,
+        ttl_ms: file.gossip.ttl_ms,
+        ..GossipConfig::default()
+    };
+    let audit = AuditConfig {
+        max_bytes: Some(file.audit.max_bytes),
+        max_age_ms: Some(file.audit.max_age_days.saturating_mul(86_400_000)),
+        checkpoint_every_entries: file.audit.checkpoint_every_entries.max(1),
+        ..AuditConfig::default()
+    };
+    let specialists = file
+        .specialists
+        .into_iter()
+        .map(|entry| Specialist {
+            name: entry.name,
+            capabilities: entry.capabilities,
+            endpoint: entry.endpoint,
+            meta: entry.meta,
+        })
+        .collect();
+    if !file.api.ip().is_loopback() && file.api_token.is_none() {
+        return Err(invalid(format!(
+            "api = {} is not a loopback address: set api_token, or keep the API on 127.0.0.1",
+            file.api
+        )));
+    }
+    Ok(Loaded {
+        node: NodeConfig {
+            data_dir: base.join(&file.data_dir),
+            identity: Arc::new(identity),
+            federation: file.federation.name,
+            roster,
+            listen: file.listen,
+            advertise: file.advertise,
+            bootstrap,
+            gossip,
+            audit,
+            specialists,
+        },
+        api: file.api,
+        api_token: file.api_token,
+    })
+}
+
+/// The commented configuration `tidings init` writes.
+pub const TEMPLATE: &str = r#"# tidings node configuration. Relative paths are relative to this file.
+
+# Where the audit log and the directory store live.
+data_dir = "{data_dir}"
+# This node's secret key (mode 0600; `tidings keygen` makes one).
+key = "node.key"
+# UDP address for QUIC.
+listen = "{listen}"
+# Addresses published in this node's record, where others can reach it.
+# Leave out to publish the listen address; [] for a node behind NAT (it dials out).
+# advertise = ["203.0.113.7:7700"]
+# Peers to contact first: "NODE_ID@HOST:PORT".
+bootstrap = [{bootstrap}]
+# Local HTTP API (loopback only unless api_token is set).
+api = "{api}"
+# api_token = "a long random string"
+
+[federation]
+# Every node of a federation uses the same name and roster.
+name = "{federation}"
+roster = "{roster}"
+
+[gossip]
+interval_ms = 1000     # time between gossip rounds
+fanout = 2             # exchanges per round
+rumor_fanout = 2       # immediate pushes of a new record (0: off)
+ttl_ms = 3600000       # lifetime of this node's records; refreshed at half-life
+
+[audit]
+max_bytes = 1073741824 # prune the oldest entries above this size
+max_age_days = 90      # and entries older than this
+
+# The specialists this node announces. Repeat the block for more.
+# [[specialist]]
+# name = "summarizer"
+# capabilities = ["summarize", "en"]
+# endpoint = "https://example.org/summarize"
+# meta = { model = "small" }
+"#;
