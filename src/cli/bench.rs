@@ -36,6 +36,25 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Over QUIC with mutual TLS on loopback: records per second from one node to
+    /// another, and the time for a new record to reach all of 16 nodes.
+    Net {
+        /// Records the empty node pulls from the full one.
+        #[arg(long, default_value_t = 5_000)]
+        records: usize,
+        /// Nodes in the spread measurement.
+        #[arg(long, default_value_t = 16)]
+        nodes: usize,
+        /// Gossip interval in the spread measurement, milliseconds.
+        #[arg(long, default_value_t = 200)]
+        interval_ms: u64,
+        /// Repetitions of the spread measurement (the median is reported).
+        #[arg(long, default_value_t = 11)]
+        repeat: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -53,6 +72,30 @@ struct AuditBench {
 
 pub(crate) fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
+        BenchCommand::Net {
+            records,
+            nodes,
+            interval_ms,
+            repeat,
+            json,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let result = runtime.block_on(super::bench_net::run(
+                *records,
+                *nodes,
+                *interval_ms,
+                (*repeat).max(1),
+            ))?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                result.print();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Audit {
             entries,
             records,

@@ -188,6 +188,7 @@ impl Node {
             now_ms(),
         );
         restore(&mut state, &store, federation)?;
+        state.add_bootstrap(config.bootstrap.iter().map(|(peer, _)| *peer));
         let (commands, command_rx) = mpsc::channel(256);
         let (events, event_rx) = mpsc::channel(4096);
         let (changes, _) = broadcast::channel(1024);

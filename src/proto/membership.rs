@@ -1,11 +1,13 @@
 //! Who a node gossips with: uniform choice among admitted members, minus those it
 //! cannot or will not reach right now.
 //!
-//! Membership is the roster (shared, not copied per node) plus sparse state for the
-//! exceptions: peers in dial backoff after failures, and banned peers. Whether a
-//! member can be dialled at all comes from its record in the directory: a record
-//! with no addresses means the member is behind NAT, so it dials out and is served
-//! on its own connection instead.
+//! Membership is the roster (shared, not copied per node) plus sparse state: the
+//! members this node knows how to reach (bootstrap peers, peers that contacted it;
+//! members with a dialable record are reachable through the directory), peers in
+//! dial backoff after failures, and banned peers. A record with no addresses means
+//! its origin is behind NAT: it dials out and is served on its own connection.
+//! Choice is uniform over the reachable members, so a large roster of keys this
+//! node has not heard from does not dilute its gossip.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,6 +40,8 @@ pub struct BackoffPolicy {
 pub struct Membership {
     me: NodeId,
     members: Arc<[NodeId]>,
+    known: std::collections::BTreeSet<NodeId>,
+    everyone_known: bool,
     backoff: BTreeMap<NodeId, Backoff>,
     banned: BTreeMap<NodeId, u64>,
 }
@@ -48,6 +52,8 @@ impl Membership {
         Self {
             me,
             members,
+            known: Default::default(),
+            everyone_known: false,
             backoff: BTreeMap::new(),
             banned: BTreeMap::new(),
         }
@@ -81,9 +87,28 @@ impl Membership {
         state.retry_at_ms
     }
 
-    /// Records a successful contact: backoff is cleared.
+    /// Records a successful contact: the peer is reachable and its backoff cleared.
     pub fn reached(&mut self, peer: &NodeId) {
         self.backoff.remove(peer);
+        if !self.everyone_known && self.known.len() < self.members.len() {
+            self.known.insert(*peer);
+        }
+    }
+
+    /// Marks `peer` as reachable (a bootstrap peer).
+    pub fn add_known(&mut self, peer: NodeId) {
+        self.known.insert(peer);
+    }
+
+    /// Treats every member as reachable (Bet 15's setting: the membership is known).
+    pub fn assume_everyone_known(&mut self) {
+        self.everyone_known = true;
+        self.known.clear();
+    }
+
+    /// Whether this node knows how to reach `peer` without the directory's help.
+    pub fn is_known(&self, peer: &NodeId) -> bool {
+        self.everyone_known || self.known.contains(peer)
     }
 
     /// Bans `peer` until `until_ms`.

@@ -390,7 +390,9 @@ impl State {
         }
     }
 
-    /// Members to contact: available, not quarantined, dialable, not in `except`.
+    /// Members to contact: available, reachable, not quarantined, not in `except`.
+    /// Reachable: a bootstrap peer, a peer that contacted this node, or an origin
+    /// whose record lists addresses (an origin whose record lists none is behind NAT).
     fn pick<R: Rng + ?Sized>(
         &self,
         count: usize,
@@ -399,13 +401,27 @@ impl State {
         except: &[NodeId],
     ) -> Vec<NodeId> {
         let directory = &self.directory;
+        let membership = &self.membership;
         self.membership.pick(count, now_ms, rng, |peer| {
-            !except.contains(peer)
-                && !directory.is_quarantined(peer)
-                && directory
-                    .entry(peer)
-                    .is_none_or(|entry| !entry.record.record().addrs.is_empty())
+            let dialable = match directory.entry(peer) {
+                Some(entry) => !entry.record.record().addrs.is_empty(),
+                None => membership.is_known(peer),
+            };
+            dialable && !except.contains(peer) && !directory.is_quarantined(peer)
         })
+    }
+
+    /// Marks bootstrap peers as reachable.
+    pub fn add_bootstrap(&mut self, peers: impl IntoIterator<Item = NodeId>) {
+        for peer in peers {
+            self.membership.add_known(peer);
+        }
+    }
+
+    /// Treats every admitted member as reachable, as in Bet 15 where the
+    /// membership is known to all (the simulator's setting).
+    pub fn assume_membership_known(&mut self) {
+        self.membership.assume_everyone_known();
     }
 
     fn send(&mut self, to: NodeId, message: Message) {

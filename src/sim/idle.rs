@@ -49,6 +49,7 @@ fn node(federation: &Federation, index: usize, cache: &Arc<VerifiedCache>) -> St
         START_MS,
     );
     state.set_verified_cache(cache.clone());
+    state.assume_membership_known();
     state
 }
 

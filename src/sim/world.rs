@@ -267,6 +267,7 @@ impl<'a> World<'a> {
                 START_MS + offset,
             );
             state.set_verified_cache(cache.clone());
+            state.assume_membership_known();
             nodes.push(Node {
                 state,
                 role,
@@ -507,6 +508,7 @@ impl<'a> World<'a> {
             self.now,
         );
         state.set_verified_cache(self.cache.clone());
+        state.assume_membership_known();
         if let Some(record) = own {
             state.restore_own(record, self.now);
         }

@@ -32,14 +32,16 @@ impl Net {
         let nodes = (0..size)
             .map(|i| {
                 let identity = Arc::new(Identity::from_seed(&[(i + 1) as u8; 32]));
-                State::new(
+                let mut state = State::new(
                     identity,
                     DirectoryConfig::new(federation.id),
                     gossip.clone(),
                     federation.roster.clone(),
                     members.clone(),
                     NOW,
-                )
+                );
+                state.assume_membership_known();
+                state
             })
             .collect();
         Self {
@@ -297,6 +299,8 @@ fn a_lost_own_record_is_recovered_from_peers() {
         members,
         net.now,
     );
+    let bootstrap = net.nodes[1].node_id();
+    net.nodes[0].add_bootstrap([bootstrap]);
     net.rounds(3);
     assert_eq!(net.nodes[0].own_record().map(|r| r.seq()), Some(2));
     let third = net.nodes[0]
@@ -317,4 +321,47 @@ fn commands_arrive_as_inputs_too() {
     assert!(outputs
         .iter()
         .any(|o| matches!(o, Output::CommandFailed(PublishError::UnknownSpecialist(_)))));
+}
+
+#[test]
+fn only_reachable_members_are_picked() {
+    let federation = Federation::new(50);
+    let members = member_list(&federation.roster);
+    let mut state = State::new(
+        Arc::new(Identity::from_seed(&[1; 32])),
+        DirectoryConfig::new(federation.id),
+        GossipConfig::default(),
+        federation.roster.clone(),
+        members,
+        NOW,
+    );
+    let bootstrap = federation.node(7);
+    state.add_bootstrap([bootstrap]);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    for round in 1..20 {
+        state.handle_timeout(NOW + round * 1000, &mut rng);
+        for output in state.drain_outputs() {
+            if let Output::Send { to, .. } = output {
+                assert_eq!(to, bootstrap, "only the bootstrap peer is known");
+            }
+        }
+    }
+    // A peer that contacts this node becomes reachable.
+    let caller = federation.node(9);
+    state.handle_frame(
+        caller,
+        &Message::Want(vec![]).encode(),
+        NOW + 30_000,
+        &mut rng,
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for round in 31..80 {
+        state.handle_timeout(NOW + round * 1000, &mut rng);
+        for output in state.drain_outputs() {
+            if let Output::Send { to, .. } = output {
+                seen.insert(to);
+            }
+        }
+    }
+    assert_eq!(seen, [bootstrap, caller].into_iter().collect());
 }
