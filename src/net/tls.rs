@@ -130,7 +130,18 @@ fn verify_signature(
     certificate: &CertificateDer<'_>,
     signed: &DigitallySignedStruct,
 ) -> Result<HandshakeSignatureValid, Error> {
-    if signed.scheme != SignatureScheme::ED25519 {
+    check_signature(message, certificate, signed.scheme, signed.signature())
+}
+
+/// The handshake signature check: ed25519 only, with `verify_strict`, under the key
+/// the certificate carries.
+fn check_signature(
+    message: &[u8],
+    certificate: &CertificateDer<'_>,
+    scheme: SignatureScheme,
+    signature: &[u8],
+) -> Result<HandshakeSignatureValid, Error> {
+    if scheme != SignatureScheme::ED25519 {
         return Err(Error::PeerMisbehaved(
             rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
         ));
@@ -140,8 +151,7 @@ fn verify_signature(
     let key = id
         .verifying_key()
         .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
-    let signature: [u8; 64] = signed
-        .signature()
+    let signature: [u8; 64] = signature
         .try_into()
         .map_err(|_| Error::InvalidCertificate(CertificateError::BadSignature))?;
     key.verify_strict(message, &DalekSignature::from_bytes(&signature))
@@ -324,5 +334,60 @@ mod tests {
         doubled.extend_from_slice(&[1; 32]);
         assert_eq!(node_id_of(&doubled), None);
         assert_eq!(node_id_of(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn a_bad_certificate_is_refused_and_recorded() {
+        let member = Identity::from_seed(&[6; 32]);
+        let roster: SharedRoster = Arc::new(RwLock::new([member.node_id()].into_iter().collect()));
+        let refusals = Refusals::default();
+        let verifier = AcceptVerifier {
+            roster,
+            refusals: refusals.clone(),
+        };
+        let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+        assert!(verifier
+            .verify_client_cert(&garbage, &[], UnixTime::now())
+            .is_err());
+        let (stranger_certificate, _) = certificate(&Identity::from_seed(&[7; 32])).unwrap();
+        assert!(verifier
+            .verify_client_cert(&stranger_certificate, &[], UnixTime::now())
+            .is_err());
+        let (member_certificate, _) = certificate(&member).unwrap();
+        assert!(verifier
+            .verify_client_cert(&member_certificate, &[], UnixTime::now())
+            .is_ok());
+        let recorded = refusals.drain();
+        assert_eq!(recorded.len(), 2);
+        assert_eq!(recorded[0].presented, None);
+        assert!(recorded[0].reason.contains("no single ed25519 key"));
+        assert_eq!(
+            recorded[1].presented,
+            Some(Identity::from_seed(&[7; 32]).node_id())
+        );
+    }
+
+    #[test]
+    fn handshake_signatures_are_checked_strictly() {
+        let identity = Identity::from_seed(&[8; 32]);
+        let (cert, _) = certificate(&identity).unwrap();
+        let message = b"transcript";
+        let federation = tidings_keys::FederationId::from_name("x");
+        let other = identity.sign(tidings_keys::Domain::Record, &federation, b"other");
+        assert!(
+            check_signature(message, &cert, SignatureScheme::ED25519, &other.0).is_err(),
+            "a signature over other bytes"
+        );
+        assert!(check_signature(
+            message,
+            &cert,
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+            &[0; 64]
+        )
+        .is_err());
+        assert!(
+            check_signature(message, &cert, SignatureScheme::ED25519, &[0; 10]).is_err(),
+            "truncated"
+        );
     }
 }

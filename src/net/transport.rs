@@ -18,6 +18,8 @@ use tidings_keys::{Identity, NodeId};
 use super::tls::{self, Refusals, SharedRoster};
 use crate::proto::limits::MAX_FRAME_BYTES;
 
+/// Incoming handshakes in progress at once.
+pub const MAX_PENDING_HANDSHAKES: usize = 256;
 /// Concurrent incoming streams allowed per connection.
 pub const MAX_STREAMS: u32 = 64;
 /// Longest wait for a frame's bytes once its stream opened.
@@ -88,6 +90,9 @@ impl Transport {
             .map_err(|error| tls::TlsError::Config(error.to_string()))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_server));
         server_config.transport_config(transport_config());
+        // Handshakes in progress at once; established connections are bounded by
+        // the roster (one kept per admitted key).
+        server_config.max_incoming(MAX_PENDING_HANDSHAKES);
         let quic_client = quinn::crypto::rustls::QuicClientConfig::try_from(client)
             .map_err(|error| tls::TlsError::Config(error.to_string()))?;
         let mut client_config = quinn::ClientConfig::new(Arc::new(quic_client));
