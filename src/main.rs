@@ -74,7 +74,26 @@ pub(crate) struct KeyArg {
     pub(crate) key: PathBuf,
 }
 
+/// Output piped into a program that stopped reading (`tidings … | head`) ends the
+/// process quietly, as a SIGPIPE would, instead of with a panic message.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keygen(args) => cli::keys::keygen(&args),

@@ -211,7 +211,7 @@ fn setup(args: &DemoArgs, root: &Path) -> anyhow::Result<Federation> {
             rumor_fanout: 2,
             ..GossipConfig::default()
         };
-        let state = State::new(
+        let mut state = State::new(
             identity.clone(),
             DirectoryConfig::new(id),
             gossip,
@@ -219,6 +219,8 @@ fn setup(args: &DemoArgs, root: &Path) -> anyhow::Result<Federation> {
             members.clone(),
             now,
         );
+        // The in-process transport reaches every member.
+        state.assume_membership_known();
         nodes.push(Node {
             name,
             identity,
