@@ -17,6 +17,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "node")]
+pub mod api;
 pub mod export;
 #[cfg(feature = "node")]
 pub mod net;

@@ -1,97 +1,14 @@
 //! Nodes over real QUIC with mutual TLS on loopback.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{config, count, eventually, federation, identity, roster, specialist};
 use tidings::audit::{AuditLog, EntryKind, Query, SledStore};
-use tidings::keys::{Identity, NodeId, Roster};
-use tidings::net::node::{Lookup, Node, NodeConfig, NodeHandle};
-use tidings::proto::{GossipConfig, Specialist};
-
-fn specialist(name: &str, capability: &str) -> Specialist {
-    Specialist {
-        name: name.into(),
-        capabilities: vec![capability.into()],
-        endpoint: format!("https://{name}.example/api"),
-        meta: Default::default(),
-    }
-}
-
-fn identity(seed: u8) -> Arc<Identity> {
-    Arc::new(Identity::from_seed(&[seed; 32]))
-}
-
-fn config(
-    dir: &Path,
-    seed: u8,
-    roster: &Roster,
-    bootstrap: Vec<(NodeId, SocketAddr)>,
-) -> NodeConfig {
-    NodeConfig {
-        data_dir: dir.join(format!("node-{seed}")),
-        identity: identity(seed),
-        federation: "test".into(),
-        roster: roster.clone(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        advertise: None,
-        bootstrap,
-        gossip: GossipConfig {
-            interval_ms: 200,
-            ..GossipConfig::default()
-        },
-        audit: Default::default(),
-        specialists: vec![specialist(&format!("agent-{seed}"), "summarize")],
-    }
-}
-
-fn roster(seeds: &[u8]) -> Roster {
-    seeds.iter().map(|&seed| identity(seed).node_id()).collect()
-}
-
-/// Starts nodes with seeds 1..=count; every node bootstraps from node 1.
-async fn federation(dir: &Path, count: u8) -> Vec<NodeHandle> {
-    let members: Vec<u8> = (1..=count).collect();
-    let roster = roster(&members);
-    let first = Node::spawn(config(dir, 1, &roster, vec![])).await.unwrap();
-    let bootstrap = vec![(first.node_id(), first.local_addr())];
-    let mut nodes = vec![first];
-    for seed in 2..=count {
-        nodes.push(
-            Node::spawn(config(dir, seed, &roster, bootstrap.clone()))
-                .await
-                .unwrap(),
-        );
-    }
-    nodes
-}
-
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("not within {timeout:?}: {what}");
-}
-
-async fn count(node: &NodeHandle, capability: &str) -> usize {
-    node.lookup(Lookup {
-        capability: Some(capability.into()),
-        name: None,
-    })
-    .await
-    .unwrap()
-    .len()
-}
+use tidings::net::node::Node;
 
 fn audit_of(dir: &Path, seed: u8) -> AuditLog<SledStore> {
     let path: PathBuf = dir.join(format!("node-{seed}")).join("audit");

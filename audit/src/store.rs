@@ -179,6 +179,15 @@ mod sled_store {
             }
         }
 
+        /// Another handle on an open database (sled allows one process to open a
+        /// database once; handles within it are shared).
+        pub fn from_db(db: sled::Db, path: &Path) -> Self {
+            Self {
+                db,
+                path: path.to_path_buf(),
+            }
+        }
+
         /// Where the database lives.
         pub fn path(&self) -> &Path {
             &self.path

@@ -108,7 +108,71 @@ pub struct Lookup {
     pub name: Option<String>,
 }
 
+/// One admitted member as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Member {
+    /// Its id.
+    pub id: NodeId,
+    /// Its roster label.
+    pub label: Option<String>,
+    /// Its current record, if any: seq and id.
+    pub seq: Option<u64>,
+    /// The record id.
+    pub record: Option<RecordId>,
+    /// The addresses its record lists.
+    pub addrs: Vec<String>,
+    /// Specialists it announces.
+    pub specialists: usize,
+    /// Whether it is quarantined for equivocation.
+    pub quarantined: bool,
+    /// Whether this node has banned it.
+    pub banned: bool,
+    /// Whether a connection to it is open.
+    pub connected: bool,
+    /// Whether it is this node.
+    pub this_node: bool,
+}
+
+/// Upper bounds (ms) of the exchange latency histogram buckets.
+pub const LATENCY_BUCKETS_MS: [u64; 11] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500];
+
+/// Counters and gauges for metrics.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct NodeStats {
+    /// Records held.
+    pub records: usize,
+    /// Origins quarantined.
+    pub quarantined: usize,
+    /// Verdicts reached, by kind.
+    pub verdicts: Vec<(String, u64)>,
+    /// Open connections.
+    pub connections: usize,
+    /// Frame bytes sent.
+    pub bytes_sent: u64,
+    /// Frame bytes received.
+    pub bytes_received: u64,
+    /// Exchanges opened.
+    pub exchanges: u64,
+    /// Exchange latency: counts per bucket of [`LATENCY_BUCKETS_MS`] (cumulative
+    /// counts are computed by the exporter), plus the overflow bucket.
+    pub latency_buckets: Vec<u64>,
+    /// Sum of observed latencies, seconds.
+    pub latency_sum_seconds: f64,
+    /// Audit entries written.
+    pub audit_entries: u64,
+    /// Audit entries queued but not yet written.
+    pub audit_lag: u64,
+}
+
+#[derive(Debug, Default)]
+struct Traffic {
+    sent: std::sync::atomic::AtomicU64,
+    received: std::sync::atomic::AtomicU64,
+}
+
 enum Command {
+    Stats(oneshot::Sender<NodeStats>),
+    Members(oneshot::Sender<Vec<Member>>),
     Announce(
         Specialist,
         oneshot::Sender<Result<VerifiedRecord, PublishError>>,
@@ -129,14 +193,31 @@ enum NetEvent {
     Refused(Refusal),
 }
 
-/// A running node.
-#[derive(Debug)]
-pub struct NodeHandle {
+/// A cloneable way to talk to a running node (what the HTTP API holds).
+#[derive(Debug, Clone)]
+pub struct NodeClient {
     node_id: NodeId,
     local_addr: SocketAddr,
+    federation: FederationId,
     commands: mpsc::Sender<Command>,
     changes: broadcast::Sender<DirectoryChange>,
+    audit_db: sled::Db,
+    audit_path: PathBuf,
+}
+
+/// A running node: its client, and the task to wait for or shut down.
+#[derive(Debug)]
+pub struct NodeHandle {
+    client: NodeClient,
     task: Option<tokio::task::JoinHandle<Result<(), NodeError>>>,
+}
+
+impl std::ops::Deref for NodeHandle {
+    type Target = NodeClient;
+
+    fn deref(&self) -> &NodeClient {
+        &self.client
+    }
 }
 
 /// Starts nodes.
@@ -167,8 +248,10 @@ impl Node {
         let roster = Arc::new(RwLock::new(config.roster.clone()));
         let transport = Transport::bind(&config.identity, roster, config.listen)?;
         let local_addr = transport.local_addr().unwrap_or(config.listen);
-        let audit_store = SledStore::open(&config.data_dir.join("audit"))
-            .map_err(|e| NodeError::Audit(e.to_string()))?;
+        let audit_path = config.data_dir.join("audit");
+        let audit_store =
+            SledStore::open(&audit_path).map_err(|e| NodeError::Audit(e.to_string()))?;
+        let writer_db = audit_store.db().clone();
         let log = AuditLog::open(
             audit_store,
             config.identity.clone(),
@@ -177,6 +260,7 @@ impl Node {
         )
         .map_err(|e| NodeError::Audit(e.to_string()))?;
         let writer = AuditWriter::spawn(log, 8192).map_err(|e| NodeError::Audit(e.to_string()))?;
+        let audit_db = writer_db.clone();
         let store = DirectoryStore::open(&config.data_dir.join("store"))?;
         let roster = Arc::new(config.roster.clone());
         let mut state = State::new(
@@ -193,10 +277,12 @@ impl Node {
         let (events, event_rx) = mpsc::channel(4096);
         let (changes, _) = broadcast::channel(1024);
         let connections: Connections = Arc::default();
+        let traffic = Arc::new(Traffic::default());
         tokio::spawn(accept_loop(
             transport.clone(),
             connections.clone(),
             events.clone(),
+            traffic.clone(),
         ));
         let node_id = config.identity.node_id();
         let mut actor = Actor {
@@ -211,6 +297,11 @@ impl Node {
             rng: StdRng::from_entropy(),
             bootstrap: config.bootstrap.iter().copied().collect(),
             store_dirty: false,
+            traffic,
+            opened: HashMap::new(),
+            latency: vec![0; LATENCY_BUCKETS_MS.len() + 1],
+            latency_sum: 0.0,
+            roster_labels: config.roster.clone(),
         };
         let mut announcement = Announcement {
             addrs: config
@@ -231,10 +322,15 @@ impl Node {
         info!(node = %node_id, addr = %local_addr, "node started");
         let task = tokio::spawn(actor.run(command_rx, event_rx));
         Ok(NodeHandle {
-            node_id,
-            local_addr,
-            commands,
-            changes,
+            client: NodeClient {
+                node_id,
+                local_addr,
+                federation,
+                commands,
+                changes,
+                audit_db,
+                audit_path,
+            },
             task: Some(task),
         })
     }
@@ -278,6 +374,7 @@ async fn accept_loop(
     transport: Transport,
     connections: Connections,
     events: mpsc::Sender<NetEvent>,
+    traffic: Arc<Traffic>,
 ) {
     while let Some(result) = transport.accept().await {
         match result {
@@ -285,7 +382,7 @@ async fn accept_loop(
                 if let Ok(mut map) = connections.lock() {
                     map.insert(peer, connection.clone());
                 }
-                tokio::spawn(read_loop(peer, connection, events.clone()));
+                tokio::spawn(read_loop(peer, connection, events.clone(), traffic.clone()));
                 if events
                     .send(NetEvent::Connected {
                         peer,
@@ -310,12 +407,21 @@ async fn accept_loop(
     }
 }
 
-async fn read_loop(peer: NodeId, connection: quinn::Connection, events: mpsc::Sender<NetEvent>) {
+async fn read_loop(
+    peer: NodeId,
+    connection: quinn::Connection,
+    events: mpsc::Sender<NetEvent>,
+    traffic: Arc<Traffic>,
+) {
     while let Ok(stream) = connection.accept_uni().await {
         let events = events.clone();
+        let traffic = traffic.clone();
         tokio::spawn(async move {
             match transport::read_frame(stream).await {
                 Ok(bytes) => {
+                    traffic
+                        .received
+                        .fetch_add(bytes.len() as u64 + 4, std::sync::atomic::Ordering::Relaxed);
                     let _ = events.send(NetEvent::Frame { from: peer, bytes }).await;
                 }
                 Err(error) => debug!(peer = %peer, %error, "dropped a frame"),
@@ -332,6 +438,7 @@ async fn link_loop(
     connections: Connections,
     events: mpsc::Sender<NetEvent>,
     mut frames: mpsc::Receiver<Vec<u8>>,
+    traffic: Arc<Traffic>,
 ) {
     let existing = connections
         .lock()
@@ -349,7 +456,12 @@ async fn link_loop(
                     if let Ok(mut map) = connections.lock() {
                         map.insert(peer, connection.clone());
                     }
-                    tokio::spawn(read_loop(peer, connection.clone(), events.clone()));
+                    tokio::spawn(read_loop(
+                        peer,
+                        connection.clone(),
+                        events.clone(),
+                        traffic.clone(),
+                    ));
                     let _ = events
                         .send(NetEvent::Connected {
                             peer,
@@ -371,6 +483,9 @@ async fn link_loop(
         }
     };
     while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(60), frames.recv()).await {
+        traffic
+            .sent
+            .fetch_add(frame.len() as u64 + 4, std::sync::atomic::Ordering::Relaxed);
         if let Err(error) = transport::send_frame(&connection, &frame).await {
             debug!(peer = %peer, %error, "send failed");
             if let Ok(mut map) = connections.lock() {
@@ -393,6 +508,11 @@ struct Actor {
     rng: StdRng,
     bootstrap: HashMap<NodeId, SocketAddr>,
     store_dirty: bool,
+    traffic: Arc<Traffic>,
+    opened: HashMap<NodeId, std::time::Instant>,
+    latency: Vec<u64>,
+    latency_sum: f64,
+    roster_labels: Roster,
 }
 
 impl Actor {
@@ -459,6 +579,12 @@ impl Actor {
             Command::Lookup(query, reply) => {
                 let _ = reply.send(self.lookup(&query));
             }
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats());
+            }
+            Command::Members(reply) => {
+                let _ = reply.send(self.members(now));
+            }
             Command::Record(origin, reply) => {
                 let _ = reply.send(
                     self.state
@@ -468,6 +594,80 @@ impl Actor {
                 );
             }
             Command::Shutdown => {}
+        }
+    }
+
+    fn stats(&self) -> NodeStats {
+        let directory = self.state.directory();
+        let counters = self.state.counters();
+        let connections = self
+            .connections
+            .lock()
+            .map(|map| map.values().filter(|c| c.close_reason().is_none()).count())
+            .unwrap_or(0);
+        NodeStats {
+            records: directory.len(),
+            quarantined: directory.quarantined().count(),
+            verdicts: counters
+                .verdicts
+                .iter()
+                .map(|(kind, count)| (kind.as_str().to_string(), *count))
+                .collect(),
+            connections,
+            bytes_sent: self.traffic.sent.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_received: self
+                .traffic
+                .received
+                .load(std::sync::atomic::Ordering::Relaxed),
+            exchanges: counters.exchanges_opened,
+            latency_buckets: self.latency.clone(),
+            latency_sum_seconds: self.latency_sum,
+            audit_entries: self.writer.as_ref().map(|w| w.written_index()).unwrap_or(0),
+            audit_lag: self.writer.as_ref().map(|w| w.lag()).unwrap_or(0),
+        }
+    }
+
+    fn members(&self, now: u64) -> Vec<Member> {
+        let directory = self.state.directory();
+        let connected: Vec<NodeId> = self
+            .connections
+            .lock()
+            .map(|map| map.keys().copied().collect())
+            .unwrap_or_default();
+        self.roster_labels
+            .iter()
+            .map(|(id, label)| {
+                let entry = directory.entry(id);
+                Member {
+                    id: *id,
+                    label: label.map(String::from),
+                    seq: entry.map(|e| e.record.seq()),
+                    record: entry.map(|e| e.record.id()),
+                    addrs: entry
+                        .map(|e| e.record.record().addrs.clone())
+                        .unwrap_or_default(),
+                    specialists: entry
+                        .map(|e| e.record.record().specialists.len())
+                        .unwrap_or(0),
+                    quarantined: directory.is_quarantined(id),
+                    banned: self.state.is_banned(id, now),
+                    connected: connected.contains(id),
+                    this_node: *id == self.state.node_id(),
+                }
+            })
+            .collect()
+    }
+
+    fn observe_reply(&mut self, from: &NodeId) {
+        if let Some(opened) = self.opened.remove(from) {
+            let elapsed = opened.elapsed();
+            let ms = elapsed.as_millis() as u64;
+            let bucket = LATENCY_BUCKETS_MS
+                .iter()
+                .position(|&bound| ms <= bound)
+                .unwrap_or(LATENCY_BUCKETS_MS.len());
+            self.latency[bucket] += 1;
+            self.latency_sum += elapsed.as_secs_f64();
         }
     }
 
@@ -501,7 +701,8 @@ impl Actor {
         let now = now_ms();
         match event {
             NetEvent::Frame { from, bytes } => {
-                self.state.handle_frame(from, &bytes, now, &mut self.rng)
+                self.observe_reply(&from);
+                self.state.handle_frame(from, &bytes, now, &mut self.rng);
             }
             NetEvent::DialFailed(peer) => {
                 self.links.remove(&peer);
@@ -574,6 +775,7 @@ impl Actor {
             self.connections.clone(),
             self.events.clone(),
             receiver,
+            self.traffic.clone(),
         ));
         self.links.insert(to, sender);
     }
@@ -583,7 +785,16 @@ impl Actor {
         let mut entries = Vec::new();
         for output in outputs {
             match output {
-                Output::Send { to, message } => self.send(to, message.encode()),
+                Output::Send { to, message } => {
+                    let opening = matches!(&message, crate::proto::wire::Message::Sync(ranges)
+                        if ranges.len() == 1 && ranges[0].prefix == crate::proto::wire::Prefix::ROOT);
+                    if opening {
+                        self.opened
+                            .entry(to)
+                            .or_insert_with(std::time::Instant::now);
+                    }
+                    self.send(to, message.encode());
+                }
                 Output::Audit(event) => {
                     if let AuditEvent::Published(record) = &event {
                         if self.store.put_own(record.wire_bytes()).is_ok() {
@@ -672,7 +883,7 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-impl NodeHandle {
+impl NodeClient {
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
         self.node_id
@@ -723,9 +934,37 @@ impl NodeHandle {
         self.changes.subscribe()
     }
 
+    /// The federation this node belongs to.
+    pub fn federation(&self) -> FederationId {
+        self.federation
+    }
+
+    /// Counters and gauges.
+    pub async fn stats(&self) -> Result<NodeStats, NodeError> {
+        self.ask(Command::Stats).await
+    }
+
+    /// Every admitted member, as this node sees it.
+    pub async fn members(&self) -> Result<Vec<Member>, NodeError> {
+        self.ask(Command::Members).await
+    }
+
+    /// A read-only view of this node's audit log (what the writer has written).
+    pub fn audit_log(&self) -> Result<AuditLog<SledStore>, NodeError> {
+        AuditLog::open_read_only(SledStore::from_db(self.audit_db.clone(), &self.audit_path))
+            .map_err(|error| NodeError::Audit(error.to_string()))
+    }
+}
+
+impl NodeHandle {
+    /// A cloneable client of this node.
+    pub fn client(&self) -> NodeClient {
+        self.client.clone()
+    }
+
     /// Stops the node: flushes the audit log (with a final checkpoint) and the store.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
-        let _ = self.commands.send(Command::Shutdown).await;
+        let _ = self.client.commands.send(Command::Shutdown).await;
         match self.task.take() {
             Some(task) => task.await.map_err(|_| NodeError::Stopped)?,
             None => Ok(()),

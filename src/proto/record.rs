@@ -77,15 +77,21 @@ impl Serialize for RecordId {
 }
 
 /// One specialist an origin offers: a service, model or agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// `Deserialize` is for JSON input (the HTTP API); records are decoded by
+/// [`codec`](super::codec), never by serde.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Specialist {
     /// Unique within its record; letters, digits, `.`, `_`, `-`.
     pub name: String,
     /// What it can do, sorted and unique (`translate`, `fr-en`, ...).
+    #[serde(default)]
     pub capabilities: Vec<String>,
     /// Where to reach it (a URL).
     pub endpoint: String,
     /// Free-form string metadata, sorted by key.
+    #[serde(default)]
     pub meta: BTreeMap<String, String>,
 }
 

@@ -1,0 +1,114 @@
+//! The local HTTP API (axum): what users and scripts touch on a running node.
+//!
+//! It listens on 127.0.0.1 by default: it can sign as the node, so any other address
+//! requires a token, checked on every request (`Authorization: Bearer TOKEN`).
+//! Errors are RFC 7807 problem documents (`application/problem+json`).
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /v1/health` | node id, records held, peers connected |
+//! | `GET /v1/specialists?capability=&name=` | lookup |
+//! | `POST /v1/specialists` | announce (JSON specialist); 201 with the new record |
+//! | `DELETE /v1/specialists/{name}` | withdraw |
+//! | `GET /v1/members` | the roster as this node sees it |
+//! | `GET /v1/records/{origin}` | an origin's current signed record |
+//! | `GET /v1/provenance/{record_id}` | signer, chain position, receipts, relays, quarantine |
+//! | `GET /v1/audit?record=&origin=&peer=&kind=&since=&until=&after=&limit=` | audit entries |
+//! | `GET /v1/watch` | server-sent events: added, updated, removed, expired, quarantined |
+//! | `GET /metrics` | Prometheus text |
+
+mod problem;
+mod routes;
+mod watch;
+
+use std::net::SocketAddr;
+
+use tokio::sync::oneshot;
+
+use crate::net::node::NodeClient;
+
+pub use problem::Problem;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A non-loopback address without a token.
+    #[error("the API address {0} is not on loopback: set api_token, or keep the API on 127.0.0.1")]
+    TokenRequired(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+}
+
+/// A running API server.
+#[derive(Debug)]
+pub struct ApiServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ApiServer {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving: finishes requests in flight for up to two seconds, then
+    /// closes what is left (watch streams never finish on their own).
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}
+
+/// Serves the API for `client` on `addr`.
+pub async fn serve(
+    client: NodeClient,
+    addr: SocketAddr,
+    token: Option<String>,
+) -> Result<ApiServer, ApiError> {
+    if !addr.ip().is_loopback() && token.is_none() {
+        return Err(ApiError::TokenRequired(addr));
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|error| ApiError::Bind { addr, error })?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    let watch = watch::Watch::start(client.clone());
+    let router = routes::router(routes::AppState {
+        client,
+        token,
+        watch,
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(error) = served {
+            tracing::warn!(%error, "the API server stopped");
+        }
+    });
+    tracing::info!(addr = %bound, "API listening");
+    Ok(ApiServer {
+        addr: bound,
+        stop: Some(stop),
+        task,
+    })
+}

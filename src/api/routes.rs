@@ -1,0 +1,406 @@
+//! The handlers.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tidings_audit::{EntryKind, RecordKey};
+use tidings_keys::NodeId;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+use super::problem::Problem;
+use super::watch::Watch;
+use super::MAX_BODY_BYTES;
+use crate::net::node::{Lookup, NodeClient, NodeError, LATENCY_BUCKETS_MS};
+use crate::proto::{PublishError, RecordError, Specialist, VerifiedRecord};
+
+#[derive(Clone)]
+pub(super) struct AppState {
+    pub(super) client: NodeClient,
+    pub(super) token: Option<String>,
+    pub(super) watch: Watch,
+}
+
+pub(super) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/specialists", get(specialists).post(announce))
+        .route("/v1/specialists/{name}", delete(withdraw))
+        .route("/v1/members", get(members))
+        .route("/v1/records/{origin}", get(record))
+        .route("/v1/provenance/{record}", get(provenance))
+        .route("/v1/audit", get(audit))
+        .route("/v1/watch", get(watch))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            Problem::not_found("no-such-endpoint", "see the README for the API's endpoints")
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Equal-time comparison, so the token does not leak through timing.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if !presented.is_some_and(|presented| same(presented.as_bytes(), token.as_bytes())) {
+            return Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this API needs `Authorization: Bearer <api_token>`",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn stopped(error: NodeError) -> Problem {
+    Problem::internal(error.to_string())
+}
+
+async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
+    let stats = state.client.stats().await.map_err(stopped)?;
+    Ok(Json(serde_json::json!({
+        "status": "ok",
+        "node": state.client.node_id(),
+        "federation": state.client.federation(),
+        "records": stats.records,
+        "peers_connected": stats.connections,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct SpecialistQuery {
+    capability: Option<String>,
+    name: Option<String>,
+}
+
+async fn specialists(
+    State(state): State<AppState>,
+    Query(query): Query<SpecialistQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let found = state
+        .client
+        .lookup(Lookup {
+            capability: query.capability,
+            name: query.name,
+        })
+        .await
+        .map_err(stopped)?;
+    Ok(Json(serde_json::json!({ "specialists": found })))
+}
+
+fn rejected_body(rejection: JsonRejection) -> Problem {
+    let status = rejection.status();
+    let title = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "body-too-large"
+    } else {
+        "invalid-body"
+    };
+    Problem::new(status, title, rejection.body_text())
+}
+
+fn publish_problem(error: NodeError) -> Problem {
+    match error {
+        NodeError::Publish(PublishError::Invalid(RecordError::Malformed(error))) => {
+            Problem::bad_request("invalid-specialist", error.to_string())
+        }
+        NodeError::Publish(PublishError::UnknownSpecialist(name)) => Problem::not_found(
+            "unknown-specialist",
+            format!("this node announces no specialist named {name:?}"),
+        ),
+        NodeError::Publish(PublishError::RateLimited) => Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            PublishError::RateLimited.to_string(),
+        ),
+        NodeError::Publish(error) => {
+            Problem::new(StatusCode::CONFLICT, "refused", error.to_string())
+        }
+        other => stopped(other),
+    }
+}
+
+fn published(record: &VerifiedRecord) -> serde_json::Value {
+    serde_json::json!({ "origin": record.origin(), "record": record.id(), "seq": record.seq() })
+}
+
+async fn announce(
+    State(state): State<AppState>,
+    body: Result<Json<Specialist>, JsonRejection>,
+) -> Result<Response, Problem> {
+    let Json(mut specialist) = body.map_err(rejected_body)?;
+    specialist.capabilities.sort();
+    specialist.capabilities.dedup();
+    let record = state
+        .client
+        .announce(specialist)
+        .await
+        .map_err(publish_problem)?;
+    Ok((StatusCode::CREATED, Json(published(&record))).into_response())
+}
+
+async fn withdraw(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let record = state
+        .client
+        .withdraw(&name)
+        .await
+        .map_err(publish_problem)?;
+    Ok(Json(published(&record)))
+}
+
+async fn members(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
+    let members = state.client.members().await.map_err(stopped)?;
+    Ok(Json(serde_json::json!({ "members": members })))
+}
+
+fn parse_node(text: &str) -> Result<NodeId, Problem> {
+    text.parse()
+        .map_err(|error| Problem::bad_request("invalid-node-id", format!("{text:?}: {error}")))
+}
+
+fn parse_record(text: &str) -> Result<RecordKey, Problem> {
+    text.parse()
+        .map_err(|error| Problem::bad_request("invalid-record-id", format!("{text:?}: {error}")))
+}
+
+fn record_view(record: &VerifiedRecord) -> serde_json::Value {
+    let fields = record.record();
+    serde_json::json!({
+        "origin": record.origin(),
+        "record": record.id(),
+        "seq": fields.seq,
+        "prev": fields.prev,
+        "issued_at_ms": fields.issued_at_ms,
+        "expires_at_ms": fields.expires_at_ms,
+        "addrs": fields.addrs,
+        "specialists": fields.specialists,
+        "signed_hex": tidings_keys::hex::encode(record.wire_bytes()),
+    })
+}
+
+async fn record(
+    State(state): State<AppState>,
+    Path(origin): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let origin = parse_node(&origin)?;
+    let record = state.client.record(origin).await.map_err(stopped)?;
+    let record = record.ok_or_else(|| {
+        Problem::not_found("unknown-origin", format!("no current record of {origin}"))
+    })?;
+    Ok(Json(record_view(&record)))
+}
+
+async fn provenance(
+    State(state): State<AppState>,
+    Path(record): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let key = parse_record(&record)?;
+    let client = state.client.clone();
+    let trace = tokio::task::spawn_blocking(move || -> Result<_, Problem> {
+        let log = client.audit_log().map_err(stopped)?;
+        crate::trace::trace(&log, key).map_err(|error| Problem::internal(error.to_string()))
+    })
+    .await
+    .map_err(|error| Problem::internal(error.to_string()))??;
+    let trace = trace.ok_or_else(|| {
+        Problem::not_found(
+            "unknown-record",
+            format!("record {key} is not in this node's audit log"),
+        )
+    })?;
+    let members = state.client.members().await.map_err(stopped)?;
+    let origin = trace.origin;
+    let member = members.iter().find(|member| Some(member.id) == origin);
+    let current = member
+        .and_then(|member| member.record)
+        .map(|id| id.0 == key.0);
+    Ok(Json(serde_json::json!({
+        "trace": trace,
+        "current": current.unwrap_or(false),
+        "origin_quarantined": member.is_some_and(|member| member.quarantined),
+        "origin_label": member.and_then(|member| member.label.clone()),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    record: Option<String>,
+    origin: Option<String>,
+    peer: Option<String>,
+    kind: Option<String>,
+    since: Option<u64>,
+    until: Option<u64>,
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let filter = tidings_audit::Query {
+        record: query.record.as_deref().map(parse_record).transpose()?,
+        origin: query.origin.as_deref().map(parse_node).transpose()?,
+        peer: query.peer.as_deref().map(parse_node).transpose()?,
+        kind: query
+            .kind
+            .as_deref()
+            .map(|kind| {
+                kind.parse::<EntryKind>()
+                    .map_err(|error| Problem::bad_request("invalid-kind", error))
+            })
+            .transpose()?,
+        since_ms: query.since,
+        until_ms: query.until,
+        after_index: query.after.unwrap_or(0),
+        limit: query.limit.unwrap_or(100).min(10_000),
+    };
+    let client = state.client.clone();
+    let entries = tokio::task::spawn_blocking(move || -> Result<_, Problem> {
+        let log = client.audit_log().map_err(stopped)?;
+        log.query(&filter)
+            .map_err(|error| Problem::internal(error.to_string()))
+    })
+    .await
+    .map_err(|error| Problem::internal(error.to_string()))??;
+    Ok(Json(serde_json::json!({ "entries": entries })))
+}
+
+async fn watch(
+    State(state): State<AppState>,
+) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>> {
+    let stream = BroadcastStream::new(state.watch.subscribe()).filter_map(|item| {
+        let event = item.ok()?;
+        Some(Ok(Event::default()
+            .event(event.event)
+            .json_data(&event)
+            .unwrap_or_default()))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, Problem> {
+    let stats = state.client.stats().await.map_err(stopped)?;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for line in lines {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    };
+    metric(
+        "tidings_records",
+        "gauge",
+        "Records held in the directory.",
+        vec![format!("tidings_records {}", stats.records)],
+    );
+    metric(
+        "tidings_quarantined_origins",
+        "gauge",
+        "Origins quarantined for equivocation.",
+        vec![format!("tidings_quarantined_origins {}", stats.quarantined)],
+    );
+    metric(
+        "tidings_verdicts_total",
+        "counter",
+        "Verdicts on received records, by kind.",
+        stats
+            .verdicts
+            .iter()
+            .map(|(kind, count)| format!("tidings_verdicts_total{{kind=\"{kind}\"}} {count}"))
+            .collect(),
+    );
+    metric(
+        "tidings_peers_connected",
+        "gauge",
+        "Open peer connections.",
+        vec![format!("tidings_peers_connected {}", stats.connections)],
+    );
+    metric(
+        "tidings_bytes_sent_total",
+        "counter",
+        "Frame bytes sent to peers.",
+        vec![format!("tidings_bytes_sent_total {}", stats.bytes_sent)],
+    );
+    metric(
+        "tidings_bytes_received_total",
+        "counter",
+        "Frame bytes received from peers.",
+        vec![format!(
+            "tidings_bytes_received_total {}",
+            stats.bytes_received
+        )],
+    );
+    metric(
+        "tidings_exchanges_total",
+        "counter",
+        "Gossip exchanges opened.",
+        vec![format!("tidings_exchanges_total {}", stats.exchanges)],
+    );
+    let mut cumulative = 0;
+    let mut lines = Vec::new();
+    for (index, bound) in LATENCY_BUCKETS_MS.iter().enumerate() {
+        cumulative += stats.latency_buckets.get(index).copied().unwrap_or(0);
+        lines.push(format!(
+            "tidings_exchange_latency_seconds_bucket{{le=\"{}\"}} {cumulative}",
+            *bound as f64 / 1000.0
+        ));
+    }
+    cumulative += stats.latency_buckets.last().copied().unwrap_or(0);
+    lines.push(format!(
+        "tidings_exchange_latency_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+    ));
+    lines.push(format!(
+        "tidings_exchange_latency_seconds_sum {}",
+        stats.latency_sum_seconds
+    ));
+    lines.push(format!(
+        "tidings_exchange_latency_seconds_count {cumulative}"
+    ));
+    metric(
+        "tidings_exchange_latency_seconds",
+        "histogram",
+        "Time from opening an exchange to the peer's first answer.",
+        lines,
+    );
+    metric(
+        "tidings_audit_entries_total",
+        "counter",
+        "Audit log entries written.",
+        vec![format!(
+            "tidings_audit_entries_total {}",
+            stats.audit_entries
+        )],
+    );
+    metric(
+        "tidings_audit_lag",
+        "gauge",
+        "Audit entries queued but not yet written.",
+        vec![format!("tidings_audit_lag {}", stats.audit_lag)],
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}

@@ -1,0 +1,315 @@
+//! The local HTTP API over a real HTTP client, errors and watch stream included.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{count, eventually, federation};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tidings::api::serve;
+
+async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_and_its_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = federation(dir.path(), 2).await;
+    let api_a = serve(nodes[0].client(), "127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let api_b = serve(nodes[1].client(), "127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let (a, b) = (
+        format!("http://{}", api_a.local_addr()),
+        format!("http://{}", api_b.local_addr()),
+    );
+    let http = reqwest::Client::new();
+
+    // Watch node B before anything changes on node A.
+    let mut watch = http.get(format!("{b}/v1/watch")).send().await.unwrap();
+    assert_eq!(watch.status(), StatusCode::OK);
+    assert_eq!(watch.headers()["content-type"], "text/event-stream");
+
+    let health: Value = http
+        .get(format!("{a}/v1/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["node"], nodes[0].node_id().to_string());
+
+    eventually(
+        "both nodes hold both records",
+        Duration::from_secs(10),
+        || async {
+            count(&nodes[0], "summarize").await == 2 && count(&nodes[1], "summarize").await == 2
+        },
+    )
+    .await;
+
+    // Announce on A, see it on B through the API and on the watch stream.
+    let created = http
+        .post(format!("{a}/v1/specialists"))
+        .json(&json!({"name": "translator", "capabilities": ["translate", "fr-en"], "endpoint": "https://mt.example/api", "meta": {"model": "small"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    let record_id = created["record"].as_str().unwrap().to_string();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !(seen.contains("event: added") && seen.contains("translator")) {
+        let chunk = tokio::time::timeout_at(deadline, watch.chunk())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let found: Value = http
+        .get(format!("{b}/v1/specialists?capability=translate"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["specialists"][0]["specialist"]["name"], "translator");
+    assert_eq!(
+        found["specialists"][0]["origin"],
+        nodes[0].node_id().to_string()
+    );
+    let by_name: Value = http
+        .get(format!("{b}/v1/specialists?name=agent-1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_name["specialists"].as_array().unwrap().len(), 1);
+
+    // Members, records, provenance, audit.
+    let members: Value = http
+        .get(format!("{b}/v1/members"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(members["members"].as_array().unwrap().len(), 2);
+    let record: Value = http
+        .get(format!("{b}/v1/records/{}", nodes[0].node_id()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(record["record"], record_id.as_str());
+    assert!(record["signed_hex"].as_str().unwrap().len() > 100);
+    let provenance: Value = http
+        .get(format!("{b}/v1/provenance/{record_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        provenance["trace"]["evidence"]["signer"],
+        nodes[0].node_id().to_string()
+    );
+    assert_eq!(
+        provenance["trace"]["first_receipt"]["peer"],
+        nodes[0].node_id().to_string()
+    );
+    assert_eq!(provenance["current"], true);
+    let audit: Value = http
+        .get(format!("{b}/v1/audit?kind=accepted&record={record_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 1);
+
+    // Metrics.
+    let metrics = http
+        .get(format!("{a}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "tidings_records 2",
+        "tidings_verdicts_total{kind=\"accepted\"}",
+        "tidings_peers_connected",
+        "tidings_bytes_sent_total",
+        "tidings_exchange_latency_seconds_bucket{le=\"+Inf\"}",
+        "tidings_audit_entries_total",
+        "tidings_audit_lag",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+
+    // Withdraw, and the errors.
+    let withdrawn = http
+        .delete(format!("{a}/v1/specialists/translator"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.status(), StatusCode::OK);
+    problem(
+        http.delete(format!("{a}/v1/specialists/translator"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let invalid = http
+        .post(format!("{a}/v1/specialists"))
+        .json(&json!({"name": "bad name", "endpoint": "https://x.example"}))
+        .send()
+        .await
+        .unwrap();
+    let body = problem(invalid, StatusCode::BAD_REQUEST).await;
+    assert!(body["detail"].as_str().unwrap().contains("name"), "{body}");
+    let unknown_field = http
+        .post(format!("{a}/v1/specialists"))
+        .json(&json!({"name": "x", "endpoint": "https://x.example", "colour": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert!(unknown_field.status().is_client_error());
+    let huge = http
+        .post(format!("{a}/v1/specialists"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 100_000])
+        .send()
+        .await
+        .unwrap();
+    problem(huge, StatusCode::PAYLOAD_TOO_LARGE).await;
+    problem(
+        http.get(format!("{a}/v1/records/not-a-node"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let stranger = tidings::keys::Identity::from_seed(&[77; 32]).node_id();
+    problem(
+        http.get(format!("{a}/v1/records/{stranger}"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        http.get(format!("{a}/v1/provenance/{}", "ab".repeat(32)))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        http.get(format!("{a}/v1/provenance/xyz"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        http.get(format!("{a}/v1/audit?kind=bogus"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        http.get(format!("{a}/v1/nothing")).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+
+    api_a.shutdown().await;
+    api_b.shutdown().await;
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_guards_the_api_and_is_required_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = federation(dir.path(), 1).await;
+    let refused = serve(nodes[0].client(), "0.0.0.0:0".parse().unwrap(), None).await;
+    assert!(
+        refused.is_err(),
+        "a non-loopback API without a token is refused"
+    );
+    let api = serve(
+        nodes[0].client(),
+        "127.0.0.1:0".parse().unwrap(),
+        Some("s3cret".into()),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", api.local_addr());
+    let http = reqwest::Client::new();
+    problem(
+        http.get(format!("{base}/v1/health")).send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    problem(
+        http.get(format!("{base}/v1/health"))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let ok = http
+        .get(format!("{base}/v1/health"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    api.shutdown().await;
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+}
