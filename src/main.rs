@@ -42,6 +42,16 @@ enum Command {
     Init(cli::node::InitArgs),
     /// Run a node from its configuration file (stop with Ctrl-C or SIGTERM).
     Run(cli::node::RunArgs),
+    /// Announce a specialist on a running node (through its local API).
+    Announce(cli::client::AnnounceArgs),
+    /// Withdraw a specialist on a running node.
+    Withdraw(cli::client::WithdrawArgs),
+    /// Find specialists in a running node's directory.
+    Lookup(cli::client::LookupArgs),
+    /// List the federation's members as a running node sees them.
+    Members(cli::client::MembersArgs),
+    /// Provenance of a record (by record id) or of an origin's current record.
+    Show(cli::client::ShowArgs),
     /// Read a node's audit log: log, trace, verify, export, merge.
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
@@ -101,6 +111,11 @@ fn main() -> ExitCode {
         Command::Record(RecordCommand::Sign(args)) => cli::record::sign(&args),
         Command::Verify(args) => cli::verify::run(&args),
         Command::Init(args) => cli::node::init(&args),
+        Command::Announce(args) => cli::client::announce(&args),
+        Command::Withdraw(args) => cli::client::withdraw(&args),
+        Command::Lookup(args) => cli::client::lookup(&args),
+        Command::Members(args) => cli::client::members(&args),
+        Command::Show(args) => cli::client::show(&args),
         Command::Run(args) => cli::node::run(&args),
         Command::Audit(command) => cli::audit::run(&command),
         Command::Bench(command) => cli::bench::run(&command),

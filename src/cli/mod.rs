@@ -4,6 +4,7 @@
 pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod bench_net;
+pub(crate) mod client;
 pub(crate) mod demo;
 pub(crate) mod format;
 pub(crate) mod keys;

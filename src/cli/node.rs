@@ -150,12 +150,15 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let node = Node::spawn(loaded.node).await?;
+        let api = tidings::api::serve(node.client(), loaded.api, loaded.api_token).await?;
         println!(
-            "node {} listening on {} (stop with Ctrl-C)",
+            "node {} listening on {}; API on http://{} (stop with Ctrl-C)",
             node.node_id(),
-            node.local_addr()
+            node.local_addr(),
+            api.local_addr()
         );
         node.wait().await?;
+        api.shutdown().await;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,388 @@
+//! The commands that talk to a running node through its local HTTP API:
+//! `announce`, `withdraw`, `lookup`, `members`, `show`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::Value;
+
+use super::format::utc;
+
+/// Where the node's API is.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ApiArgs {
+    /// The API's base URL (default: from the config file, else http://127.0.0.1:7800).
+    #[arg(long, env = "TIDINGS_API", value_name = "URL")]
+    api: Option<String>,
+    /// The node's configuration file, to find its API address and token.
+    #[arg(long, short, env = "TIDINGS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The API token (default: from the config file).
+    #[arg(long, env = "TIDINGS_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `tidings announce`.
+#[derive(Debug, Args)]
+pub(crate) struct AnnounceArgs {
+    /// The specialist's name (letters, digits, '.', '_', '-').
+    #[arg(long)]
+    name: String,
+    /// A capability. Repeatable.
+    #[arg(long = "capability", value_name = "CAPABILITY")]
+    capabilities: Vec<String>,
+    /// Where to reach it.
+    #[arg(long, value_name = "URL")]
+    endpoint: String,
+    /// Metadata, KEY=VALUE. Repeatable.
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    meta: Vec<(String, String)>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Arguments of `tidings withdraw`.
+#[derive(Debug, Args)]
+pub(crate) struct WithdrawArgs {
+    /// The specialist's name.
+    #[arg(long)]
+    name: String,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Arguments of `tidings lookup`.
+#[derive(Debug, Args)]
+pub(crate) struct LookupArgs {
+    /// Only specialists with this capability.
+    #[arg(long)]
+    capability: Option<String>,
+    /// Only specialists with this name.
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Arguments of `tidings members`.
+#[derive(Debug, Args)]
+pub(crate) struct MembersArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Arguments of `tidings show`.
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// A node id (its current record) or a record id (its provenance).
+    what: String,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+fn parse_meta(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| "expected KEY=VALUE".into())
+}
+
+struct Api {
+    base: String,
+    token: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+impl Api {
+    fn from(args: &ApiArgs) -> anyhow::Result<Self> {
+        let (mut base, mut token) = (None, None);
+        let config = args.config.clone().or_else(|| {
+            let default = PathBuf::from("tidings.toml");
+            default.exists().then_some(default)
+        });
+        if let Some(path) = config {
+            let loaded = tidings::net::config::load(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            base = Some(format!("http://{}", loaded.api));
+            token = loaded.api_token;
+        }
+        let base = args
+            .api
+            .clone()
+            .or(base)
+            .unwrap_or_else(|| "http://127.0.0.1:7800".into());
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            token: args.token.clone().or(token),
+            http,
+        })
+    }
+
+    fn send(&self, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().map_err(|error| {
+            if error.is_connect() {
+                anyhow::anyhow!(
+                    "no node is answering at {} (is `tidings run` running, and is this its `api` address? use --api or --config)",
+                    self.base
+                )
+            } else {
+                anyhow::anyhow!("request to {} failed: {error}", self.base)
+            }
+        })?;
+        let status = response.status();
+        let body: Value = response.json().unwrap_or(Value::Null);
+        if !status.is_success() {
+            let detail = body["detail"].as_str().unwrap_or("no details");
+            bail!("the node answered {status}: {detail}");
+        }
+        Ok(body)
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+    }
+}
+
+fn print_json(value: &Value) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short(value: &Value) -> String {
+    value
+        .as_str()
+        .map(|text| text.chars().take(10).collect())
+        .unwrap_or_else(|| "-".into())
+}
+
+pub(crate) fn announce(args: &AnnounceArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::from(&args.api)?;
+    let meta: serde_json::Map<String, Value> = args
+        .meta
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+        .collect();
+    let body = serde_json::json!({
+        "name": args.name, "capabilities": args.capabilities, "endpoint": args.endpoint, "meta": meta,
+    });
+    let answer = api.send(
+        api.http
+            .post(format!("{}/v1/specialists", api.base))
+            .json(&body),
+    )?;
+    if args.api.json {
+        return print_json(&answer);
+    }
+    println!(
+        "announced {} in record seq {} ({})",
+        args.name,
+        answer["seq"],
+        answer["record"].as_str().unwrap_or("-")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn withdraw(args: &WithdrawArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::from(&args.api)?;
+    let answer = api.send(
+        api.http
+            .delete(format!("{}/v1/specialists/{}", api.base, args.name)),
+    )?;
+    if args.api.json {
+        return print_json(&answer);
+    }
+    println!(
+        "withdrew {} in record seq {} ({})",
+        args.name,
+        answer["seq"],
+        answer["record"].as_str().unwrap_or("-")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn lookup(args: &LookupArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::from(&args.api)?;
+    let mut query = Vec::new();
+    if let Some(capability) = &args.capability {
+        query.push(("capability", capability.clone()));
+    }
+    if let Some(name) = &args.name {
+        query.push(("name", name.clone()));
+    }
+    let answer = api.send(
+        api.http
+            .get(format!("{}/v1/specialists", api.base))
+            .query(&query),
+    )?;
+    if args.api.json {
+        return print_json(&answer);
+    }
+    let found = answer["specialists"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if found.is_empty() {
+        println!("no specialist found");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<32} {:<12} endpoint",
+        "name", "capabilities", "origin"
+    );
+    for item in found {
+        let specialist = &item["specialist"];
+        let capabilities: Vec<&str> = specialist["capabilities"]
+            .as_array()
+            .map(|caps| caps.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        println!(
+            "{:<24} {:<32} {:<12} {}",
+            specialist["name"].as_str().unwrap_or("-"),
+            capabilities.join(","),
+            short(&item["origin"]),
+            specialist["endpoint"].as_str().unwrap_or("-")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn members(args: &MembersArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::from(&args.api)?;
+    let answer = api.get("/v1/members")?;
+    if args.api.json {
+        return print_json(&answer);
+    }
+    println!(
+        "{:<12} {:<14} {:>5} {:>11} {:<22} status",
+        "member", "label", "seq", "specialists", "address"
+    );
+    for member in answer["members"].as_array().cloned().unwrap_or_default() {
+        let mut status = Vec::new();
+        for (flag, word) in [
+            ("this_node", "this node"),
+            ("connected", "connected"),
+            ("quarantined", "QUARANTINED"),
+            ("banned", "banned"),
+        ] {
+            if member[flag] == true {
+                status.push(word);
+            }
+        }
+        println!(
+            "{:<12} {:<14} {:>5} {:>11} {:<22} {}",
+            short(&member["id"]),
+            member["label"].as_str().unwrap_or("-"),
+            member["seq"]
+                .as_u64()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+            member["specialists"],
+            member["addrs"][0].as_str().unwrap_or("-"),
+            status.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::from(&args.api)?;
+    let what = args.what.trim();
+    let record_id = if what.len() == 64 {
+        what.to_string()
+    } else if what.parse::<tidings::keys::NodeId>().is_ok() {
+        let record = api.get(&format!("/v1/records/{what}"))?;
+        if !args.api.json {
+            println!(
+                "origin {what}: current record seq {}, issued {}, expires {}",
+                record["seq"],
+                utc(record["issued_at_ms"].as_u64().unwrap_or(0)),
+                utc(record["expires_at_ms"].as_u64().unwrap_or(0))
+            );
+        }
+        record["record"].as_str().unwrap_or_default().to_string()
+    } else {
+        bail!("{what:?} is neither a node id (52 base32 characters) nor a record id (64 hex characters)");
+    };
+    let provenance = api.get(&format!("/v1/provenance/{record_id}"))?;
+    if args.api.json {
+        return print_json(&provenance);
+    }
+    let trace = &provenance["trace"];
+    println!("record      {record_id}");
+    match trace["evidence"].as_object() {
+        Some(evidence) => {
+            println!(
+                "signed by   {} {} (signature checked with verify_strict)",
+                provenance["origin_label"].as_str().unwrap_or(""),
+                evidence["signer"].as_str().unwrap_or("-")
+            );
+            println!(
+                "chain       seq {}, prev {}",
+                evidence["seq"],
+                evidence["prev"].as_str().unwrap_or("-")
+            );
+            for specialist in evidence["specialists"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
+                println!(
+                    "announces   {} {}",
+                    specialist["name"].as_str().unwrap_or("-"),
+                    specialist["endpoint"].as_str().unwrap_or("-")
+                );
+            }
+        }
+        None => println!("signed by   (no evidence kept for this record)"),
+    }
+    println!(
+        "status      {}{}",
+        if provenance["current"] == true {
+            "current"
+        } else {
+            "superseded or gone"
+        },
+        if provenance["origin_quarantined"] == true {
+            ", ORIGIN QUARANTINED"
+        } else {
+            ""
+        }
+    );
+    if let Some(first) = trace["first_receipt"].as_object() {
+        println!(
+            "first seen  {} {} (entry {})",
+            utc(first["at_ms"].as_u64().unwrap_or(0)),
+            first
+                .get("peer")
+                .and_then(Value::as_str)
+                .map(|p| format!("from peer {p}"))
+                .unwrap_or_else(|| "published here".into()),
+            first["index"]
+        );
+    }
+    for step in trace["history"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "  entry {:>6}  {:<12} {}",
+            step["index"],
+            step["kind"].as_str().unwrap_or("-"),
+            step["reason"].as_str().unwrap_or("")
+        );
+    }
+    println!(
+        "relayed to  {} peers",
+        trace["relays"].as_array().map(Vec::len).unwrap_or(0)
+    );
+    Ok(ExitCode::SUCCESS)
+}
