@@ -1,43 +1,42 @@
-//! `tidings demo`: a small federation with Byzantine members, start to finish.
+//! `tidings demo`: a real federation over QUIC on loopback, with Byzantine members.
 //!
-//! The nodes run the real protocol state machine and write real audit logs (sled,
-//! one per node, in a temporary or given data directory); messages pass between
-//! them in process, in gossip rounds. The networked demo over QUIC replaces this
-//! transport when the network layer lands; everything above the transport is the
-//! same code.
+//! Every member is a node started with [`Node::spawn`]: its own key, QUIC endpoint
+//! with mutual TLS, audit log and directory store in a data directory. The
+//! Byzantine members run ordinary nodes too (they are admitted members); their
+//! misbehaviour goes in through a second QUIC endpoint bound with their own key,
+//! which passes TLS admission like any member: forged records, a second history, a
+//! flood of frames.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::rngs::OsRng;
 use serde::Serialize;
-use tidings::audit::{AuditConfig, AuditLog, AuditWriter, SledStore};
-use tidings::keys::{FederationId, Identity, NodeId, Roster};
-use tidings::proto::directory::DirectoryConfig;
-use tidings::proto::membership::member_list;
+use tidings::audit::{AuditLog, SledStore};
+use tidings::keys::{Domain, FederationId, Identity, NodeId, Roster};
+use tidings::net::node::{Lookup, Node, NodeConfig, NodeHandle};
+use tidings::net::transport::{self, Transport};
 use tidings::proto::record::SignedRecord;
 use tidings::proto::wire::Message;
-use tidings::proto::{
-    Announcement, GossipConfig, Output, Record, RecordId, Specialist, State, VerifiedRecord,
-};
-
-use super::format::now_ms;
+use tidings::proto::{Announcement, GossipConfig, Record, RecordId, Specialist, VerifiedRecord};
 
 /// Arguments of `tidings demo`.
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     /// Number of member nodes.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(4..=64))]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(4..=32))]
     nodes: u16,
-    /// How many members are Byzantine (2 or 3: a forger, an equivocator, a flooder).
+    /// How many members are Byzantine (2: a forger and an equivocator; 3: and a flooder).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(2..=3))]
     byzantine: u16,
-    /// Keep the nodes' data directories (audit logs) here instead of a temporary one.
+    /// Time budget: each step waits at most this long for its outcome.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Keep the nodes' data directories here (default: a temporary directory).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Print a JSON summary instead of the narration.
@@ -45,122 +44,40 @@ pub(crate) struct DemoArgs {
     json: bool,
 }
 
-struct Node {
-    name: String,
-    identity: Arc<Identity>,
-    state: State,
-    writer: AuditWriter<SledStore>,
-}
-
-struct Federation {
-    nodes: Vec<Node>,
-    id: FederationId,
-    rng: StdRng,
-    now: u64,
-    round: u32,
-    quiet: bool,
-}
+const INTERVAL_MS: u64 = 500;
 
 #[derive(Debug, Default, Serialize)]
 struct Summary {
     nodes: usize,
+    honest_nodes: usize,
     byzantine: Vec<String>,
-    honest_converged_rounds: Option<u32>,
+    honest_converged_rounds: Option<f64>,
     false_entry: Option<RecordId>,
     false_entry_signer: Option<NodeId>,
     false_entry_first_peer: Option<NodeId>,
+    false_entry_listed_at: usize,
     forgery_rejected_at: Vec<String>,
     forgery_audited_with_peer: Option<String>,
     equivocator_quarantined_at: usize,
-    honest_nodes: usize,
     flooder_banned_by: usize,
     update_during_flood_reached: usize,
+    seconds: f64,
     data_dir: String,
 }
 
-impl Federation {
-    fn say(&self, text: &str) {
-        if !self.quiet {
-            println!("{text}");
-        }
-    }
+struct Member {
+    name: String,
+    identity: Arc<Identity>,
+    node: NodeHandle,
+}
 
-    fn index(&self, id: &NodeId) -> Option<usize> {
-        self.nodes
-            .iter()
-            .position(|node| node.state.node_id() == *id)
-    }
-
-    fn record_outputs(
-        &mut self,
-        i: usize,
-        queue: &mut VecDeque<(usize, usize, Vec<u8>)>,
-    ) -> anyhow::Result<()> {
-        let outputs: Vec<Output> = self.nodes[i].state.drain_outputs().collect();
-        for output in outputs {
-            match output {
-                Output::Send { to, message } => {
-                    if let Some(to) = self.index(&to) {
-                        queue.push_back((i, to, message.encode()));
-                    }
-                }
-                Output::Audit(event) => {
-                    if let Some(entry) = tidings::recording::entry_for(&event, self.now) {
-                        self.nodes[i].writer.append(entry)?;
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn deliver(&mut self, mut queue: VecDeque<(usize, usize, Vec<u8>)>) -> anyhow::Result<()> {
-        while let Some((from, to, bytes)) = queue.pop_front() {
-            let sender = self.nodes[from].state.node_id();
-            self.nodes[to]
-                .state
-                .handle_frame(sender, &bytes, self.now, &mut self.rng);
-            self.record_outputs(to, &mut queue)?;
-        }
-        Ok(())
-    }
-
-    fn send(&mut self, from: usize, to: usize, message: &Message) -> anyhow::Result<()> {
-        self.deliver(VecDeque::from([(from, to, message.encode())]))
-    }
-
-    fn rounds(&mut self, count: u32) -> anyhow::Result<()> {
-        for _ in 0..count {
-            self.round += 1;
-            self.now += 1000;
-            let mut queue = VecDeque::new();
-            for i in 0..self.nodes.len() {
-                self.nodes[i].state.handle_timeout(self.now, &mut self.rng);
-                self.record_outputs(i, &mut queue)?;
-            }
-            self.deliver(queue)?;
-        }
-        Ok(())
-    }
-
-    fn publish(
-        &mut self,
-        i: usize,
-        specialists: Vec<Specialist>,
-    ) -> anyhow::Result<VerifiedRecord> {
-        let announcement = Announcement {
-            addrs: vec![format!("127.0.0.1:{}", 7700 + i)],
-            specialists,
-        };
-        let record = self.nodes[i]
-            .state
-            .publish(announcement, self.now, &mut self.rng)?;
-        let mut queue = VecDeque::new();
-        self.record_outputs(i, &mut queue)?;
-        self.deliver(queue)?;
-        Ok(record)
-    }
+struct Demo {
+    members: Vec<Member>,
+    honest: usize,
+    federation: FederationId,
+    roster: Arc<RwLock<Roster>>,
+    budget: Duration,
+    quiet: bool,
 }
 
 fn specialist(name: &str, capability: &str, endpoint: &str) -> Specialist {
@@ -172,7 +89,63 @@ fn specialist(name: &str, capability: &str, endpoint: &str) -> Specialist {
     }
 }
 
-fn setup(args: &DemoArgs, root: &Path) -> anyhow::Result<Federation> {
+impl Demo {
+    fn say(&self, text: &str) {
+        if !self.quiet {
+            println!("{text}");
+        }
+    }
+
+    fn honest(&self) -> &[Member] {
+        &self.members[..self.honest]
+    }
+
+    /// Polls `check` until it holds or the budget is spent; returns the time taken.
+    async fn until<F, Fut>(&self, mut check: F) -> Option<Duration>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let started = Instant::now();
+        while started.elapsed() < self.budget {
+            if check().await {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    async fn count_honest(
+        &self,
+        check: impl Fn(&[tidings::net::node::FoundSpecialist]) -> bool,
+    ) -> usize {
+        let mut count = 0;
+        for member in self.honest() {
+            if let Ok(found) = member.node.lookup(Lookup::default()).await {
+                if check(&found) {
+                    count += 1;
+                }
+            }
+        }
+        count
+    }
+
+    /// A connection to `target` as `as_member`, through a second endpoint.
+    async fn rogue(&self, as_member: usize, target: usize) -> anyhow::Result<quinn::Connection> {
+        let transport = Transport::bind(
+            &self.members[as_member].identity,
+            self.roster.clone(),
+            "127.0.0.1:0".parse()?,
+        )?;
+        let target = &self.members[target].node;
+        Ok(transport
+            .dial(target.node_id(), target.local_addr())
+            .await?)
+    }
+}
+
+async fn setup(args: &DemoArgs, root: &Path) -> anyhow::Result<Demo> {
     let total = usize::from(args.nodes);
     let byzantine = usize::from(args.byzantine);
     let names: Vec<String> = (0..total)
@@ -183,10 +156,8 @@ fn setup(args: &DemoArgs, root: &Path) -> anyhow::Result<Federation> {
             None => format!("node-{}", i + 1),
         })
         .collect();
-    let mut seed = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
     let identities: Vec<Arc<Identity>> = (0..total)
-        .map(|_| Arc::new(Identity::generate(&mut rand::rngs::OsRng)))
+        .map(|_| Arc::new(Identity::generate(&mut OsRng)))
         .collect();
     let mut roster = Roster::new();
     for (identity, name) in identities.iter().zip(&names) {
@@ -194,83 +165,94 @@ fn setup(args: &DemoArgs, root: &Path) -> anyhow::Result<Federation> {
     }
     std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
     std::fs::write(root.join("roster.toml"), roster.to_toml())?;
-    let roster = Arc::new(roster);
-    let members = member_list(&roster);
-    let id = FederationId::from_name("demo");
-    let now = now_ms();
-    let mut nodes = Vec::new();
-    for (identity, name) in identities.into_iter().zip(names) {
+    let mut members: Vec<Member> = Vec::new();
+    for (index, (identity, name)) in identities.into_iter().zip(names).enumerate() {
         let dir = root.join(&name);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)?;
         identity.save(&dir.join("node.key"), true)?;
-        let store = SledStore::open(&dir.join("audit"))?;
-        let log = AuditLog::open(store, identity.clone(), id, AuditConfig::default())?;
-        let writer = AuditWriter::spawn(log, 4096)?;
-        let gossip = GossipConfig {
-            rumor_fanout: 2,
-            ..GossipConfig::default()
+        let bootstrap = members
+            .first()
+            .map(|first| vec![(first.node.node_id(), first.node.local_addr())])
+            .unwrap_or_default();
+        let config = NodeConfig {
+            data_dir: dir,
+            identity: identity.clone(),
+            federation: "demo".into(),
+            roster: roster.clone(),
+            listen: "127.0.0.1:0".parse()?,
+            advertise: None,
+            bootstrap,
+            gossip: GossipConfig {
+                interval_ms: INTERVAL_MS,
+                ..GossipConfig::default()
+            },
+            audit: Default::default(),
+            specialists: vec![specialist(
+                &format!("summarizer-{}", index + 1),
+                "summarize",
+                &format!("https://{name}.demo.example/api"),
+            )],
         };
-        let mut state = State::new(
-            identity.clone(),
-            DirectoryConfig::new(id),
-            gossip,
-            roster.clone(),
-            members.clone(),
-            now,
-        );
-        // The in-process transport reaches every member.
-        state.assume_membership_known();
-        nodes.push(Node {
+        let node = Node::spawn(config)
+            .await
+            .with_context(|| format!("starting {name}"))?;
+        members.push(Member {
             name,
             identity,
-            state,
-            writer,
+            node,
         });
     }
-    Ok(Federation {
-        nodes,
-        id,
-        rng: StdRng::from_seed(seed),
-        now,
-        round: 0,
+    Ok(Demo {
+        members,
+        honest: total - byzantine,
+        federation: FederationId::from_name("demo"),
+        roster: Arc::new(RwLock::new(roster)),
+        budget: Duration::from_secs(args.seconds.max(5)),
         quiet: args.json,
     })
 }
 
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    let temporary;
     let root = match &args.data_dir {
         Some(dir) => dir.clone(),
-        None => {
-            temporary = std::env::temp_dir().join(format!("tidings-demo-{}", std::process::id()));
-            temporary
-        }
+        None => std::env::temp_dir().join(format!("tidings-demo-{}", std::process::id())),
     };
-    let mut f = setup(args, &root)?;
-    let (mut summary, false_entry) = script(&mut f, usize::from(args.byzantine))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let (mut summary, false_entry, names) = runtime.block_on(async {
+        let demo = setup(args, &root).await?;
+        let result = script(&demo).await;
+        let names: Vec<String> = demo.members.iter().map(|m| m.name.clone()).collect();
+        for member in demo.members {
+            member.node.shutdown().await?;
+        }
+        let (summary, false_entry) = result?;
+        anyhow::Ok((summary, false_entry, names))
+    })?;
     summary.data_dir = root.display().to_string();
-    let mut logs = Vec::new();
-    for node in f.nodes.drain(..) {
-        logs.push((node.name, node.writer.shutdown()?));
-    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    let node_one = root.join(&names[0]);
+    let log = AuditLog::open_read_only(SledStore::open(&node_one.join("audit"))?)?;
     if !args.json {
         println!("\n6. after the incident: who signed the false \"payments\" entry, and who relayed it to node-1?");
     }
-    let (name, log) = &logs[0];
-    if let Some(trace) = tidings::trace::trace(log, tidings::recording::record_key(&false_entry))? {
+    if let Some(trace) = tidings::trace::trace(&log, tidings::recording::record_key(&false_entry))?
+    {
         summary.false_entry_first_peer = trace.first_receipt.as_ref().and_then(|step| step.peer);
         if !args.json {
             println!(
                 "   $ tidings audit trace --data-dir {} {}",
-                root.join(name).display(),
+                node_one.display(),
                 false_entry
             );
-            let names = super::audit::Names::find(None, Some(&root.join(name)))?;
+            let names = super::audit::Names::find(None, Some(&node_one))?;
             super::audit::print_trace(&trace, &names);
         }
     }
-    drop(logs);
+    drop(log);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -279,73 +261,62 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn script(f: &mut Federation, byzantine: usize) -> anyhow::Result<(Summary, RecordId)> {
-    let total = f.nodes.len();
-    let honest: Vec<usize> = (0..total - byzantine).collect();
-    let (mallory, eve) = (total - byzantine, total - byzantine + 1);
+async fn script(demo: &Demo) -> anyhow::Result<(Summary, RecordId)> {
+    let total = demo.members.len();
+    let byzantine = total - demo.honest;
+    let (mallory, eve) = (demo.honest, demo.honest + 1);
     let flooder = (byzantine == 3).then_some(total - 1);
     let mut summary = Summary {
         nodes: total,
-        honest_nodes: honest.len(),
-        byzantine: f.nodes[mallory..].iter().map(|n| n.name.clone()).collect(),
+        honest_nodes: demo.honest,
+        byzantine: demo.members[demo.honest..]
+            .iter()
+            .map(|m| m.name.clone())
+            .collect(),
         ..Summary::default()
     };
-    f.say(&format!(
-        "tidings demo: {total} nodes in federation \"demo\"; {} of them Byzantine ({})",
-        byzantine,
+    demo.say(&format!(
+        "tidings demo: {total} nodes over QUIC with mutual TLS on 127.0.0.1, federation \"demo\", gossip every {INTERVAL_MS} ms;\n{byzantine} of them Byzantine ({})\n",
         summary.byzantine.join(", ")
     ));
-    f.say("(in-process transport; real state machines, real signatures, real sled audit logs)\n");
 
-    f.say("1. every node announces a specialist; gossip spreads the signed records");
-    for i in 0..total {
-        let name = format!("summarizer-{}", i + 1);
-        let endpoint = format!("https://{}.demo.example/api", f.nodes[i].name);
-        f.publish(i, vec![specialist(&name, "summarize", &endpoint)])?;
+    demo.say("1. every node announces a specialist; gossip spreads the signed records");
+    let converged = demo
+        .until(|| async { demo.count_honest(|found| found.len() >= total).await == demo.honest })
+        .await;
+    summary.honest_converged_rounds =
+        converged.map(|d| (d.as_millis() as f64 / INTERVAL_MS as f64 * 10.0).round() / 10.0);
+    match converged {
+        Some(time) => demo.say(&format!("   every honest node holds all {total} records after {:.2} s ({:.1} gossip intervals)\n", time.as_secs_f64(), time.as_millis() as f64 / INTERVAL_MS as f64)),
+        None => demo.say("   not converged within the time budget\n"),
     }
-    for _ in 0..20 {
-        f.rounds(1)?;
-        let converged = honest
-            .iter()
-            .all(|&i| f.nodes[i].state.directory().len() >= total);
-        if converged {
-            summary.honest_converged_rounds = Some(f.round);
-            break;
-        }
-    }
-    f.say(&format!(
-        "   every node holds all {total} records after {} round(s)\n",
-        summary
-            .honest_converged_rounds
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "more than 20".into())
-    ));
 
-    f.say("2. mallory, an admitted member, signs a false entry: a \"payments\" specialist at a phishing URL");
-    let false_entry = f.publish(
-        mallory,
-        vec![specialist(
+    demo.say("2. mallory, an admitted member, signs a false entry: a \"payments\" specialist at a phishing URL");
+    let false_entry = demo.members[mallory]
+        .node
+        .announce(specialist(
             "payments",
             "pay",
             "https://payments.mallory.example/steal",
-        )],
-    )?;
-    f.rounds(3)?;
-    let holding = honest
-        .iter()
-        .filter(|&&i| f.nodes[i].state.directory().by_name("payments").len() == 1)
-        .count();
-    f.say(&format!(
-        "   it is validly signed, so it spreads: {holding} of {} honest nodes list it",
-        honest.len()
+        ))
+        .await?;
+    let lists = |found: &[tidings::net::node::FoundSpecialist]| {
+        found.iter().any(|f| f.specialist.name == "payments")
+    };
+    demo.until(|| async { demo.count_honest(lists).await == demo.honest })
+        .await;
+    summary.false_entry_listed_at = demo.count_honest(lists).await;
+    demo.say(&format!(
+        "   it is validly signed, so it spreads: {} of {} honest nodes list it",
+        summary.false_entry_listed_at, demo.honest
     ));
     summary.false_entry = Some(false_entry.id());
     summary.false_entry_signer = Some(false_entry.origin());
 
-    f.say("\n3. mallory forges a record in node-2's name and pushes it to node-1");
-    let victim = f.nodes[1].state.node_id();
+    demo.say("\n3. mallory forges a record in node-2's name and sends it to node-1 over its own connection");
+    let victim = demo.members[1].node.node_id();
     let mut forged = Record::first(
-        f.id,
+        demo.federation,
         victim,
         Announcement {
             addrs: vec![],
@@ -355,43 +326,53 @@ fn script(f: &mut Federation, byzantine: usize) -> anyhow::Result<(Summary, Reco
                 "https://node-2.mallory.example",
             )],
         },
-        f.now,
+        now_ms(),
         600_000,
     );
     forged.seq = 99;
     forged.prev = RecordId([1; 32]);
     let bytes = forged.encode();
-    let signature = f.nodes[mallory]
+    let signature = demo.members[mallory]
         .identity
-        .sign(tidings::keys::Domain::Record, &f.id, &bytes);
-    let forged_wire = SignedRecord::new(bytes, signature).encode();
-    f.send(mallory, 0, &Message::Records(vec![forged_wire]))?;
-    let kept = f.nodes[0]
-        .state
-        .directory()
-        .entry(&victim)
-        .map(|e| e.record.seq());
-    f.say(&format!(
-        "   node-1 rejects it (bad signature) and keeps node-2's real record (seq {})",
-        kept.unwrap_or(0)
-    ));
-    f.say(&format!(
-        "   node-1 now counts {} penalty points against mallory, the peer that sent it",
-        f.nodes[0]
-            .state
-            .peer_points(&f.nodes[mallory].state.node_id(), f.now)
-    ));
-    summary.forgery_rejected_at.push(f.nodes[0].name.clone());
-    summary.forgery_audited_with_peer = Some(f.nodes[mallory].name.clone());
+        .sign(Domain::Record, &demo.federation, &bytes);
+    let connection = demo.rogue(mallory, 0).await?;
+    transport::send_frame(
+        &connection,
+        &Message::Records(vec![SignedRecord::new(bytes, signature).encode()]).encode(),
+    )
+    .await?;
+    let node_one = &demo.members[0].node;
+    let rejected = demo
+        .until(|| async {
+            node_one
+                .stats()
+                .await
+                .map(|s| {
+                    s.verdicts
+                        .iter()
+                        .any(|(k, n)| k == "bad_signature" && *n > 0)
+                })
+                .unwrap_or(false)
+        })
+        .await;
+    let kept = node_one.record(victim).await?.map(|r| r.seq()).unwrap_or(0);
+    if rejected.is_some() {
+        summary
+            .forgery_rejected_at
+            .push(demo.members[0].name.clone());
+        summary.forgery_audited_with_peer = Some(demo.members[mallory].name.clone());
+    }
+    demo.say(&format!("   node-1 rejects it (bad signature), audits it with the peer that sent it (mallory), and keeps node-2's real record (seq {kept})"));
 
-    f.say("\n4. eve signs two histories: one record to node-1, a different one with the same seq to node-3");
-    let eve_current = f.nodes[eve]
-        .state
-        .own_record()
-        .cloned()
-        .context("eve published")?;
-    let mut fork_a = Record::next(
-        &eve_current,
+    demo.say("\n4. eve signs two histories: one next record to node-1, a different one with the same seq to node-3");
+    let eve_id = demo.members[eve].node.node_id();
+    let current = demo.members[eve]
+        .node
+        .record(eve_id)
+        .await?
+        .context("eve's record")?;
+    let fork_a = Record::next(
+        &current,
         Announcement {
             addrs: vec![],
             specialists: vec![specialist(
@@ -400,7 +381,7 @@ fn script(f: &mut Federation, byzantine: usize) -> anyhow::Result<(Summary, Reco
                 "https://a.eve.example",
             )],
         },
-        f.now,
+        now_ms(),
         600_000,
     );
     let mut fork_b = fork_a.clone();
@@ -409,85 +390,130 @@ fn script(f: &mut Federation, byzantine: usize) -> anyhow::Result<(Summary, Reco
         "summarize",
         "https://b.eve.example",
     )];
-    fork_a.normalize();
-    let eve_identity = f.nodes[eve].identity.clone();
-    let a = VerifiedRecord::sign(&eve_identity, fork_a)?;
-    let b = VerifiedRecord::sign(&eve_identity, fork_b)?;
-    f.send(eve, 0, &Message::Records(vec![a.wire_bytes().to_vec()]))?;
-    f.send(eve, 2, &Message::Records(vec![b.wire_bytes().to_vec()]))?;
-    f.rounds(4)?;
-    let eve_id = f.nodes[eve].state.node_id();
-    summary.equivocator_quarantined_at = honest
-        .iter()
-        .filter(|&&i| f.nodes[i].state.directory().is_quarantined(&eve_id))
-        .count();
-    f.say(&format!(
-        "   the two records meet, the proof spreads: eve is quarantined at {} of {} honest nodes",
+    let a = VerifiedRecord::sign(&demo.members[eve].identity, fork_a)?;
+    let b = VerifiedRecord::sign(&demo.members[eve].identity, fork_b)?;
+    let to_one = demo.rogue(eve, 0).await?;
+    transport::send_frame(
+        &to_one,
+        &Message::Records(vec![a.wire_bytes().to_vec()]).encode(),
+    )
+    .await?;
+    let to_three = demo.rogue(eve, 2).await?;
+    transport::send_frame(
+        &to_three,
+        &Message::Records(vec![b.wire_bytes().to_vec()]).encode(),
+    )
+    .await?;
+    let quarantined = || async {
+        let mut count = 0;
+        for member in demo.honest() {
+            if let Ok(members) = member.node.members().await {
+                if members.iter().any(|m| m.id == eve_id && m.quarantined) {
+                    count += 1;
+                }
+            }
+        }
+        count
+    };
+    let caught = demo
+        .until(|| async { quarantined().await == demo.honest })
+        .await;
+    summary.equivocator_quarantined_at = quarantined().await;
+    demo.say(&format!(
+        "   the two records meet, the proof spreads: eve is quarantined at {} of {} honest nodes{}",
         summary.equivocator_quarantined_at,
-        honest.len()
+        demo.honest,
+        caught
+            .map(|t| format!(" after {:.2} s", t.as_secs_f64()))
+            .unwrap_or_default()
     ));
 
     if let Some(flooder) = flooder {
-        f.say("\n5. the flooder sends 2,000 frames to node-1 while node-2 publishes an update");
-        let opening = Message::Want(vec![]);
-        for _ in 0..2000 {
-            f.send(flooder, 0, &opening)?;
-        }
-        let update = f.publish(
-            1,
-            vec![specialist(
+        demo.say("\n5. the flooder sends 2,000 frames to node-1 while node-2 publishes an update");
+        let flood = demo.rogue(flooder, 0).await?;
+        let frame = Message::Want(vec![]).encode();
+        let flooding = tokio::spawn(async move {
+            for _ in 0..2000 {
+                if transport::send_frame(&flood, &frame).await.is_err() {
+                    break; // node-1 closed the connection: banned
+                }
+            }
+        });
+        let update = demo.members[1]
+            .node
+            .announce(specialist(
                 "summarizer-2",
                 "summarize",
                 "https://node-2.demo.example/v2",
-            )],
-        )?;
-        f.rounds(4)?;
-        let flooder_id = f.nodes[flooder].state.node_id();
-        summary.flooder_banned_by = honest
-            .iter()
-            .filter(|&&i| f.nodes[i].state.is_banned(&flooder_id, f.now))
-            .count();
-        summary.update_during_flood_reached = honest
-            .iter()
-            .filter(|&&i| {
-                f.nodes[i]
-                    .state
-                    .directory()
-                    .entry(&update.origin())
-                    .is_some_and(|e| e.record.id() == update.id())
-            })
-            .count();
-        f.say(&format!(
-            "   node-1 banned the flooder; node-2's update reached {} of {} honest nodes",
-            summary.update_during_flood_reached,
-            honest.len()
+            ))
+            .await?;
+        let _ = flooding.await;
+        let reached = || async {
+            let mut count = 0;
+            for member in demo.honest() {
+                if member
+                    .node
+                    .record(update.origin())
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.id() == update.id())
+                {
+                    count += 1;
+                }
+            }
+            count
+        };
+        demo.until(|| async { reached().await == demo.honest })
+            .await;
+        summary.update_during_flood_reached = reached().await;
+        let flooder_id = demo.members[flooder].node.node_id();
+        for member in demo.honest() {
+            if member
+                .node
+                .members()
+                .await?
+                .iter()
+                .any(|m| m.id == flooder_id && m.banned)
+            {
+                summary.flooder_banned_by += 1;
+            }
+        }
+        demo.say(&format!(
+            "   node-1 rate-limits the flood and bans the flooder (banned at {} node(s)); node-2's update reached {} of {} honest nodes",
+            summary.flooder_banned_by, summary.update_during_flood_reached, demo.honest
         ));
     }
-
     Ok((summary, false_entry.id()))
 }
 
+fn now_ms() -> u64 {
+    super::format::now_ms()
+}
+
 fn closing(summary: &Summary, root: &Path) {
-    println!("\nsummary");
+    let show = |value: Option<f64>| {
+        value
+            .map(|v| format!("{v} intervals"))
+            .unwrap_or_else(|| "not reached".into())
+    };
+    println!("\nsummary ({:.1} s)", summary.seconds);
     println!(
-        "  honest convergence: {} round(s)",
-        summary
-            .honest_converged_rounds
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "-".into())
+        "  honest convergence: {}",
+        show(summary.honest_converged_rounds)
     );
     println!(
         "  forgery rejected and audited with the relaying peer ({})",
         summary
             .forgery_audited_with_peer
             .clone()
-            .unwrap_or_default()
+            .unwrap_or_else(|| "not observed".into())
     );
     println!(
         "  equivocator quarantined at {} of {} honest nodes",
         summary.equivocator_quarantined_at, summary.honest_nodes
     );
-    if summary.flooder_banned_by > 0 {
+    if summary.flooder_banned_by > 0 || summary.update_during_flood_reached > 0 {
         println!(
             "  flooder banned; honest update still reached {} of {} honest nodes",
             summary.update_during_flood_reached, summary.honest_nodes
@@ -495,7 +521,7 @@ fn closing(summary: &Summary, root: &Path) {
     }
     println!("\ntry next:");
     println!(
-        "  tidings audit log   --data-dir {}/node-1 --kind rejected",
+        "  tidings audit log    --data-dir {}/node-1 --kind rejected",
         root.display()
     );
     println!(
