@@ -36,6 +36,19 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Raw `verify_strict` per second against ingest through the real path (decode,
+    /// verify_strict, chain check, directory update) over the same records.
+    Ingest {
+        /// Records in the stream.
+        #[arg(long, default_value_t = 5_000)]
+        records: usize,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 7)]
+        repeat: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Over QUIC with mutual TLS on loopback: records per second from one node to
     /// another, and the time for a new record to reach all of 16 nodes.
     Net {
@@ -72,6 +85,31 @@ struct AuditBench {
 
 pub(crate) fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
+        BenchCommand::Ingest {
+            records,
+            repeat,
+            json,
+        } => {
+            let result = ingest_bench(*records, (*repeat).max(1))?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                println!("ingest benchmark (one run, medians of {})", result.repeat);
+                println!(
+                    "  raw verify_strict per second        {:>10.0}",
+                    result.verify_strict_per_second
+                );
+                println!(
+                    "  ingest per second (real path)       {:>10.0}",
+                    result.ingest_per_second
+                );
+                println!(
+                    "  ratio ingest / raw verify           {:>10.3}  (target >= 0.80)",
+                    result.ratio
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Net {
             records,
             nodes,
@@ -135,6 +173,57 @@ pub(crate) fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[derive(Debug, Serialize)]
+struct IngestBench {
+    records: usize,
+    verify_strict_per_second: f64,
+    ingest_per_second: f64,
+    ratio: f64,
+    repeat: usize,
+}
+
+fn ingest_bench(records: usize, repeat: usize) -> anyhow::Result<IngestBench> {
+    let stream = signed_stream(records)?;
+    // The raw checks: each record's key, signed message and signature, prepared.
+    let prepared: Vec<(
+        ed25519_dalek::VerifyingKey,
+        Vec<u8>,
+        ed25519_dalek::Signature,
+    )> = stream
+        .records
+        .iter()
+        .map(|bytes| {
+            let record = VerifiedRecord::from_bytes(bytes, Some(&stream.federation))?;
+            let key = record.origin().verifying_key()?;
+            let message = tidings::keys::signed_message(
+                tidings::keys::Domain::Record,
+                &stream.federation,
+                record.signed().record_bytes(),
+            );
+            let signature = ed25519_dalek::Signature::from_bytes(&record.signed().signature().0);
+            Ok((key, message, signature))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut raw = Vec::new();
+    let mut real = Vec::new();
+    for _ in 0..repeat {
+        let started = Instant::now();
+        for (key, message, signature) in &prepared {
+            key.verify_strict(message, signature)?;
+        }
+        raw.push(prepared.len() as f64 / started.elapsed().as_secs_f64());
+        real.push(ingest(&stream, None)?);
+    }
+    let (raw, real) = (median(raw), median(real));
+    Ok(IngestBench {
+        records: stream.records.len(),
+        verify_strict_per_second: raw,
+        ingest_per_second: real,
+        ratio: real / raw,
+        repeat,
+    })
 }
 
 fn open_log(dir: &Path, identity: &Arc<Identity>) -> anyhow::Result<AuditWriter<SledStore>> {
