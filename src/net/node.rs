@@ -188,6 +188,7 @@ enum Command {
 
 enum NetEvent {
     Frame { from: NodeId, bytes: Vec<u8> },
+    BadFrame { from: NodeId, reason: &'static str },
     DialFailed(NodeId),
     Connected { peer: NodeId, inbound: bool },
     Refused(Refusal),
@@ -423,6 +424,10 @@ async fn read_loop(
                         .received
                         .fetch_add(bytes.len() as u64 + 4, std::sync::atomic::Ordering::Relaxed);
                     let _ = events.send(NetEvent::Frame { from: peer, bytes }).await;
+                }
+                Err(NetError::BadFrame(reason)) => {
+                    debug!(peer = %peer, reason, "refused a frame");
+                    let _ = events.send(NetEvent::BadFrame { from: peer, reason }).await;
                 }
                 Err(error) => debug!(peer = %peer, %error, "dropped a frame"),
             }
@@ -703,6 +708,13 @@ impl Actor {
             NetEvent::Frame { from, bytes } => {
                 self.observe_reply(&from);
                 self.state.handle_frame(from, &bytes, now, &mut self.rng);
+            }
+            NetEvent::BadFrame { from, reason } => {
+                let error = crate::proto::codec::DecodeError::Invalid {
+                    field: crate::proto::codec::Field::Frame,
+                    reason,
+                };
+                self.state.report_bad_frame(from, error, now);
             }
             NetEvent::DialFailed(peer) => {
                 self.links.remove(&peer);

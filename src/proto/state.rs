@@ -22,6 +22,7 @@ use std::sync::Arc;
 use rand::Rng;
 use tidings_keys::{Identity, NodeId, Roster};
 
+use super::codec::DecodeError;
 use super::directory::{Directory, DirectoryConfig, ProofVerdict, Source};
 use super::equivocation::EquivocationProof;
 use super::event::{AuditEvent, DirectoryChange, Output};
@@ -427,6 +428,15 @@ impl State {
     fn send(&mut self, to: NodeId, message: Message) {
         self.counters.messages_out += 1;
         self.outputs.push(Output::Send { to, message });
+    }
+
+    /// Charges `peer` for an offence the driver saw (a frame the transport refused:
+    /// oversized, truncated, or dripped too slowly), and audits it.
+    pub fn report_bad_frame(&mut self, peer: NodeId, error: DecodeError, now_ms: u64) {
+        self.counters.frames_malformed += 1;
+        self.outputs
+            .push(Output::Audit(AuditEvent::MalformedFrame { peer, error }));
+        self.penalise(peer, Offence::MalformedFrame, now_ms);
     }
 
     /// Records a failed dial (the peer backs off).
