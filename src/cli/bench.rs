@@ -49,6 +49,15 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One origin publishing as fast as it can while others publish normally.
+    Load {
+        /// Records the flooding origin sends.
+        #[arg(long, default_value_t = 20_000)]
+        records: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Over QUIC with mutual TLS on loopback: records per second from one node to
     /// another, and the time for a new record to reach all of 16 nodes.
     Net {
@@ -85,6 +94,19 @@ struct AuditBench {
 
 pub(crate) fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
+        BenchCommand::Load { records, json } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let result = runtime.block_on(super::bench_load::run((*records).max(1)))?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                result.print();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Ingest {
             records,
             repeat,
