@@ -192,11 +192,8 @@ async fn measure(temp: &Path, records: usize) -> anyhow::Result<LoadBench> {
     while update_started.elapsed() < Duration::from_secs(30) {
         let mut everywhere = true;
         for node in std::iter::once(&target).chain(others.iter()) {
-            if !node
-                .record(update.origin())
-                .await?
-                .is_some_and(|r| r.id() == update.id())
-            {
+            let current = node.record(update.origin()).await?;
+            if current.is_none_or(|r| r.id() != update.id()) {
                 everywhere = false;
             }
         }
