@@ -55,9 +55,9 @@ enum Command {
     /// Read a node's audit log: log, trace, verify, export, merge.
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
-    /// Measure: audit log throughput and overhead (more to come).
-    #[command(subcommand)]
-    Bench(cli::bench::BenchCommand),
+    /// Measure: with no subcommand, every figure in one run (verify and ingest,
+    /// digest cost, audit overhead); or one measurement.
+    Bench(cli::bench::BenchArgs),
     /// Run the gossip simulator (Bet 15 and beyond).
     #[command(subcommand)]
     Sim(cli::sim::SimCommand),
@@ -118,7 +118,7 @@ fn main() -> ExitCode {
         Command::Show(args) => cli::client::show(&args),
         Command::Run(args) => cli::node::run(&args),
         Command::Audit(command) => cli::audit::run(&command),
-        Command::Bench(command) => cli::bench::run(&command),
+        Command::Bench(args) => cli::bench::run_args(&args),
         Command::Sim(command) => cli::sim::run(&command),
         Command::Demo(args) => cli::demo::run(&args),
     };
