@@ -24,4 +24,6 @@ mod signing;
 pub use identity::{Identity, KeyFileError};
 pub use node_id::{NodeId, ParseNodeIdError, WeakKeyError};
 pub use roster::{Roster, RosterError};
-pub use signing::{signed_message, verify, Domain, FederationId, Signature, VerifyError};
+pub use signing::{
+    signed_message, verify, verify_with_key, Domain, FederationId, Signature, VerifyError,
+};

@@ -132,6 +132,21 @@ pub fn signed_message(domain: Domain, federation: &FederationId, message: &[u8])
     out
 }
 
+/// Checks `signature` over `message` with an already checked key (see
+/// [`NodeId::verifying_key`]), with `verify_strict`.
+pub fn verify_with_key(
+    key: &ed25519_dalek::VerifyingKey,
+    domain: Domain,
+    federation: &FederationId,
+    message: &[u8],
+    signature: &Signature,
+) -> Result<(), VerifyError> {
+    let signature = DalekSignature::from_bytes(&signature.0);
+    let signed = signed_message(domain, federation, message);
+    key.verify_strict(&signed, &signature)
+        .map_err(|_| VerifyError::BadSignature)
+}
+
 /// Checks `signature` by `signer` over `message` in `domain` and `federation`,
 /// with `verify_strict`.
 pub fn verify(

@@ -218,6 +218,8 @@ impl VerifiedCache {
 #[derive(Debug, Clone)]
 pub struct Directory {
     cache: Option<Arc<VerifiedCache>>,
+    /// Decoded and checked keys of admitted origins (at most one per roster member).
+    keys: BTreeMap<NodeId, ed25519_dalek::VerifyingKey>,
     config: DirectoryConfig,
     roster: Arc<Roster>,
     entries: BTreeMap<NodeId, Entry>,
@@ -232,6 +234,7 @@ impl Directory {
     pub fn new(config: DirectoryConfig, roster: Arc<Roster>) -> Self {
         Self {
             cache: None,
+            keys: BTreeMap::new(),
             config,
             roster,
             entries: BTreeMap::new(),
@@ -277,7 +280,19 @@ impl Directory {
         if let Some(verdict) = self.check_admission(unverified.origin()) {
             return verdict;
         }
-        match unverified.verify() {
+        let origin = *unverified.origin();
+        let key = match self.keys.get(&origin) {
+            Some(key) => Ok(*key),
+            None => origin.verifying_key(),
+        };
+        let verified = match key {
+            Ok(key) => {
+                self.keys.insert(origin, key);
+                unverified.verify_with_key(&key)
+            }
+            Err(_) => unverified.verify(),
+        };
+        match verified {
             Ok(record) => {
                 if let (Some(cache), Some(key)) = (&self.cache, cache_key) {
                     cache.put(key, record.clone());

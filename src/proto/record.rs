@@ -565,8 +565,26 @@ impl UnverifiedRecord {
 
     /// Checks the origin's signature with `verify_strict`.
     pub fn verify(self) -> Result<VerifiedRecord, RecordError> {
-        tidings_keys::verify(
-            &self.record.origin,
+        match self.record.origin.verifying_key() {
+            Ok(key) => self.verify_with_key(&key),
+            Err(reason) => Err(RecordError::BadSignature {
+                origin: self.record.origin,
+                reason: VerifyError::WeakKey(reason),
+            }),
+        }
+    }
+
+    /// Checks the origin's signature with `verify_strict`, under the origin's key
+    /// already decoded and checked (a directory keeps those of its roster).
+    pub fn verify_with_key(self, key: &ed25519_dalek::VerifyingKey) -> Result<VerifiedRecord, RecordError> {
+        if key.as_bytes() != self.record.origin.as_bytes() {
+            return Err(RecordError::BadSignature {
+                origin: self.record.origin,
+                reason: VerifyError::BadSignature,
+            });
+        }
+        tidings_keys::verify_with_key(
+            key,
             Domain::Record,
             &self.record.federation,
             &self.signed.record_bytes,
