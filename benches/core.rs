@@ -10,7 +10,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tidings::keys::{Domain, FederationId, Identity, Roster};
 use tidings::proto::gossip::{opening, reconcile};
 use tidings::proto::wire::Message;
-use tidings::proto::{Announcement, Directory, DirectoryConfig, Record, Source, Specialist, VerifiedRecord};
+use tidings::proto::{
+    Announcement, Directory, DirectoryConfig, Record, Source, Specialist, VerifiedRecord,
+};
 
 const NOW: u64 = 1_700_000_000_000;
 
@@ -33,7 +35,8 @@ fn records(count: usize) -> (FederationId, Arc<Roster>, Vec<VerifiedRecord>) {
                     meta: Default::default(),
                 }],
             };
-            let record = Record::first(federation, identity.node_id(), announcement, NOW, 3_600_000);
+            let record =
+                Record::first(federation, identity.node_id(), announcement, NOW, 3_600_000);
             VerifiedRecord::sign(identity, record).expect("sign")
         })
         .collect();
@@ -46,7 +49,11 @@ fn verify_and_ingest(c: &mut Criterion) {
         .iter()
         .map(|record| {
             let key = record.origin().verifying_key().expect("key");
-            let message = tidings::keys::signed_message(Domain::Record, &federation, record.signed().record_bytes());
+            let message = tidings::keys::signed_message(
+                Domain::Record,
+                &federation,
+                record.signed().record_bytes(),
+            );
             let signature = ed25519_dalek::Signature::from_bytes(&record.signed().signature().0);
             (key, message, signature)
         })
@@ -82,7 +89,9 @@ fn digest(c: &mut Criterion) {
     }
     c.bench_function("digest: converged exchange at 1,000 records", |bench| {
         bench.iter(|| {
-            let Message::Sync(ranges) = opening(&a) else { unreachable!() };
+            let Message::Sync(ranges) = opening(&a) else {
+                unreachable!()
+            };
             reconcile(&b, &ranges, |origin| roster.contains(origin))
         })
     });

@@ -209,3 +209,62 @@ async fn an_origin_that_stops_refreshing_disappears_when_its_record_expires() {
     first.shutdown().await.unwrap();
     second.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_its_data_continues_its_chain_instead_of_forking_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = federation(dir.path(), 3).await;
+    nodes[2].announce(specialist("first", "x")).await.unwrap();
+    let latest = nodes[2].announce(specialist("second", "x")).await.unwrap();
+    let (first, second) = (&nodes[0], &nodes[1]);
+    eventually(
+        "peers hold its latest record",
+        Duration::from_secs(10),
+        || async {
+            first
+                .record(latest.origin())
+                .await
+                .unwrap()
+                .is_some_and(|r| r.id() == latest.id())
+                && second
+                    .record(latest.origin())
+                    .await
+                    .unwrap()
+                    .is_some_and(|r| r.id() == latest.id())
+        },
+    )
+    .await;
+    let lost = nodes.pop().unwrap();
+    lost.shutdown().await.unwrap();
+    std::fs::remove_dir_all(dir.path().join("node-3")).unwrap();
+    // Back with the same key, an empty data directory, and its bootstrap peer.
+    let members = roster(&[1, 2, 3]);
+    let bootstrap = vec![(nodes[0].node_id(), nodes[0].local_addr())];
+    let back = Node::spawn(config(dir.path(), 3, &members, bootstrap))
+        .await
+        .unwrap();
+    let (first, second) = (&nodes[0], &nodes[1]);
+    eventually(
+        "its new record follows the old chain",
+        Duration::from_secs(10),
+        || async {
+            first
+                .record(latest.origin())
+                .await
+                .unwrap()
+                .is_some_and(|r| r.seq() > latest.seq())
+        },
+    )
+    .await;
+    for node in [first, second] {
+        let members = node.members().await.unwrap();
+        assert!(
+            !members.iter().any(|m| m.quarantined),
+            "nobody was quarantined"
+        );
+    }
+    back.shutdown().await.unwrap();
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+}

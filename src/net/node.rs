@@ -303,6 +303,7 @@ impl Node {
             latency: vec![0; LATENCY_BUCKETS_MS.len() + 1],
             latency_sum: 0.0,
             roster_labels: config.roster.clone(),
+            initial: None,
         };
         let mut announcement = Announcement {
             addrs: config
@@ -318,8 +319,27 @@ impl Node {
             }
         }
         let now = now_ms();
-        actor.state.publish(announcement, now, &mut actor.rng)?;
-        actor.drain(now);
+        // Refuse an announcement peers would refuse, now rather than later.
+        VerifiedRecord::sign(
+            &config.identity,
+            crate::proto::Record::first(
+                federation,
+                node_id,
+                announcement.clone(),
+                now,
+                config.gossip.ttl_ms,
+            ),
+        )
+        .map_err(|error| NodeError::Publish(PublishError::Invalid(error)))?;
+        if actor.state.own_record().is_none() && !config.bootstrap.is_empty() {
+            // Nothing of our own on disk: first hear from peers, who may hold our
+            // latest record (a lost data directory), so the chain continues rather
+            // than forks into a second seq 1.
+            actor.initial = Some((announcement, now + 2 * config.gossip.interval_ms));
+        } else {
+            actor.state.publish(announcement, now, &mut actor.rng)?;
+            actor.drain(now);
+        }
         info!(node = %node_id, addr = %local_addr, "node started");
         let task = tokio::spawn(actor.run(command_rx, event_rx));
         Ok(NodeHandle {
@@ -435,7 +455,17 @@ async fn read_loop(
     }
 }
 
-/// Sends queued frames to one peer, dialling it if no connection exists.
+/// The open connection to `peer`, if any.
+fn current(connections: &Connections, peer: &NodeId) -> Option<quinn::Connection> {
+    connections
+        .lock()
+        .ok()
+        .and_then(|map| map.get(peer).cloned())
+        .filter(|connection| connection.close_reason().is_none())
+}
+
+/// Sends queued frames to one peer over its current connection (a newer inbound
+/// connection replaces an older one), dialling it once if there is none.
 async fn link_loop(
     peer: NodeId,
     addr: Option<SocketAddr>,
@@ -445,56 +475,60 @@ async fn link_loop(
     mut frames: mpsc::Receiver<Vec<u8>>,
     traffic: Arc<Traffic>,
 ) {
-    let existing = connections
-        .lock()
-        .ok()
-        .and_then(|map| map.get(&peer).cloned());
-    let connection = match existing.filter(|c| c.close_reason().is_none()) {
-        Some(connection) => connection,
-        None => {
-            let dialled = match addr {
-                Some(addr) => transport.dial(peer, addr).await,
-                None => Err(NetError::Stream("no known address".into())),
-            };
-            match dialled {
-                Ok(connection) => {
-                    if let Ok(mut map) = connections.lock() {
-                        map.insert(peer, connection.clone());
-                    }
-                    tokio::spawn(read_loop(
-                        peer,
-                        connection.clone(),
-                        events.clone(),
-                        traffic.clone(),
-                    ));
-                    let _ = events
-                        .send(NetEvent::Connected {
+    let mut dialled = false;
+    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(60), frames.recv()).await {
+        let connection = match current(&connections, &peer) {
+            Some(connection) => connection,
+            None if !dialled => {
+                dialled = true;
+                let dialled = match addr {
+                    Some(addr) => transport.dial(peer, addr).await,
+                    None => Err(NetError::Stream("no known address".into())),
+                };
+                match dialled {
+                    Ok(connection) => {
+                        if let Ok(mut map) = connections.lock() {
+                            map.insert(peer, connection.clone());
+                        }
+                        tokio::spawn(read_loop(
                             peer,
-                            inbound: false,
-                        })
-                        .await;
-                    connection
-                }
-                Err(error) => {
-                    debug!(peer = %peer, %error, "dial failed");
-                    for refusal in transport.refusals() {
-                        warn!(presented = ?refusal.presented.map(|id| id.to_string()), reason = %refusal.reason, "handshake refused");
-                        let _ = events.send(NetEvent::Refused(refusal)).await;
+                            connection.clone(),
+                            events.clone(),
+                            traffic.clone(),
+                        ));
+                        let _ = events
+                            .send(NetEvent::Connected {
+                                peer,
+                                inbound: false,
+                            })
+                            .await;
+                        connection
                     }
-                    let _ = events.send(NetEvent::DialFailed(peer)).await;
-                    return;
+                    Err(error) => {
+                        debug!(peer = %peer, %error, "dial failed");
+                        for refusal in transport.refusals() {
+                            warn!(presented = ?refusal.presented.map(|id| id.to_string()), reason = %refusal.reason, "handshake refused");
+                            let _ = events.send(NetEvent::Refused(refusal)).await;
+                        }
+                        let _ = events.send(NetEvent::DialFailed(peer)).await;
+                        return;
+                    }
                 }
             }
-        }
-    };
-    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(60), frames.recv()).await {
+            None => return,
+        };
         traffic
             .sent
             .fetch_add(frame.len() as u64 + 4, std::sync::atomic::Ordering::Relaxed);
         if let Err(error) = transport::send_frame(&connection, &frame).await {
             debug!(peer = %peer, %error, "send failed");
             if let Ok(mut map) = connections.lock() {
-                map.remove(&peer);
+                if map
+                    .get(&peer)
+                    .is_some_and(|c| c.stable_id() == connection.stable_id())
+                {
+                    map.remove(&peer);
+                }
             }
             return;
         }
@@ -518,6 +552,8 @@ struct Actor {
     latency: Vec<u64>,
     latency_sum: f64,
     roster_labels: Roster,
+    /// The first publication, held back until peers were heard (see `spawn`).
+    initial: Option<(Announcement, u64)>,
 }
 
 impl Actor {
@@ -529,7 +565,11 @@ impl Actor {
         let mut flush = tokio::time::interval(Duration::from_secs(1));
         loop {
             let now = now_ms();
-            let wait = Duration::from_millis(self.state.poll_timeout().saturating_sub(now));
+            let deadline = match &self.initial {
+                Some((_, at)) => self.state.poll_timeout().min(*at),
+                None => self.state.poll_timeout(),
+            };
+            let wait = Duration::from_millis(deadline.saturating_sub(now));
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
@@ -538,6 +578,9 @@ impl Actor {
                 Some(event) = events.recv() => self.event(event),
                 _ = tokio::time::sleep(wait) => {
                     let now = now_ms();
+                    if self.initial.as_ref().is_some_and(|(_, at)| now >= *at) {
+                        self.publish_initial(now);
+                    }
                     self.state.handle_timeout(now, &mut self.rng);
                 }
                 _ = flush.tick() => {
@@ -567,8 +610,27 @@ impl Actor {
         Ok(())
     }
 
+    /// Publishes the held-back first announcement, continuing our own chain if a
+    /// peer gave it back meanwhile.
+    fn publish_initial(&mut self, now: u64) {
+        let Some((mut announcement, _)) = self.initial.take() else {
+            return;
+        };
+        if announcement.specialists.is_empty() {
+            if let Some(own) = self.state.own_record() {
+                announcement.specialists = announcement_of(own).specialists;
+            }
+        }
+        if let Err(error) = self.state.publish(announcement, now, &mut self.rng) {
+            warn!(%error, "the first publication failed");
+        }
+    }
+
     fn command(&mut self, command: Command) {
         let now = now_ms();
+        if matches!(command, Command::Announce(..) | Command::Withdraw(..)) {
+            self.publish_initial(now);
+        }
         match command {
             Command::Announce(specialist, reply) => {
                 let mut announcement = self.state.announcement().cloned().unwrap_or_default();
@@ -722,6 +784,12 @@ impl Actor {
             }
             NetEvent::Connected { peer, inbound } => {
                 debug!(peer = %peer, inbound, "connected");
+                if inbound {
+                    // The peer may have restarted: its next frames go over this
+                    // connection, through a fresh link.
+                    self.links.remove(&peer);
+                    self.state.reached(&peer);
+                }
                 if inbound {
                     self.audit(vec![NewEntry {
                         at_ms: now,

@@ -576,7 +576,10 @@ impl UnverifiedRecord {
 
     /// Checks the origin's signature with `verify_strict`, under the origin's key
     /// already decoded and checked (a directory keeps those of its roster).
-    pub fn verify_with_key(self, key: &ed25519_dalek::VerifyingKey) -> Result<VerifiedRecord, RecordError> {
+    pub fn verify_with_key(
+        self,
+        key: &ed25519_dalek::VerifyingKey,
+    ) -> Result<VerifiedRecord, RecordError> {
         if key.as_bytes() != self.record.origin.as_bytes() {
             return Err(RecordError::BadSignature {
                 origin: self.record.origin,

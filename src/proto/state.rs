@@ -439,6 +439,12 @@ impl State {
         self.penalise(peer, Offence::MalformedFrame, now_ms);
     }
 
+    /// Records that `peer` connected to this node: it is reachable, and any dial
+    /// backoff is cleared.
+    pub fn reached(&mut self, peer: &NodeId) {
+        self.membership.reached(peer);
+    }
+
     /// Records a failed dial (the peer backs off).
     pub fn dial_failed<R: Rng + ?Sized>(&mut self, peer: NodeId, now_ms: u64, rng: &mut R) {
         self.membership
