@@ -159,6 +159,26 @@ fn check_signature(
     Ok(HandshakeSignatureValid::assertion())
 }
 
+/// The key `end_entity` carries, if it is a single ed25519 key on the roster;
+/// a refusal is recorded otherwise.
+fn admitted_key(
+    roster: &SharedRoster,
+    refusals: &Refusals,
+    end_entity: &CertificateDer<'_>,
+) -> Result<NodeId, Error> {
+    let Some(presented) = node_id_of(end_entity) else {
+        refusals.push(None, "the peer's certificate carries no single ed25519 key");
+        return Err(Error::InvalidCertificate(CertificateError::BadEncoding));
+    };
+    if !admitted(roster, &presented) {
+        refusals.push(Some(presented), "the peer's key is not on the roster");
+        return Err(Error::InvalidCertificate(
+            CertificateError::ApplicationVerificationFailure,
+        ));
+    }
+    Ok(presented)
+}
+
 /// Verifies the server a node dialled.
 #[derive(Debug)]
 struct DialVerifier {
@@ -244,18 +264,7 @@ impl ClientCertVerifier for AcceptVerifier {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let Some(presented) = node_id_of(end_entity) else {
-            self.refusals
-                .push(None, "the peer's certificate carries no single ed25519 key");
-            return Err(Error::InvalidCertificate(CertificateError::BadEncoding));
-        };
-        if !admitted(&self.roster, &presented) {
-            self.refusals
-                .push(Some(presented), "the peer's key is not on the roster");
-            return Err(Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ));
-        }
+        admitted_key(&self.roster, &self.refusals, end_entity)?;
         Ok(ClientCertVerified::assertion())
     }
 
