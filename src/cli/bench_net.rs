@@ -62,9 +62,7 @@ fn config(
         identity,
         federation: "bench".into(),
         roster: roster.clone(),
-        listen: "127.0.0.1:0"
-            .parse()
-            .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         advertise: None,
         bootstrap: Vec::new(),
         gossip: GossipConfig {
