@@ -89,7 +89,7 @@ fn digest(c: &mut Criterion) {
     }
     c.bench_function("digest: converged exchange at 1,000 records", |bench| {
         bench.iter(|| {
-            let Message::Sync(ranges) = opening(&a) else {
+            let Message::Open { ranges, .. } = opening(&a, NOW + 1) else {
                 unreachable!()
             };
             reconcile(&b, &ranges, |origin| roster.contains(origin))

@@ -10,7 +10,7 @@ use tidings_audit::{EntryKind, NewEntry, RecordKey};
 use tidings_keys::NodeId;
 
 use crate::proto::directory::ProofVerdict;
-use crate::proto::event::AuditEvent;
+use crate::proto::event::{AuditEvent, Halt};
 use crate::proto::verdict::{Ignored, Verdict};
 use crate::proto::{EquivocationProof, RecordId};
 
@@ -46,6 +46,33 @@ pub fn entry_for(event: &AuditEvent, at_ms: u64) -> Option<NewEntry> {
             evidence: Some(record.wire_bytes().to_vec()),
             ..entry(at_ms, EntryKind::Published, None, Some(record.origin()))
         },
+        AuditEvent::Recovered { peer, record } => NewEntry {
+            record: Some(record_key(&record.id())),
+            reason: format!(
+                "took back this node's own record seq {} (its history was lost)",
+                record.seq()
+            ),
+            evidence: Some(record.wire_bytes().to_vec()),
+            ..entry(at_ms, EntryKind::Recovered, *peer, Some(record.origin()))
+        },
+        AuditEvent::Halted { peer, halt } => {
+            let (record, evidence, origin) = match halt {
+                Halt::ForeignSigner(record) => (
+                    record_key(&record.id()),
+                    record.wire_bytes().to_vec(),
+                    Some(record.origin()),
+                ),
+                Halt::Quarantined(proof) => {
+                    (proof_key(proof), proof.encode(), proof.claimed_origin())
+                }
+            };
+            NewEntry {
+                record: Some(record),
+                reason: halt.to_string(),
+                evidence: Some(evidence),
+                ..entry(at_ms, EntryKind::Halted, *peer, origin)
+            }
+        }
         AuditEvent::Relayed { to, record } => NewEntry {
             record: Some(record_key(&record.id())),
             ..entry(at_ms, EntryKind::Relayed, Some(*to), Some(record.origin()))
@@ -127,7 +154,7 @@ fn verdict_entry(peer: Option<NodeId>, verdict: &Verdict, at_ms: u64) -> Option<
                 Some(previous) => format!(
                     "accepted seq {}, replacing {}",
                     record.seq(),
-                    previous.short()
+                    previous.id().short()
                 ),
                 None => format!("accepted seq {}", record.seq()),
             },

@@ -108,11 +108,23 @@ pub enum EntryKind {
     Banned,
     /// A record expired.
     Expired,
+    /// This node took back its own latest record after losing its history
+    /// (evidence: the record).
+    Recovered,
+    /// This node stopped signing: another process signs with its key, or its key
+    /// is quarantined (evidence: the record or proof that showed it).
+    Halted,
+    /// This node's clock is off from its peers' beyond the warning threshold, or
+    /// back within it.
+    ClockOffset,
+    /// The log continues a previous log that was lost or damaged; the reason says
+    /// what is known of it. The entries before this one are not in this log.
+    LogResumed,
 }
 
 impl EntryKind {
     /// Every kind.
-    pub const ALL: [EntryKind; 15] = [
+    pub const ALL: [EntryKind; 19] = [
         EntryKind::Accepted,
         EntryKind::Stale,
         EntryKind::Ignored,
@@ -128,6 +140,10 @@ impl EntryKind {
         EntryKind::Penalised,
         EntryKind::Banned,
         EntryKind::Expired,
+        EntryKind::Recovered,
+        EntryKind::Halted,
+        EntryKind::ClockOffset,
+        EntryKind::LogResumed,
     ];
 
     /// The snake_case name.
@@ -148,6 +164,10 @@ impl EntryKind {
             EntryKind::Penalised => "penalised",
             EntryKind::Banned => "banned",
             EntryKind::Expired => "expired",
+            EntryKind::Recovered => "recovered",
+            EntryKind::Halted => "halted",
+            EntryKind::ClockOffset => "clock_offset",
+            EntryKind::LogResumed => "log_resumed",
         }
     }
 }

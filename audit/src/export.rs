@@ -226,7 +226,7 @@ pub fn read_export(mut reader: impl BufRead) -> Result<ReadExport, ExportError> 
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || text.len() > 2 * MAX_EVIDENCE_BYTES {
+    if !text.len().is_multiple_of(2) || text.len() > 2 * MAX_EVIDENCE_BYTES {
         return None;
     }
     (0..text.len())

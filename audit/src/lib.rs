@@ -31,7 +31,7 @@ pub use entry::{Entry, EntryKind, NewEntry, RecordKey};
 pub use log::{AuditConfig, AuditError, AuditLog, Query, Stats};
 pub use store::{MemoryStore, Store, StoreError, Write};
 pub use verify::{Problem, Verified};
-pub use writer::{AuditWriter, WriterError};
+pub use writer::{AuditWriter, Full, TryAppendError, WriterError, WriterHandle};
 
 #[cfg(feature = "sled")]
 pub use store::{OpenError, SledStore};

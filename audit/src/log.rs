@@ -157,6 +157,9 @@ pub struct AuditLog<S: Store> {
     identity: Option<Arc<Identity>>,
     config: AuditConfig,
     meta: Meta,
+    /// While the clock reads earlier than the log's last entry: the clock reading
+    /// and the log time when that began (see [`AuditLog::append`]).
+    slew: Option<(u64, u64)>,
 }
 
 impl<S: Store> std::fmt::Debug for AuditLog<S> {
@@ -224,9 +227,10 @@ impl<S: Store> AuditLog<S> {
             identity,
             config,
             meta,
+            slew: None,
         };
         let last = log.meta.next_index - 1;
-        if last > log.meta.base_index && last % BLOCK != 0 {
+        if last > log.meta.base_index && !last.is_multiple_of(BLOCK) {
             if let Some(Ok(entries)) = log.read_block(block_of(last))? {
                 log.tail = entries
                     .into_iter()
@@ -267,7 +271,73 @@ impl<S: Store> AuditLog<S> {
         (self.meta.base_index, self.meta.base_hash)
     }
 
+    /// Starts a new log in an empty `store` that continues a previous log of this
+    /// node which was lost or damaged: its first entry is `base.0 + 1`, chained to
+    /// `base.1` (the previous log's head as far as it is known), so no index is
+    /// used twice. A checkpoint signed at the base vouches for the start, and the
+    /// first entry is a [`EntryKind::LogResumed`] saying `reason`.
+    pub fn resume(
+        mut store: S,
+        identity: Arc<Identity>,
+        federation: FederationId,
+        config: AuditConfig,
+        base: (u64, [u8; 32]),
+        at_ms: u64,
+        reason: String,
+    ) -> Result<Self, AuditError> {
+        if store.get(META_KEY)?.is_some() {
+            return Err(AuditError::CorruptMeta(
+                "cannot resume into a store that already holds a log".into(),
+            ));
+        }
+        let (index, hash) = base;
+        let mut meta = Meta {
+            node: identity.node_id(),
+            federation,
+            next_index: index + 1,
+            head: hash,
+            base_index: index,
+            base_hash: hash,
+            last_checkpoint_index: 0,
+            last_checkpoint_at_ms: 0,
+            last_at_ms: 0,
+            logical_bytes: 0,
+        };
+        let mut writes = Vec::new();
+        if index > 0 {
+            checkpoint_writes(&identity, &mut meta, index, hash, at_ms, &mut writes);
+        }
+        writes.push(Write::Put(META_KEY.to_vec(), encode_meta(&meta)));
+        store.apply(writes)?;
+        let mut log = Self::with_meta(store, Some(identity), config, meta)?;
+        log.append(vec![NewEntry {
+            at_ms,
+            kind: EntryKind::LogResumed,
+            peer: None,
+            origin: None,
+            record: None,
+            reason,
+            evidence: None,
+        }])?;
+        Ok(log)
+    }
+
+    /// The last entry's index and chain hash (`(0, zeros)` for an empty log).
+    pub fn head(&self) -> (u64, [u8; 32]) {
+        (self.meta.next_index - 1, self.meta.head)
+    }
+
+    /// The time of the last entry.
+    pub fn last_at_ms(&self) -> u64 {
+        self.meta.last_at_ms
+    }
+
     /// Appends `entries` in one atomic batch; returns the last index written.
+    ///
+    /// Entry times never go backwards and never freeze: an entry stamped earlier
+    /// than the last one (the clock was set back, or ran ahead before a restart)
+    /// gets a time that advances at half the clock's rate from the last entry's,
+    /// until the clock catches up, as `adjtime` slews a clock.
     pub fn append(&mut self, entries: Vec<NewEntry>) -> Result<u64, AuditError> {
         let identity = self.identity.clone().ok_or(AuditError::ReadOnly)?;
         let mut writes = Vec::new();
@@ -279,7 +349,8 @@ impl<S: Store> AuditLog<S> {
         let mut lists: BTreeMap<(u8, [u8; 32], u64), Vec<u64>> = BTreeMap::new();
         let mut new_evidence: Vec<RecordKey> = Vec::new();
         for new in entries {
-            let entry = self.chain(&mut meta, new.clone());
+            let at_ms = self.stamp(&meta, new.at_ms);
+            let entry = chain(&mut meta, new.clone(), at_ms);
             meta.logical_bytes += entry_size(&entry);
             for (prefix, id) in indexed_ids(&entry) {
                 if let Some(id) = id {
@@ -351,23 +422,20 @@ impl<S: Store> AuditLog<S> {
         Ok(self.meta.next_index - 1)
     }
 
-    fn chain(&self, meta: &mut Meta, new: NewEntry) -> Entry {
-        let at_ms = new.at_ms.max(meta.last_at_ms);
-        let mut entry = Entry {
-            index: meta.next_index,
-            at_ms,
-            kind: new.kind,
-            peer: new.peer,
-            origin: new.origin,
-            record: new.record,
-            reason: bounded_reason(new.reason),
-            hash: [0; 32],
-        };
-        entry.hash = entry.chain_hash(&meta.head);
-        meta.head = entry.hash;
-        meta.next_index += 1;
-        meta.last_at_ms = at_ms;
-        entry
+    /// The time an entry given `given_ms` gets (see [`AuditLog::append`]).
+    fn stamp(&mut self, meta: &Meta, given_ms: u64) -> u64 {
+        let last = meta.last_at_ms;
+        if given_ms >= last {
+            self.slew = None;
+            return given_ms;
+        }
+        match self.slew {
+            Some((clock, at)) if given_ms >= clock => (at + (given_ms - clock) / 2).max(last),
+            _ => {
+                self.slew = Some((given_ms, last));
+                last
+            }
+        }
     }
 
     /// Signs a checkpoint at the current head (at shutdown), if any entry is unsigned.
@@ -469,6 +537,57 @@ impl<S: Store> AuditLog<S> {
         Ok(indices)
     }
 
+    /// The newest entry about `origin` of one of `kinds`, looking back through at
+    /// most `max_scan` entries about that origin.
+    pub fn newest_of(
+        &self,
+        origin: &NodeId,
+        kinds: &[EntryKind],
+        max_scan: usize,
+    ) -> Result<Option<Entry>, AuditError> {
+        let id = origin.as_bytes();
+        let mut scanned = 0;
+        let mut end = index_key(b'o', id, u64::MAX);
+        let start = index_key(b'o', id, 0);
+        loop {
+            let Some((key, value)) = self.store.range_rev(&start, &end, 1)?.pop() else {
+                return Ok(None);
+            };
+            let indices = decode_list(&value).unwrap_or_default();
+            let mut cached: Option<(u64, Vec<Entry>)> = None;
+            for index in indices.into_iter().rev() {
+                scanned += 1;
+                if scanned > max_scan {
+                    return Ok(None);
+                }
+                let found = self.entry_cached(&mut cached, index)?;
+                if let Some(entry) = found.filter(|entry| kinds.contains(&entry.kind)) {
+                    return Ok(Some(entry.clone()));
+                }
+            }
+            end = key;
+        }
+    }
+
+    /// Entry `index`, reading its block unless `cache` holds that block already.
+    fn entry_cached<'c>(
+        &self,
+        cache: &'c mut Option<(u64, Vec<Entry>)>,
+        index: u64,
+    ) -> Result<Option<&'c Entry>, AuditError> {
+        let block = block_of(index);
+        if cache.as_ref().is_none_or(|(cached, _)| *cached != block) {
+            let entries = match self.read_block(block)? {
+                Some(Ok(entries)) => entries,
+                _ => Vec::new(),
+            };
+            *cache = Some((block, entries));
+        }
+        Ok(cache
+            .as_ref()
+            .and_then(|(_, entries)| entries.iter().find(|entry| entry.index == index)))
+    }
+
     /// Entries matching `query`, oldest first.
     pub fn query(&self, query: &Query) -> Result<Vec<Entry>, AuditError> {
         let limit = if query.limit == 0 { 100 } else { query.limit };
@@ -492,17 +611,7 @@ impl<S: Store> AuditLog<S> {
         if let Some((prefix, id)) = by_index {
             let mut cached: Option<(u64, Vec<Entry>)> = None;
             for index in self.indexed(prefix, &id, query.after_index)? {
-                let block = block_of(index);
-                if cached.as_ref().is_none_or(|(b, _)| *b != block) {
-                    let entries = match self.read_block(block)? {
-                        Some(Ok(entries)) => entries,
-                        _ => Vec::new(),
-                    };
-                    cached = Some((block, entries));
-                }
-                let entry = cached
-                    .as_ref()
-                    .and_then(|(_, entries)| entries.iter().find(|entry| entry.index == index));
+                let entry = self.entry_cached(&mut cached, index)?;
                 if let Some(entry) = entry.filter(|entry| matches(entry)) {
                     found.push(entry.clone());
                     if found.len() == limit {
@@ -795,6 +904,25 @@ impl<S: Store> AuditLog<S> {
         self.known_evidence.clear();
         Ok(())
     }
+}
+
+/// Chains `new`, stamped `at_ms`, after the head in `meta`.
+fn chain(meta: &mut Meta, new: NewEntry, at_ms: u64) -> Entry {
+    let mut entry = Entry {
+        index: meta.next_index,
+        at_ms,
+        kind: new.kind,
+        peer: new.peer,
+        origin: new.origin,
+        record: new.record,
+        reason: bounded_reason(new.reason),
+        hash: [0; 32],
+    };
+    entry.hash = entry.chain_hash(&meta.head);
+    meta.head = entry.hash;
+    meta.next_index += 1;
+    meta.last_at_ms = at_ms;
+    entry
 }
 
 fn encode_meta(meta: &Meta) -> Vec<u8> {

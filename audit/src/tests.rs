@@ -583,3 +583,142 @@ fn walk(path: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn a_clock_set_back_slews_entry_times_instead_of_freezing_them() {
+    let mut log = filled(10, 16);
+    let last = log.last_at_ms();
+    assert_eq!(last, 1090);
+    // The clock now reads earlier than the log (it ran ahead before, and was
+    // fixed); it advances 10 ms per entry.
+    let behind = 500;
+    let mut times = Vec::new();
+    for step in 0..5u64 {
+        log.append(vec![new_entry(
+            last - behind + step * 10,
+            EntryKind::Stale,
+            1,
+            1,
+        )])
+        .unwrap();
+        times.push(log.last_at_ms());
+    }
+    assert_eq!(
+        times,
+        vec![1090, 1095, 1100, 1105, 1110],
+        "half the clock's rate"
+    );
+    // Once the clock catches up, entries carry it again.
+    log.append(vec![new_entry(5000, EntryKind::Stale, 1, 1)])
+        .unwrap();
+    assert_eq!(log.last_at_ms(), 5000);
+    log.verify().unwrap().unwrap();
+}
+
+#[test]
+fn a_resumed_log_continues_the_indices_and_says_so() {
+    let old = filled(100, 16);
+    let (index, head) = old.head();
+    let mut log = AuditLog::resume(
+        MemoryStore::new(),
+        identity(1),
+        federation(),
+        config(16),
+        (index, head),
+        9000,
+        "the previous log could not be read".into(),
+    )
+    .unwrap();
+    let first = log.entry(101).unwrap().unwrap();
+    assert_eq!(first.kind, EntryKind::LogResumed);
+    assert!(first.reason.contains("could not be read"));
+    assert!(log.entry(100).unwrap().is_none());
+    log.append(vec![new_entry(9100, EntryKind::Accepted, 1, 1)])
+        .unwrap();
+    let verified = log.verify().unwrap().unwrap();
+    assert_eq!((verified.first, verified.last), (101, 102));
+    // A base that is not what the node signed fails verification.
+    let mut forged = AuditLog::resume(
+        MemoryStore::new(),
+        identity(1),
+        federation(),
+        config(16),
+        (index, head),
+        9000,
+        "x".into(),
+    )
+    .unwrap();
+    let key = layout::checkpoint_key(index);
+    let mut checkpoint: Checkpoint =
+        postcard::from_bytes(&forged.store().get(&key).unwrap().unwrap()).unwrap();
+    checkpoint.head[0] ^= 1;
+    forged
+        .store_mut()
+        .raw_mut()
+        .insert(key, postcard::to_allocvec(&checkpoint).unwrap());
+    assert!(forged.verify().unwrap().is_err());
+}
+
+#[test]
+fn the_newest_entry_of_an_origin_by_kind_is_found() {
+    let mut log = filled(0, 16);
+    let me = peer(100);
+    let published = |at: u64, record: u8| NewEntry {
+        at_ms: at,
+        kind: EntryKind::Published,
+        peer: None,
+        origin: Some(me),
+        record: Some(RecordKey([record; 32])),
+        reason: String::new(),
+        evidence: Some(vec![record; 8]),
+    };
+    log.append(vec![published(1, 1), published(2, 2)]).unwrap();
+    // Many relays of the record afterwards, across index groups.
+    let relays: Vec<NewEntry> = (0..(layout::GROUP + 10))
+        .map(|i| NewEntry {
+            kind: EntryKind::Relayed,
+            peer: Some(peer(7)),
+            evidence: None,
+            ..published(3 + i, 2)
+        })
+        .collect();
+    log.append(relays).unwrap();
+    let newest = log
+        .newest_of(&me, &[EntryKind::Published], usize::MAX)
+        .unwrap()
+        .unwrap();
+    assert_eq!(newest.record, Some(RecordKey([2; 32])));
+    assert_eq!(newest.index, 2);
+    assert!(log
+        .newest_of(&me, &[EntryKind::Published], 100)
+        .unwrap()
+        .is_none());
+    assert!(log
+        .newest_of(&peer(99), &[EntryKind::Published], usize::MAX)
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn a_full_writer_gives_entries_back_instead_of_blocking() {
+    let log = AuditLog::open(MemoryStore::new(), identity(1), federation(), config(16)).unwrap();
+    let writer = AuditWriter::spawn(log, 1).unwrap();
+    let handle = writer.handle();
+    let mut given_back = 0;
+    for i in 0..2000u64 {
+        match handle.try_append_batch(vec![new_entry(i, EntryKind::Stale, 1, 1)]) {
+            Ok(()) => {}
+            Err(TryAppendError::Full(Full(entries))) => {
+                given_back += entries.len();
+                handle.append_batch(entries).unwrap();
+            }
+            Err(TryAppendError::Closed(error)) => panic!("{error}"),
+        }
+    }
+    assert!(given_back > 0, "a one-slot channel must fill");
+    let durable = handle.flush().unwrap();
+    assert_eq!(durable, 2000);
+    assert_eq!(handle.durable_head().0, 2000);
+    let log = writer.shutdown().unwrap();
+    assert_eq!(log.head().0, 2000, "the final checkpoint adds no entry");
+}

@@ -13,8 +13,10 @@
 //! batches: the chain and the indexes stay consistent.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::sync::Arc;
+use std::sync::mpsc::{
+    sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
+};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -43,6 +45,7 @@ enum Command {
     Append(Box<NewEntry>),
     AppendMany(Vec<NewEntry>),
     Flush(SyncSender<Result<u64, String>>),
+    Shutdown,
 }
 
 #[derive(Debug, Default)]
@@ -51,14 +54,34 @@ struct Progress {
     appended: AtomicU64,
     written: AtomicU64,
     durable: AtomicU64,
+    /// The last durable entry's index and chain hash.
+    durable_head: Mutex<(u64, [u8; 32])>,
 }
 
 /// A running audit writer.
 pub struct AuditWriter<S: Store> {
-    sender: Option<SyncSender<Command>>,
+    handle: WriterHandle,
     thread: Option<JoinHandle<Result<AuditLog<S>, AuditError>>>,
+}
+
+/// A cloneable way to hand entries to a running writer from any thread.
+#[derive(Clone)]
+pub struct WriterHandle {
+    sender: Option<SyncSender<Command>>,
     progress: Arc<Progress>,
 }
+
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandle")
+            .field("lag", &self.lag())
+            .finish()
+    }
+}
+
+/// The queue was full: the entries come back, for the caller to wait elsewhere.
+#[derive(Debug)]
+pub struct Full(pub Vec<NewEntry>);
 
 impl<S: Store> std::fmt::Debug for AuditWriter<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,26 +91,74 @@ impl<S: Store> std::fmt::Debug for AuditWriter<S> {
     }
 }
 
+impl<S: Store> std::ops::Deref for AuditWriter<S> {
+    type Target = WriterHandle;
+
+    fn deref(&self) -> &WriterHandle {
+        &self.handle
+    }
+}
+
 impl<S: Store> AuditWriter<S> {
-    /// Starts the thread; at most `capacity` entries wait in the channel.
+    /// Starts the thread; at most `capacity` hand-overs wait in the channel.
     pub fn spawn(log: AuditLog<S>, capacity: usize) -> Result<Self, WriterError> {
         let (sender, receiver) = sync_channel(capacity.max(1));
         let progress = Arc::new(Progress::default());
-        let written = log.next_index() - 1;
+        let (written, head) = log.head();
         progress.written.store(written, Ordering::SeqCst);
         progress.durable.store(written, Ordering::SeqCst);
+        *progress
+            .durable_head
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = (written, head);
         let shared = progress.clone();
         let thread = std::thread::Builder::new()
             .name("tidings-audit".into())
             .spawn(move || run(log, receiver, &shared))
             .map_err(|error| WriterError::Closed(error.to_string()))?;
         Ok(Self {
-            sender: Some(sender),
+            handle: WriterHandle {
+                sender: Some(sender),
+                progress,
+            },
             thread: Some(thread),
-            progress,
         })
     }
 
+    /// A cloneable handle on this writer.
+    pub fn handle(&self) -> WriterHandle {
+        self.handle.clone()
+    }
+
+    /// Drains the queue, signs a final checkpoint, flushes, and returns the log.
+    /// Handles still held elsewhere fail from then on.
+    pub fn shutdown(mut self) -> Result<AuditLog<S>, WriterError> {
+        if let Some(sender) = self.handle.sender.take() {
+            let _ = sender.send(Command::Shutdown);
+        }
+        let thread = self
+            .thread
+            .take()
+            .ok_or_else(|| WriterError::Closed("already shut down".into()))?;
+        match thread.join() {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(WriterError::Closed("the writer thread panicked".into())),
+        }
+    }
+}
+
+impl<S: Store> Drop for AuditWriter<S> {
+    fn drop(&mut self) {
+        if let Some(sender) = self.handle.sender.take() {
+            let _ = sender.send(Command::Shutdown);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl WriterHandle {
     fn sender(&self) -> Result<&SyncSender<Command>, WriterError> {
         self.sender
             .as_ref()
@@ -146,26 +217,49 @@ impl<S: Store> AuditWriter<S> {
         self.progress.durable.load(Ordering::SeqCst)
     }
 
-    /// Drains the queue, signs a final checkpoint, flushes, and returns the log.
-    pub fn shutdown(mut self) -> Result<AuditLog<S>, WriterError> {
-        drop(self.sender.take());
-        let thread = self
-            .thread
-            .take()
-            .ok_or_else(|| WriterError::Closed("already shut down".into()))?;
-        match thread.join() {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(WriterError::Closed("the writer thread panicked".into())),
+    /// Queues `entries` if the channel has room; gives them back if it is full,
+    /// so a caller that must not block (an async task) can wait elsewhere.
+    pub fn try_append_batch(&self, entries: Vec<NewEntry>) -> Result<(), TryAppendError> {
+        if entries.is_empty() {
+            return Ok(());
         }
+        let count = entries.len() as u64;
+        match self.sender()?.try_send(Command::AppendMany(entries)) {
+            Ok(()) => {
+                self.progress.sent.fetch_add(count, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(TrySendError::Full(Command::AppendMany(entries))) => {
+                Err(TryAppendError::Full(Full(entries)))
+            }
+            Err(_) => Err(TryAppendError::Closed(WriterError::Closed(
+                "the writer thread ended".into(),
+            ))),
+        }
+    }
+
+    /// The last durable entry's index and chain hash.
+    pub fn durable_head(&self) -> (u64, [u8; 32]) {
+        *self
+            .progress
+            .durable_head
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
-impl<S: Store> Drop for AuditWriter<S> {
-    fn drop(&mut self) {
-        drop(self.sender.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+/// Why [`WriterHandle::try_append_batch`] did not queue.
+#[derive(Debug)]
+pub enum TryAppendError {
+    /// The channel is full; here are the entries back.
+    Full(Full),
+    /// The writer has stopped.
+    Closed(WriterError),
+}
+
+impl From<WriterError> for TryAppendError {
+    fn from(error: WriterError) -> Self {
+        TryAppendError::Closed(error)
     }
 }
 
@@ -176,7 +270,8 @@ fn run<S: Store>(
 ) -> Result<AuditLog<S>, AuditError> {
     let mut last_flush = Instant::now();
     let mut dirty = false;
-    loop {
+    let mut stopping = false;
+    while !stopping {
         let first = match receiver.recv_timeout(FLUSH_INTERVAL) {
             Ok(command) => command,
             Err(RecvTimeoutError::Timeout) => {
@@ -196,8 +291,9 @@ fn run<S: Store>(
                 Command::Append(entry) => batch.push(*entry),
                 Command::AppendMany(entries) => batch.extend(entries),
                 Command::Flush(reply) => flushes.push(reply),
+                Command::Shutdown => stopping = true,
             }
-            if batch.len() < BATCH {
+            if batch.len() < BATCH && !stopping {
                 match receiver.try_recv() {
                     Ok(command) => next = Some(command),
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
@@ -226,7 +322,11 @@ fn run<S: Store>(
 
 fn durable<S: Store>(log: &mut AuditLog<S>, progress: &Progress) -> Result<u64, AuditError> {
     log.flush()?;
-    let index = log.next_index() - 1;
+    let (index, hash) = log.head();
+    *progress
+        .durable_head
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner()) = (index, hash);
     progress.durable.store(index, Ordering::SeqCst);
     Ok(index)
 }

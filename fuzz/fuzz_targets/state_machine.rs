@@ -11,7 +11,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tidings::proto::membership::member_list;
 use tidings::proto::wire::{Message, Prefix, Range, Summary};
-use tidings::proto::{Announcement, DirectoryConfig, GossipConfig, Holding, State, VerifiedRecord};
+use tidings::proto::{
+    Announcement, Command, DirectoryConfig, GossipConfig, Holding, Output, State, VerifiedRecord,
+};
 use tidings_fuzz::{Fixture, NOW};
 
 fuzz_target!(|data: &[u8]| {
@@ -69,11 +71,22 @@ fuzz_target!(|data: &[u8]| {
             }
             4 => {
                 let announcement = Announcement { addrs: vec![], specialists: vec![] };
-                let _ = state.publish(announcement, now, &mut rng);
+                state.handle_command(Command::Publish(announcement), now, &mut rng);
             }
             _ => state.handle_timeout(now, &mut rng),
         }
-        let outputs = state.drain_outputs().count();
+        let mut outputs = 0;
+        let mut persisted = false;
+        while let Some(output) = state.poll_output() {
+            outputs += 1;
+            match output {
+                Output::Persist(_) => persisted = true,
+                // The durability contract: nothing that reveals a new own record
+                // comes before its Persist.
+                Output::CommandResult(Ok(_)) => assert!(persisted),
+                _ => {}
+            }
+        }
         assert!(outputs < 10_000, "one input produced {outputs} outputs");
         let directory = state.directory();
         assert!(directory.len() <= fixture.roster.len());

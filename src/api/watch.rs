@@ -120,7 +120,7 @@ fn translate(known: &mut Known, change: DirectoryChange) -> Vec<WatchEvent> {
                 specialist: None,
             });
         }
-        DirectoryChange::Quarantined { origin } => {
+        DirectoryChange::Quarantined { origin, .. } => {
             known.remove(&origin);
             out.push(WatchEvent {
                 event: "quarantined",

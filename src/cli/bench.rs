@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
+use super::interrupt::ScratchDir;
 use clap::Subcommand;
 use serde::Serialize;
 use tidings::audit::{
@@ -38,6 +38,8 @@ struct AllFigures {
 }
 
 pub(crate) fn run_args(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    // Ctrl-C stops any benchmark at once and removes its scratch directories.
+    super::interrupt::exit_on_interrupt();
     if let Some(command) = &args.command {
         return run(command);
     }
@@ -349,7 +351,8 @@ fn open_log(dir: &Path, identity: &Arc<Identity>) -> anyhow::Result<AuditWriter<
 }
 
 fn audit(entries: u64, records: usize, repeat: usize) -> anyhow::Result<AuditBench> {
-    let temp = tempdir()?;
+    let scratch = ScratchDir::new("bench-audit")?;
+    let temp = scratch.path();
     let identity = Arc::new(Identity::from_seed(&[7; 32]));
     let peers: Vec<_> = (0..64u8)
         .map(|i| Identity::from_seed(&[i; 32]).node_id())
@@ -390,7 +393,7 @@ fn audit(entries: u64, records: usize, repeat: usize) -> anyhow::Result<AuditBen
         on.push(ingest(&stream, Some(&writer))?);
         writer.shutdown()?;
     }
-    let _ = std::fs::remove_dir_all(&temp);
+    drop(scratch);
     let (off, on) = (median(off), median(on));
     Ok(AuditBench {
         entries,
@@ -403,12 +406,6 @@ fn audit(entries: u64, records: usize, repeat: usize) -> anyhow::Result<AuditBen
         audit_on_off_ratio: on / off,
         repeat,
     })
-}
-
-fn tempdir() -> anyhow::Result<std::path::PathBuf> {
-    let path = std::env::temp_dir().join(format!("tidings-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(path)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

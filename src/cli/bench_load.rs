@@ -84,28 +84,25 @@ fn config(
     bootstrap: Vec<(tidings::keys::NodeId, std::net::SocketAddr)>,
 ) -> NodeConfig {
     NodeConfig {
-        data_dir: dir.join(identity.node_id().short()),
-        identity,
-        federation: "load".into(),
-        roster: roster.clone(),
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        advertise: None,
         bootstrap,
         gossip: GossipConfig {
             interval_ms: 200,
             ..GossipConfig::default()
         },
-        audit: Default::default(),
         specialists: vec![specialist("honest")],
+        ..NodeConfig::new(
+            dir.join(identity.node_id().short()),
+            identity,
+            "load",
+            roster.clone(),
+        )
     }
 }
 
 /// Runs the load scenario with `records` flood records.
 pub(crate) async fn run(records: usize) -> anyhow::Result<LoadBench> {
-    let temp = std::env::temp_dir().join(format!("tidings-bench-load-{}", std::process::id()));
-    std::fs::create_dir_all(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
-    let result = measure(&temp, records).await;
-    let _ = std::fs::remove_dir_all(&temp);
+    let scratch = super::interrupt::ScratchDir::new("bench-load")?;
+    let result = measure(scratch.path(), records).await;
     result
 }
 
@@ -166,6 +163,10 @@ async fn measure(temp: &Path, records: usize) -> anyhow::Result<LoadBench> {
         .await?,
         Node::spawn(config(temp, identities[2].clone(), &roster, bootstrap)).await?,
     ];
+    // Fresh nodes with a bootstrap peer hear it before they sign.
+    for node in &others {
+        node.ready().await?;
+    }
     let shared = Arc::new(RwLock::new(roster.clone()));
     let transport = Transport::bind(&flooder, shared, "127.0.0.1:0".parse()?)?;
     let connection = transport

@@ -4,7 +4,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use serde::Serialize;
 use tidings::keys::{Identity, Roster};
 use tidings::net::node::{Lookup, Node, NodeConfig, NodeHandle};
@@ -58,19 +57,12 @@ fn config(
     interval_ms: u64,
 ) -> NodeConfig {
     NodeConfig {
-        data_dir: dir.join(name),
-        identity,
-        federation: "bench".into(),
-        roster: roster.clone(),
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        advertise: None,
-        bootstrap: Vec::new(),
         gossip: GossipConfig {
             interval_ms,
             ..GossipConfig::default()
         },
-        audit: Default::default(),
         specialists: vec![specialist(name, "bench")],
+        ..NodeConfig::new(dir.join(name), identity, "bench", roster.clone())
     }
 }
 
@@ -117,10 +109,8 @@ pub(crate) async fn run(
         nodes >= 2 && records >= 1,
         "--nodes must be at least 2 and --records at least 1"
     );
-    let temp = std::env::temp_dir().join(format!("tidings-bench-net-{}", std::process::id()));
-    std::fs::create_dir_all(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
-    let result = measure(&temp, records, nodes, interval_ms, repeat).await;
-    let _ = std::fs::remove_dir_all(&temp);
+    let scratch = super::interrupt::ScratchDir::new("bench-net")?;
+    let result = measure(scratch.path(), records, nodes, interval_ms, repeat).await;
     result
 }
 

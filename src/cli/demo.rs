@@ -175,23 +175,17 @@ async fn setup(args: &DemoArgs, root: &Path) -> anyhow::Result<Demo> {
             .map(|first| vec![(first.node.node_id(), first.node.local_addr())])
             .unwrap_or_default();
         let config = NodeConfig {
-            data_dir: dir,
-            identity: identity.clone(),
-            federation: "demo".into(),
-            roster: roster.clone(),
-            listen: "127.0.0.1:0".parse()?,
-            advertise: None,
             bootstrap,
             gossip: GossipConfig {
                 interval_ms: INTERVAL_MS,
                 ..GossipConfig::default()
             },
-            audit: Default::default(),
             specialists: vec![specialist(
                 &format!("summarizer-{}", index + 1),
                 "summarize",
                 &format!("https://{name}.demo.example/api"),
             )],
+            ..NodeConfig::new(dir, identity.clone(), "demo", roster.clone())
         };
         let node = Node::spawn(config)
             .await
@@ -213,9 +207,16 @@ async fn setup(args: &DemoArgs, root: &Path) -> anyhow::Result<Demo> {
 }
 
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    let root = match &args.data_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::temp_dir().join(format!("tidings-demo-{}", std::process::id())),
+    // Ctrl-C stops the demo at once; a temporary directory goes with it.
+    super::interrupt::exit_on_interrupt();
+    let scratch = match &args.data_dir {
+        Some(_) => None,
+        None => Some(super::interrupt::ScratchDir::new("demo")?),
+    };
+    let root = match (&args.data_dir, &scratch) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(scratch)) => scratch.path().to_path_buf(),
+        (None, None) => unreachable!("a scratch directory is made when no --data-dir is given"),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -253,6 +254,10 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     drop(log);
+    // Finished: the directory stays for the audit commands it suggests.
+    if let Some(scratch) = scratch {
+        scratch.keep();
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

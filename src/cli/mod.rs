@@ -8,6 +8,7 @@ pub(crate) mod bench_net;
 pub(crate) mod client;
 pub(crate) mod demo;
 pub(crate) mod format;
+pub(crate) mod interrupt;
 pub(crate) mod keys;
 pub(crate) mod node;
 pub(crate) mod record;

@@ -11,6 +11,8 @@ use tidings::keys::{Identity, Roster};
 use tidings::net::config::{self, TEMPLATE};
 use tidings::net::node::Node;
 
+use super::interrupt::{Signals, INTERRUPTED};
+
 /// Arguments of `tidings init`.
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
@@ -149,7 +151,9 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let node = Node::spawn(loaded.node).await?;
+        // Listening before anything starts: a signal during start-up is not lost.
+        let mut signals = Signals::install()?;
+        let mut node = Node::spawn(loaded.node).await?;
         let api = tidings::api::serve(node.client(), loaded.api, loaded.api_token).await?;
         println!(
             "node {} listening on {}; API on http://{} (stop with Ctrl-C)",
@@ -157,9 +161,21 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             node.local_addr(),
             api.local_addr()
         );
-        node.wait().await?;
-        api.shutdown().await;
-        anyhow::Ok(())
+        let signal = tokio::select! {
+            stopped = node.wait() => {
+                api.shutdown().await;
+                return stopped.context("the node stopped");
+            }
+            signal = signals.next() => signal,
+        };
+        tracing::info!("{signal}: stopping (a second signal exits at once)");
+        tokio::spawn(async move {
+            let again = signals.next().await;
+            eprintln!("{again} again: exiting without a clean stop");
+            std::process::exit(INTERRUPTED);
+        });
+        let (stopped, ()) = tokio::join!(node.shutdown(), api.shutdown());
+        stopped.context("the node did not stop cleanly")
     })?;
     Ok(ExitCode::SUCCESS)
 }

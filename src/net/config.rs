@@ -13,6 +13,7 @@ use tidings_audit::AuditConfig;
 use tidings_keys::{Identity, NodeId, Roster};
 
 use super::node::NodeConfig;
+use crate::proto::rate::RateLimit;
 use crate::proto::{GossipConfig, Specialist};
 
 /// Why a configuration could not be loaded.
@@ -57,6 +58,8 @@ struct File {
     gossip: Gossip,
     #[serde(default)]
     audit: Audit,
+    #[serde(default)]
+    limits: Limits,
     #[serde(default, rename = "specialist")]
     specialists: Vec<SpecialistEntry>,
 }
@@ -103,6 +106,23 @@ impl Default for Audit {
             max_bytes: 1 << 30,
             max_age_days: 90,
             checkpoint_every_entries: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Limits {
+    origin_burst: u32,
+    origin_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let defaults = RateLimit::ORIGIN_DEFAULT;
+        Self {
+            origin_burst: defaults.burst,
+            origin_per_minute: defaults.per_minute,
         }
     }
 }
@@ -208,6 +228,11 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             meta: entry.meta,
         })
         .collect();
+    if file.limits.origin_burst == 0 || file.limits.origin_per_minute == 0 {
+        return Err(invalid(
+            "limits.origin_burst and limits.origin_per_minute must be above zero".into(),
+        ));
+    }
     if !file.api.ip().is_loopback() && file.api_token.is_none() {
         return Err(invalid(format!(
             "api = {} is not a loopback address: set api_token, or keep the API on 127.0.0.1",
@@ -216,16 +241,22 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     }
     Ok(Loaded {
         node: NodeConfig {
-            data_dir: base.join(&file.data_dir),
-            identity: Arc::new(identity),
-            federation: file.federation.name,
-            roster,
             listen: file.listen,
             advertise: file.advertise,
             bootstrap,
             gossip,
+            origin_rate: RateLimit {
+                burst: file.limits.origin_burst,
+                per_minute: file.limits.origin_per_minute,
+            },
             audit,
             specialists,
+            ..NodeConfig::new(
+                base.join(&file.data_dir),
+                Arc::new(identity),
+                &file.federation.name,
+                roster,
+            )
         },
         api: file.api,
         api_token: file.api_token,
@@ -264,6 +295,10 @@ ttl_ms = 3600000       # lifetime of this node's records; refreshed at half-life
 [audit]
 max_bytes = 1073741824 # prune the oldest entries above this size
 max_age_days = 90      # and entries older than this
+
+[limits]
+origin_burst = 20      # records one origin (this node too) may have accepted at once,
+origin_per_minute = 12 # and per minute after that; the whole federation should agree
 
 # The specialists this node announces. Repeat the block for more.
 # [[specialist]]

@@ -4,9 +4,13 @@
 //! - [`transport`]: the endpoint, dialling and accepting, framing.
 //! - [`node`]: the actor that owns the protocol state; [`Node::spawn`](node::Node::spawn).
 //! - [`store`]: the directory persisted in sled, restored on restart.
+//! - [`lock`]: one process per data directory.
+//! - [`clock`]: the node's monotonic time.
 //! - [`config`]: the configuration file.
 
+pub mod clock;
 pub mod config;
+pub mod lock;
 pub mod node;
 pub mod store;
 pub mod tls;

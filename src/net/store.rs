@@ -1,10 +1,15 @@
 //! The node's directory on disk, so a restarted node has its records back.
 //!
 //! One sled database in `DATA_DIR/store`: each origin's current record (`r` ‖
-//! origin), each quarantine proof (`q` ‖ origin), and this node's own latest record
-//! (`own`), which a restart must continue rather than fork. Records are stored as
-//! their signed wire bytes and go through every acceptance rule again when loaded;
+//! origin), each quarantine proof (`q` ‖ origin), this node's own latest record
+//! (`own`), which a restart must continue rather than fork, and the audit log's
+//! durable head as last seen (`audit`: index and chain hash), which lets a restart
+//! tell an audit log that was cut back or replaced. Records are stored as their
+//! signed wire bytes and go through every acceptance rule again when loaded;
 //! expired ones are dropped then.
+//!
+//! Only the own record is made durable at once (see the durability contract in
+//! `proto::event`); the rest is flushed within a second, since peers hold it too.
 
 use std::path::Path;
 
@@ -35,10 +40,12 @@ pub struct Loaded {
     pub records: Vec<(NodeId, Vec<u8>)>,
     /// Quarantine proofs.
     pub proofs: Vec<Vec<u8>>,
+    /// The audit log's durable head when the store was last flushed.
+    pub audit_head: Option<(u64, [u8; 32])>,
 }
 
 /// The persisted directory.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DirectoryStore {
     db: sled::Db,
 }
@@ -75,6 +82,17 @@ impl DirectoryStore {
         for item in self.db.scan_prefix(b"q") {
             loaded.proofs.push(item.map_err(io)?.1.to_vec());
         }
+        if let Some(value) = self.db.get(b"audit").map_err(io)? {
+            let bytes: [u8; 40] = value
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Io("the stored audit head is malformed".into()))?;
+            let mut index = [0u8; 8];
+            index.copy_from_slice(&bytes[..8]);
+            let mut hash = [0u8; 32];
+            hash.copy_from_slice(&bytes[8..]);
+            loaded.audit_head = Some((u64::from_be_bytes(index), hash));
+        }
         Ok(loaded)
     }
 
@@ -103,6 +121,18 @@ impl DirectoryStore {
     /// Stores this node's own latest record.
     pub fn put_own(&self, wire: &[u8]) -> Result<(), StoreError> {
         self.db.insert(b"own", wire).map(|_| ()).map_err(io)
+    }
+
+    /// Remembers the audit log's durable head.
+    pub fn put_audit_head(&self, index: u64, hash: &[u8; 32]) -> Result<(), StoreError> {
+        let mut value = index.to_be_bytes().to_vec();
+        value.extend_from_slice(hash);
+        self.db.insert(b"audit", value).map(|_| ()).map_err(io)
+    }
+
+    /// A handle for flushing from another thread.
+    pub fn flusher(&self) -> sled::Db {
+        self.db.clone()
     }
 
     /// Makes every write durable.

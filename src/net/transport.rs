@@ -1,13 +1,18 @@
 //! The QUIC endpoint: dialling and accepting authenticated connections, and
 //! moving frames over them.
 //!
-//! Each wire message travels on its own unidirectional stream as a 4-byte
-//! big-endian length and the frame. Streams are cheap in QUIC, and one per message
-//! keeps a slow or lost message from holding up the next (the protocol needs no
-//! ordering between messages: every reply depends only on the message and the
-//! directory). Limits: at most [`MAX_STREAMS`] concurrent incoming streams per
-//! connection, frames of at most `MAX_FRAME_BYTES`, every read bounded by
-//! [`READ_TIMEOUT`], idle connections closed after [`IDLE_TIMEOUT`].
+//! Stream layout: on each connection, each side sends all its messages on one
+//! unidirectional stream of its own, opened with its first message, as a sequence
+//! of frames (a 4-byte big-endian length, then the frame). One stream per
+//! direction keeps a peer's messages in the order it sent them (a flood of
+//! records arrives as sent, not shuffled into stale verdicts), costs no stream
+//! set-up per message, and puts QUIC's flow control in charge of backpressure: the
+//! receiver reads the next frame only once the node took the last one, so a
+//! sender that outruns the receiver waits for stream credit. A stream that breaks
+//! (a frame over the limit, a reset) is abandoned and the sender opens a fresh
+//! one. Limits: at most [`MAX_STREAMS`] incoming streams open per connection,
+//! frames of at most `MAX_FRAME_BYTES`, a frame's bytes must arrive within
+//! [`READ_TIMEOUT`] of its length, idle connections close after [`IDLE_TIMEOUT`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,8 +25,11 @@ use crate::proto::limits::MAX_FRAME_BYTES;
 
 /// Incoming handshakes in progress at once.
 pub const MAX_PENDING_HANDSHAKES: usize = 256;
-/// Concurrent incoming streams allowed per connection.
-pub const MAX_STREAMS: u32 = 64;
+/// Incoming streams a peer may have open at once on one connection: its message
+/// stream, and room to replace it after a reset.
+pub const MAX_STREAMS: u32 = 4;
+/// Bytes a peer may have in flight on one stream (one largest frame and its length).
+pub const STREAM_WINDOW: u32 = (MAX_FRAME_BYTES + 64 * 1024) as u32;
 /// Longest wait for a frame's bytes once its stream opened.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection with no traffic for this long is closed.
@@ -70,6 +78,8 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
     config
         .max_concurrent_uni_streams(MAX_STREAMS.into())
         .max_concurrent_bidi_streams(0u32.into())
+        .stream_receive_window(STREAM_WINDOW.into())
+        .receive_window((2 * STREAM_WINDOW).into())
         .keep_alive_interval(Some(KEEP_ALIVE));
     if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
         config.max_idle_timeout(Some(idle));
@@ -174,47 +184,96 @@ pub fn peer_of(connection: &quinn::Connection) -> Option<NodeId> {
     tls::node_id_of(certificates.first()?)
 }
 
-/// Sends one frame on a new stream.
+/// Sends one frame on a stream of its own, then finishes it (for tools and tests
+/// that speak as a peer; nodes keep one stream, see [`FrameWriter`]).
 pub async fn send_frame(connection: &quinn::Connection, frame: &[u8]) -> Result<(), NetError> {
-    if frame.len() > MAX_FRAME_BYTES {
-        return Err(NetError::BadFrame("frame larger than the limit"));
-    }
-    let stream_error = |error: String| NetError::Stream(error);
-    let mut stream = connection
-        .open_uni()
-        .await
-        .map_err(|e| stream_error(e.to_string()))?;
-    stream
-        .write_all(&(frame.len() as u32).to_be_bytes())
-        .await
-        .map_err(|e| stream_error(e.to_string()))?;
-    stream
-        .write_all(frame)
-        .await
-        .map_err(|e| stream_error(e.to_string()))?;
-    stream.finish().map_err(|e| stream_error(e.to_string()))?;
-    Ok(())
+    let mut writer = FrameWriter::open(connection).await?;
+    writer.send(frame).await?;
+    writer
+        .stream
+        .finish()
+        .map_err(|error| NetError::Stream(error.to_string()))
 }
 
-/// Reads one frame from an incoming stream, bounded in size and time.
-pub async fn read_frame(mut stream: quinn::RecvStream) -> Result<Vec<u8>, NetError> {
-    let read = tokio::time::timeout(READ_TIMEOUT, stream.read_to_end(MAX_FRAME_BYTES + 4)).await;
-    let bytes = match read {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(quinn::ReadToEndError::TooLong)) => {
-            return Err(NetError::BadFrame("frame larger than the limit"))
-        }
-        Ok(Err(error)) => return Err(NetError::Stream(error.to_string())),
-        Err(_) => return Err(NetError::BadFrame("frame not delivered in time")),
-    };
-    let (length, frame) = bytes
-        .split_at_checked(4)
-        .ok_or(NetError::BadFrame("truncated length"))?;
-    let length = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
-    if length != frame.len() {
-        return Err(NetError::BadFrame("length prefix does not match the frame"));
+/// The sending half of a connection's message stream.
+#[derive(Debug)]
+pub struct FrameWriter {
+    stream: quinn::SendStream,
+}
+
+impl FrameWriter {
+    /// Opens this side's message stream on `connection`.
+    pub async fn open(connection: &quinn::Connection) -> Result<Self, NetError> {
+        let stream = connection
+            .open_uni()
+            .await
+            .map_err(|error| NetError::Stream(error.to_string()))?;
+        Ok(Self { stream })
     }
-    Ok(frame.to_vec())
+
+    /// Sends one frame (waiting for flow-control credit when the peer is behind).
+    pub async fn send(&mut self, frame: &[u8]) -> Result<(), NetError> {
+        if frame.len() > MAX_FRAME_BYTES {
+            return Err(NetError::BadFrame("frame larger than the limit"));
+        }
+        let stream_error = |error: quinn::WriteError| NetError::Stream(error.to_string());
+        self.stream
+            .write_all(&(frame.len() as u32).to_be_bytes())
+            .await
+            .map_err(stream_error)?;
+        self.stream.write_all(frame).await.map_err(stream_error)
+    }
+}
+
+/// The receiving half of a peer's message stream.
+#[derive(Debug)]
+pub struct FrameReader {
+    stream: quinn::RecvStream,
+}
+
+impl FrameReader {
+    /// Reads frames from `stream`.
+    pub fn new(stream: quinn::RecvStream) -> Self {
+        Self { stream }
+    }
+
+    /// The next frame; `None` when the peer finished the stream. A length over the
+    /// limit is refused before anything is allocated, and the frame's bytes must
+    /// follow its length within [`READ_TIMEOUT`]. After an error the stream is
+    /// unusable (framing is lost): drop it.
+    pub async fn next(&mut self) -> Result<Option<Vec<u8>>, NetError> {
+        let mut length = [0u8; 4];
+        match self.stream.read_exact(&mut length).await {
+            Ok(()) => {}
+            Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+            Err(quinn::ReadExactError::FinishedEarly(_)) => {
+                return Err(NetError::BadFrame("truncated length"))
+            }
+            Err(quinn::ReadExactError::ReadError(error)) => {
+                return Err(NetError::Stream(error.to_string()))
+            }
+        }
+        let length = u32::from_be_bytes(length) as usize;
+        if length > MAX_FRAME_BYTES {
+            return Err(NetError::BadFrame("frame larger than the limit"));
+        }
+        let mut frame = vec![0u8; length];
+        match tokio::time::timeout(READ_TIMEOUT, self.stream.read_exact(&mut frame)).await {
+            Ok(Ok(())) => Ok(Some(frame)),
+            Ok(Err(quinn::ReadExactError::FinishedEarly(_))) => {
+                Err(NetError::BadFrame("length prefix does not match the frame"))
+            }
+            Ok(Err(quinn::ReadExactError::ReadError(error))) => {
+                Err(NetError::Stream(error.to_string()))
+            }
+            Err(_) => Err(NetError::BadFrame("frame not delivered in time")),
+        }
+    }
+
+    /// Tells the peer this stream is no longer read.
+    pub fn abandon(&mut self) {
+        let _ = self.stream.stop(1u32.into());
+    }
 }
 
 #[cfg(test)]
@@ -237,27 +296,69 @@ mod tests {
         "127.0.0.1:0".parse().unwrap()
     }
 
-    #[tokio::test]
-    async fn admitted_nodes_connect_and_exchange_frames() {
+    /// Two admitted endpoints (seeds 1 and 2): the server, its address, the client.
+    fn pair() -> (Identity, Identity, Transport, SocketAddr, Transport) {
         let (a, b) = (identity(1), identity(2));
         let shared = roster(&[&a, &b]);
         let server = Transport::bind(&a, shared.clone(), local()).unwrap();
         let client = Transport::bind(&b, shared, local()).unwrap();
         let addr = server.local_addr().unwrap();
+        (a, b, server, addr, client)
+    }
+
+    #[tokio::test]
+    async fn admitted_nodes_connect_and_exchange_frames() {
+        let (a, b, server, addr, client) = pair();
         let accept = tokio::spawn({
             let server = server.clone();
             async move {
                 let (peer, connection) = server.accept().await.unwrap().unwrap();
-                let stream = connection.accept_uni().await.unwrap();
-                (peer, read_frame(stream).await.unwrap())
+                let mut reader = FrameReader::new(connection.accept_uni().await.unwrap());
+                let mut frames = Vec::new();
+                while let Some(frame) = reader.next().await.unwrap() {
+                    frames.push(frame);
+                }
+                (peer, frames)
             }
         });
         let connection = client.dial(a.node_id(), addr).await.unwrap();
         assert_eq!(peer_of(&connection), Some(a.node_id()));
-        send_frame(&connection, b"hello").await.unwrap();
-        let (peer, frame) = accept.await.unwrap();
+        let mut writer = FrameWriter::open(&connection).await.unwrap();
+        writer.send(b"hello").await.unwrap();
+        writer.send(b"").await.unwrap();
+        writer.send(&[7; 70_000]).await.unwrap();
+        writer.stream.finish().unwrap();
+        let (peer, frames) = accept.await.unwrap();
         assert_eq!(peer, b.node_id());
-        assert_eq!(frame, b"hello");
+        assert_eq!(
+            frames,
+            vec![b"hello".to_vec(), vec![], vec![7; 70_000]],
+            "in order"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_length_is_refused_before_reading_it() {
+        let (a, _, server, addr, client) = pair();
+        let accept = tokio::spawn({
+            let server = server.clone();
+            async move {
+                let (_, connection) = server.accept().await.unwrap().unwrap();
+                let mut reader = FrameReader::new(connection.accept_uni().await.unwrap());
+                reader.next().await
+            }
+        });
+        let connection = client.dial(a.node_id(), addr).await.unwrap();
+        let mut stream = connection.open_uni().await.unwrap();
+        stream.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        let result = accept.await.unwrap();
+        assert!(
+            matches!(
+                result,
+                Err(NetError::BadFrame("frame larger than the limit"))
+            ),
+            "{result:?}"
+        );
     }
 
     #[tokio::test]

@@ -340,7 +340,7 @@ impl Directory {
         let replaced = match current {
             None => None,
             Some(current) => match self.check_chain(&current, &record) {
-                Ok(()) => Some(current.id()),
+                Ok(()) => Some(current),
                 Err(verdict) => return verdict,
             },
         };

@@ -1,15 +1,25 @@
 //! What the state machine asks its driver to do, and what it reports.
 //!
-//! The driver (the network actor or the simulator) drains these after every input:
-//! it sends messages, writes audit events to the audit log, and publishes
-//! directory changes to subscribers.
+//! The driver (the network actor or the simulator) takes these one at a time with
+//! [`State::poll_output`](super::state::State::poll_output) after every input, in
+//! order, and acts on each before the next. Every output carries what the driver
+//! needs to act on it: it never has to read the state back to guess what happened.
+//!
+//! **The durability contract.** [`Output::Persist`] names the node's own record
+//! that must survive a crash. Before the driver acts on any output that follows
+//! it — above all before it transmits a message or reports a publication as done
+//! — it must have made durable (written and synced) both that record, as the
+//! node's own latest, and every [`Output::Audit`] event that preceded it (among
+//! them the publication's own entry). A record that may have left the node is
+//! thus always on its disk first, and a restart continues the chain instead of
+//! signing a second record with the same `seq`.
 
 use tidings_keys::NodeId;
 
 use super::codec::DecodeError;
 use super::directory::ProofVerdict;
 use super::equivocation::EquivocationProof;
-use super::record::{RecordId, VerifiedRecord};
+use super::record::{RecordError, VerifiedRecord};
 use super::score::Offence;
 use super::verdict::Verdict;
 use super::wire::Message;
@@ -17,6 +27,10 @@ use super::wire::Message;
 /// One thing for the driver to do.
 #[derive(Debug, Clone)]
 pub enum Output {
+    /// Make `record` durable as the node's own latest record, together with every
+    /// audit event output before it, before acting on any later output (see the
+    /// module docs).
+    Persist(VerifiedRecord),
     /// Send a message to a peer (dialling it if needed).
     Send {
         /// The peer.
@@ -24,12 +38,28 @@ pub enum Output {
         /// The message.
         message: Message,
     },
+    /// This node opened a gossip exchange with `peer` (its opening message is the
+    /// next output); the driver may time the reply.
+    ExchangeOpened {
+        /// The peer.
+        peer: NodeId,
+    },
     /// Append to the audit log.
     Audit(AuditEvent),
     /// Tell subscribers the directory changed.
     Change(DirectoryChange),
-    /// A local command (publish, withdraw) could not be carried out.
-    CommandFailed(super::state::PublishError),
+    /// The answer to the local command just handled (publish or withdraw).
+    CommandResult(Result<VerifiedRecord, PublishError>),
+    /// Whether this node may sign records changed (see [`ChainStatus`]).
+    ChainStatus(ChainStatus),
+    /// The estimate of this node's clock offset from its peers crossed the warning
+    /// threshold (half the tolerated skew), one way or the other.
+    ClockOffset {
+        /// Peers' clocks minus this node's, median over recent samples.
+        offset_ms: i64,
+        /// Whether the offset is now beyond the threshold.
+        warning: bool,
+    },
     /// Close any connection to a banned peer and refuse it until the time given.
     Disconnect {
         /// The peer.
@@ -37,6 +67,80 @@ pub enum Output {
         /// End of the ban.
         until_ms: u64,
     },
+}
+
+/// Whether the node knows its own chain and may sign.
+#[derive(Debug, Clone)]
+pub enum ChainStatus {
+    /// Its history is intact: it signs above its latest own record.
+    Known,
+    /// It lost its history (no own record on disk although it may have signed
+    /// before): it learns its latest record from peers before it signs anything.
+    Recovering,
+    /// It must not sign: see the reason.
+    Halted(Halt),
+}
+
+/// Why a node stopped signing.
+#[derive(Debug, Clone)]
+pub enum Halt {
+    /// A record of this node's key that this node did not sign reached it:
+    /// another process is signing with this key (or this node's data was
+    /// restored from an older copy). Signing above it would fork the chain.
+    ForeignSigner(VerifiedRecord),
+    /// This node's key is quarantined for equivocation; only a pardon lifts it.
+    Quarantined(Box<EquivocationProof>),
+}
+
+impl std::fmt::Display for Halt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Halt::ForeignSigner(record) => write!(
+                f,
+                "another process is signing with this node's key: record {} (seq {}) was \
+                 signed by this key but not by this node (or this node's data was restored \
+                 from an older copy); this node stops publishing rather than fork its chain",
+                record.id().short(),
+                record.seq()
+            ),
+            Halt::Quarantined(proof) => {
+                let (first, second) = proof.record_ids();
+                write!(
+                    f,
+                    "this node's key is quarantined: it signed two conflicting records ({} and {}); \
+                     it publishes nothing until the federation pardons it",
+                    first.short(),
+                    second.short()
+                )
+            }
+        }
+    }
+}
+
+/// Why a local publication failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The announcement does not make a valid record.
+    #[error("cannot publish: {0}")]
+    Invalid(RecordError),
+    /// This node has published too often; try again shortly.
+    #[error("publishing too fast: this node's own rate limit is exhausted, try again shortly")]
+    RateLimited,
+    /// The node lost its history and waits for peers to return its latest record.
+    #[error(
+        "this node is waiting for its peers before it signs: it has no record of its own \
+         chain on disk, and signing now could fork it; try again once a peer was heard"
+    )]
+    Recovering,
+    /// The node must not sign (another signer of its key, or a quarantine).
+    #[error("{0}")]
+    Halted(String),
+    /// The directory refused the node's own record.
+    #[error("the directory refused this node's record: {0}")]
+    Refused(String),
+    /// No specialist of that name is announced.
+    #[error("no specialist named {0:?} is announced by this node")]
+    UnknownSpecialist(String),
 }
 
 /// A change to the directory.
@@ -47,7 +151,7 @@ pub enum DirectoryChange {
     /// An origin's newer record.
     Updated {
         /// The record it replaced.
-        previous: RecordId,
+        previous: VerifiedRecord,
         /// The new record.
         record: VerifiedRecord,
     },
@@ -57,6 +161,8 @@ pub enum DirectoryChange {
     Quarantined {
         /// The origin.
         origin: NodeId,
+        /// The proof (what the driver stores).
+        proof: Box<EquivocationProof>,
     },
 }
 
@@ -72,6 +178,21 @@ pub enum AuditEvent {
     },
     /// This node signed and published a record.
     Published(VerifiedRecord),
+    /// This node took back its own latest record (after losing its history) from
+    /// a peer, or from its own disk (`peer` is `None`).
+    Recovered {
+        /// The peer that held it.
+        peer: Option<NodeId>,
+        /// The record.
+        record: VerifiedRecord,
+    },
+    /// This node stopped signing.
+    Halted {
+        /// The peer whose input revealed it, if any.
+        peer: Option<NodeId>,
+        /// Why.
+        halt: Halt,
+    },
     /// This node sent a record to a peer.
     Relayed {
         /// The peer.

@@ -38,12 +38,39 @@ pub const LEAF_SIZE: u32 = 8;
 
 const _: () = assert!(LEAF_SIZE as usize <= MAX_RANGE_HOLDINGS);
 
-/// The message that opens an exchange: the root fingerprint.
-pub fn opening(directory: &Directory) -> Message {
-    Message::Sync(vec![Range {
-        prefix: Prefix::ROOT,
-        summary: root_summary(directory),
-    }])
+/// The message that opens an exchange: the sender's clock and the root
+/// fingerprint.
+pub fn opening(directory: &Directory, clock_ms: u64) -> Message {
+    Message::Open {
+        clock_ms,
+        ranges: vec![Range {
+            prefix: Prefix::ROOT,
+            summary: root_summary(directory),
+        }],
+    }
+}
+
+/// What `ranges` say the sender holds for `origin`, compared with `directory`:
+/// `Some(true)` when a range covering `origin` shows the sender holds nothing
+/// newer for it than we do (an equal fingerprint, or a listing without a newer
+/// holding), `Some(false)` when it holds something newer, `None` when no range
+/// says.
+pub fn holds_no_newer(directory: &Directory, ranges: &[Range], origin: &NodeId) -> Option<bool> {
+    let range = ranges.iter().find(|range| range.prefix.contains(origin))?;
+    let mine = directory.holding(origin);
+    match &range.summary {
+        Summary::Fingerprint { fingerprint, count } => {
+            (summarize(directory, &range.prefix) == (*fingerprint, *count)).then_some(true)
+        }
+        Summary::Holdings(theirs) => {
+            let theirs = theirs.iter().find(|holding| holding.origin == *origin);
+            Some(match (theirs, mine) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(theirs), Some(mine)) => theirs.seq <= mine.seq,
+            })
+        }
+    }
 }
 
 fn root_summary(directory: &Directory) -> Summary {
@@ -175,12 +202,13 @@ mod tests {
     /// returns the number of summary bytes sent.
     fn exchange(federation: &Federation, a: &mut Directory, b: &mut Directory) -> usize {
         let mut bytes = 0;
-        let mut message = opening(a);
+        let mut message = opening(a, NOW);
         let mut turn = 0;
         loop {
             bytes += message.encode().len();
-            let Message::Sync(ranges) = &message else {
-                unreachable!()
+            let ranges = match &message {
+                Message::Open { ranges, .. } | Message::Sync(ranges) => ranges,
+                _ => unreachable!(),
             };
             let (me, other) = if turn % 2 == 0 {
                 (&mut *b, &mut *a)

@@ -16,9 +16,13 @@
 //! - [`wire`]: the messages nodes exchange, framed and bounded.
 //! - [`gossip`]: set reconciliation over a prefix trie of fingerprints.
 //! - [`membership`], [`score`]: whom to gossip with; what misbehaviour costs.
-//! - [`state`]: the node state machine (`handle`, `handle_timeout`, `poll_timeout`).
-//! - [`event`]: what the state machine asks its driver to do.
+//! - [`state`]: the node state machine (`handle_*` in, `poll_output` and
+//!   `poll_timeout` out).
+//! - [`event`]: what the state machine asks its driver to do, and the durability
+//!   contract.
+//! - [`clock`]: this node's clock offset from its peers'.
 
+pub mod clock;
 pub mod codec;
 pub mod directory;
 pub mod equivocation;
@@ -40,10 +44,10 @@ pub use directory::{
     Directory, DirectoryConfig, Entry, Found, Holding, ProofVerdict, Source, VerifiedCache,
 };
 pub use equivocation::{Conflict, EquivocationProof, ProofError, VerifiedProof};
-pub use event::{AuditEvent, DirectoryChange, Output};
+pub use event::{AuditEvent, ChainStatus, DirectoryChange, Halt, Output, PublishError};
 pub use record::{
     Announcement, Record, RecordError, RecordId, SignedRecord, Specialist, UnverifiedRecord,
     VerifiedRecord, RECORD_VERSION,
 };
-pub use state::{GossipConfig, Input, PublishError, State};
+pub use state::{Command, GossipConfig, State};
 pub use verdict::{Ignored, RecordRef, Rejection, Verdict, VerdictKind};

@@ -1,11 +1,15 @@
 //! The node state machine: one node's whole protocol, with no I/O.
 //!
-//! A driver feeds it inputs — frames from peers, dial results, local commands, and
-//! the passage of time — and drains its [`Output`]s after each one. It never reads a
-//! clock (every call takes `now_ms`), never draws OS randomness (every call that
-//! needs chance takes an RNG), and owns no socket or task; timers are a deadline
-//! reported by [`State::poll_timeout`]. The same code runs under the network actor
-//! and under the simulator.
+//! One driving API, in the manner of quinn-proto: inputs go in through `handle_*`
+//! ([`State::handle_frame`], [`State::handle_timeout`], [`State::handle_command`],
+//! [`State::handle_connected`], [`State::handle_dial_failed`],
+//! [`State::handle_bad_frame`]); the driver then takes every [`Output`] with
+//! [`State::poll_output`], in order, and sleeps until [`State::poll_timeout`]. The
+//! state never reads a clock (every call takes `now_ms`, which must never go
+//! backwards: the driver feeds wall time read once at start plus monotonic elapsed
+//! time), never draws OS randomness (calls that need chance take an RNG), and owns
+//! no socket or task; timers are deadlines. The same code runs under the network
+//! actor and under the simulator.
 //!
 //! Per round (every `interval_ms`) the node opens a push-pull exchange with
 //! `fanout` members picked uniformly at random (see [`gossip`](super::gossip) for the
@@ -14,27 +18,47 @@
 //! sent before records. Every frame is charged to its sender's message budget, and
 //! every offence to its score.
 //!
-//! [`VerifiedCache`]: super::directory::VerifiedCache
+//! The node's own chain (see [`own`](self#own-chain)): a node signs only while it
+//! knows its latest own record, and every record it signs leaves it as an
+//! [`Output::Persist`] before anything that could reveal it (the durability
+//! contract of [`event`](super::event)).
+//!
+//! # Own chain
+//!
+//! - **Known**: the driver restored the latest own record ([`State::restore_own`])
+//!   or there never was one. The node signs above it. A record of its own key that
+//!   it did not sign (newer than its own) means another process holds the key: the
+//!   node halts rather than sign over it.
+//! - **Recovering** ([`State::mark_lost`]): the node has lost its history. It
+//!   signs nothing; it takes back the newest own record peers return. Once a peer
+//!   has shown, in a digest range covering this node's id, that it holds nothing
+//!   newer of this node's chain than the node now holds, and two intervals have
+//!   passed, the chain is known and the node publishes above it.
+//! - **Halted**: another signer, or a quarantine of its own key. It keeps gossiping
+//!   and relaying, and signs nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use rand::Rng;
 use tidings_keys::{Identity, NodeId, Roster};
 
+use super::clock::ClockWatch;
 use super::codec::DecodeError;
 use super::directory::{Directory, DirectoryConfig, ProofVerdict, Source};
 use super::equivocation::EquivocationProof;
-use super::event::{AuditEvent, DirectoryChange, Output};
+use super::event::{AuditEvent, ChainStatus, DirectoryChange, Halt, Output, PublishError};
 use super::gossip;
 use super::limits::{
     DEFAULT_TTL_MS, MAX_FRAME_BYTES, MAX_PROOFS_PER_MESSAGE, MAX_RECORDS_PER_MESSAGE,
 };
 use super::membership::{BackoffPolicy, Membership};
-use super::record::{Announcement, Record, RecordError, VerifiedRecord};
+use super::record::{Announcement, Record, Specialist, VerifiedRecord};
 use super::score::{Offence, Penalty, ScorePolicy, Scores};
 use super::verdict::{Verdict, VerdictKind};
 use super::wire::{Message, Range};
+
+mod own;
 
 /// Gossip parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,41 +118,27 @@ pub struct Counters {
     pub exchanges_opened: u64,
 }
 
-/// Why a local publication failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PublishError {
-    /// The announcement does not make a valid record.
-    #[error("cannot publish: {0}")]
-    Invalid(RecordError),
-    /// This node has published too often; try again shortly.
-    #[error("publishing too fast: this node's own rate limit is exhausted, try again shortly")]
-    RateLimited,
-    /// The directory refused the node's own record (for example after a quarantine).
-    #[error("the directory refused this node's record: {0}")]
-    Refused(String),
-    /// No specialist of that name is announced.
-    #[error("no specialist named {0:?} is announced by this node")]
-    UnknownSpecialist(String),
-}
-
-/// One input to [`State::handle`].
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// A frame from a peer.
-    Frame {
-        /// The peer (authenticated by the transport).
-        from: NodeId,
-        /// The frame.
-        bytes: Vec<u8>,
-    },
-    /// A dial to a peer failed.
-    DialFailed(NodeId),
-    /// Time passed: run whatever is due.
-    Tick,
+/// A local command: what a user of the node asks of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
     /// Publish this announcement as the node's whole current set.
     Publish(Announcement),
+    /// Add a specialist, or replace the one with its name, and publish.
+    Announce(Specialist),
     /// Publish the current announcement without the specialist of this name.
     Withdraw(String),
+}
+
+/// Where the node stands with its own chain.
+#[derive(Debug, Clone)]
+enum Chain {
+    Known,
+    Recovering {
+        since_ms: u64,
+        /// A peer showed it holds nothing newer of this node's chain.
+        synced: bool,
+    },
+    Halted(Halt),
 }
 
 /// One node's protocol state.
@@ -140,16 +150,22 @@ pub struct State {
     directory: Directory,
     membership: Membership,
     scores: Scores,
-    announcement: Option<Announcement>,
+    /// What this node wants announced; published whenever its chain allows.
+    desired: Option<Announcement>,
     own: Option<VerifiedRecord>,
+    chain: Chain,
+    /// When a failed publication (rate limit) is tried again.
+    retry_publish_ms: u64,
     next_round_ms: u64,
     pending_wants: BTreeMap<(NodeId, NodeId), u64>,
+    clock: ClockWatch,
     counters: Counters,
-    outputs: Vec<Output>,
+    outputs: VecDeque<Output>,
 }
 
 impl State {
-    /// A node with an empty directory; its first round is one interval after `now_ms`.
+    /// A node with an empty directory and no record of its own yet (its chain is
+    /// known: it never signed); its first round is one interval after `now_ms`.
     pub fn new(
         identity: Arc<Identity>,
         directory: DirectoryConfig,
@@ -167,15 +183,18 @@ impl State {
             config: gossip,
             directory: Directory::new(directory, roster),
             membership: Membership::new(me, members),
-            announcement: None,
+            desired: None,
             own: None,
+            chain: Chain::Known,
+            retry_publish_ms: 0,
             pending_wants: BTreeMap::new(),
+            clock: ClockWatch::default(),
             counters: Counters::default(),
-            outputs: Vec::new(),
+            outputs: VecDeque::new(),
         }
     }
 
-    /// Shares a cache of verified records (see [`VerifiedCache`]).
+    /// Shares a cache of verified records (see [`VerifiedCache`](super::directory::VerifiedCache)).
     pub fn set_verified_cache(&mut self, cache: Arc<super::directory::VerifiedCache>) {
         self.directory.set_cache(cache);
     }
@@ -200,6 +219,26 @@ impl State {
         self.own.as_ref()
     }
 
+    /// What this node announces (or will, once its chain allows).
+    pub fn announcement(&self) -> Option<&Announcement> {
+        self.desired.as_ref()
+    }
+
+    /// Whether the node may sign, and if not, why.
+    pub fn chain_status(&self) -> ChainStatus {
+        match &self.chain {
+            Chain::Known => ChainStatus::Known,
+            Chain::Recovering { .. } => ChainStatus::Recovering,
+            Chain::Halted(halt) => ChainStatus::Halted(halt.clone()),
+        }
+    }
+
+    /// The estimated offset of peers' clocks from this node's (median), if any
+    /// peer was heard.
+    pub fn clock_offset_ms(&self) -> Option<i64> {
+        self.clock.offset_ms()
+    }
+
     /// Counters since start.
     pub fn counters(&self) -> &Counters {
         &self.counters
@@ -215,88 +254,150 @@ impl State {
         self.membership.is_banned(peer, now_ms)
     }
 
+    /// The next output, in order; the driver acts on each before taking the next
+    /// (see the durability contract of [`Output::Persist`]).
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
     /// The next time [`State::handle_timeout`] has work to do.
+    #[must_use]
     pub fn poll_timeout(&self) -> u64 {
         let mut next = self.next_round_ms;
         if let Some(expiry) = self.directory.next_expiry_ms() {
             next = next.min(expiry);
         }
-        if let Some(refresh) = self.refresh_at() {
-            next = next.min(refresh);
+        if let Some(publish) = self.publish_due_at() {
+            next = next.min(publish);
         }
         next
     }
 
-    /// Everything produced since the last drain.
-    pub fn drain_outputs(&mut self) -> std::vec::Drain<'_, Output> {
-        self.outputs.drain(..)
-    }
-
-    /// Feeds one input and returns what it produced.
-    pub fn handle<R: Rng + ?Sized>(
-        &mut self,
-        input: Input,
-        now_ms: u64,
-        rng: &mut R,
-    ) -> Vec<Output> {
-        match input {
-            Input::Frame { from, bytes } => self.handle_frame(from, &bytes, now_ms, rng),
-            Input::DialFailed(peer) => self.dial_failed(peer, now_ms, rng),
-            Input::Tick => self.handle_timeout(now_ms, rng),
-            Input::Publish(announcement) => {
-                if let Err(error) = self.publish(announcement, now_ms, rng) {
-                    self.outputs.push(Output::CommandFailed(error));
+    /// Handles a local command; its answer is an [`Output::CommandResult`], after
+    /// the [`Output::Persist`] of the record it signed.
+    pub fn handle_command<R: Rng + ?Sized>(&mut self, command: Command, now_ms: u64, rng: &mut R) {
+        let announcement = match command {
+            Command::Publish(announcement) => Ok(announcement),
+            Command::Announce(specialist) => {
+                let mut announcement = self.desired.clone().unwrap_or_default();
+                announcement
+                    .specialists
+                    .retain(|existing| existing.name != specialist.name);
+                announcement.specialists.push(specialist);
+                Ok(announcement)
+            }
+            Command::Withdraw(name) => {
+                let mut announcement = self.desired.clone().unwrap_or_default();
+                let before = announcement.specialists.len();
+                announcement
+                    .specialists
+                    .retain(|specialist| specialist.name != name);
+                if announcement.specialists.len() == before {
+                    Err(PublishError::UnknownSpecialist(name))
+                } else {
+                    Ok(announcement)
                 }
             }
-            Input::Withdraw(name) => {
-                if let Err(error) = self.withdraw(&name, now_ms, rng) {
-                    self.outputs.push(Output::CommandFailed(error));
-                }
-            }
-        }
-        self.outputs.drain(..).collect()
+        };
+        let result = announcement.and_then(|announcement| self.publish(announcement, now_ms, rng));
+        self.outputs.push_back(Output::CommandResult(result));
     }
 
-    /// Restores this node's latest own record (from storage, on restart), so the
-    /// next publication continues its chain instead of forking it.
-    pub fn restore_own(&mut self, record: VerifiedRecord, now_ms: u64) {
-        if record.origin() != self.me
-            || self
-                .own
-                .as_ref()
-                .is_some_and(|own| own.seq() >= record.seq())
-        {
-            return;
-        }
-        self.announcement = Some(announcement_of(&record));
-        self.own = Some(record.clone());
-        if !record.is_expired(now_ms) {
-            self.directory
-                .ingest_verified(record, Source::Local, now_ms);
-        }
+    /// Sets what this node announces (at start, from its configuration): it is
+    /// published at the next timeout if it differs from the node's current record,
+    /// or once the node's chain is known.
+    pub fn set_announcement(&mut self, announcement: Announcement) {
+        self.desired = Some(announcement);
     }
 
     /// Loads a stored record into the directory (on restart), through every rule.
-    pub fn restore(&mut self, record: VerifiedRecord, now_ms: u64) -> Verdict {
-        self.directory
-            .ingest_verified(record, Source::Local, now_ms)
+    pub fn restore_record(&mut self, record: VerifiedRecord, now_ms: u64) -> Verdict {
+        let verdict = self
+            .directory
+            .ingest_verified(record, Source::Local, now_ms);
+        self.on_own_verdict(None, &verdict);
+        verdict
     }
 
     /// Loads a stored equivocation proof (on restart).
     pub fn restore_proof(&mut self, proof: &EquivocationProof) -> ProofVerdict {
-        self.directory.ingest_proof(proof)
+        let verdict = self.directory.ingest_proof(proof);
+        if let ProofVerdict::Quarantined { origin, .. } = &verdict {
+            if *origin == self.me {
+                self.halt(None, Halt::Quarantined(Box::new(proof.clone())));
+            }
+        }
+        verdict
+    }
+
+    fn refresh_at(&self) -> Option<u64> {
+        let own = self.own.as_ref()?.record();
+        Some(own.issued_at_ms.saturating_add(own.ttl_ms() / 2))
+    }
+
+    /// When the desired announcement is to be published: at once when it differs
+    /// from the current record, at half-life for a refresh; never while the chain
+    /// is unknown or halted.
+    fn publish_due_at(&self) -> Option<u64> {
+        if !matches!(self.chain, Chain::Known) {
+            // Recovery is checked every round.
+            return None;
+        }
+        let desired = self.desired.as_ref()?;
+        let due = match &self.own {
+            Some(own) if announcement_of(own) == *desired => self.refresh_at()?,
+            _ => 0,
+        };
+        Some(due.max(self.retry_publish_ms))
+    }
+
+    /// Runs whatever is due at `now_ms`: a gossip round, expiry, publication, timeouts.
+    pub fn handle_timeout<R: Rng + ?Sized>(&mut self, now_ms: u64, rng: &mut R) {
+        for record in self.directory.sweep_expired(now_ms) {
+            self.outputs
+                .push_back(Output::Change(DirectoryChange::Expired(record.clone())));
+            self.outputs
+                .push_back(Output::Audit(AuditEvent::Expired(record)));
+        }
+        self.check_recovered(now_ms);
+        if self.publish_due_at().is_some_and(|at| now_ms >= at) {
+            if let Some(announcement) = self.desired.clone() {
+                if self.publish(announcement, now_ms, rng).is_err() {
+                    // Rate limited: try again next interval.
+                    self.retry_publish_ms = now_ms.saturating_add(self.config.interval_ms);
+                }
+            }
+        }
+        if now_ms >= self.next_round_ms {
+            self.round(now_ms, rng);
+            let next = self.next_round_ms.saturating_add(self.config.interval_ms);
+            self.next_round_ms = if next <= now_ms {
+                now_ms.saturating_add(self.config.interval_ms)
+            } else {
+                next
+            };
+        }
     }
 
     /// Signs and publishes `announcement` as this node's whole current set.
-    pub fn publish<R: Rng + ?Sized>(
+    fn publish<R: Rng + ?Sized>(
         &mut self,
         announcement: Announcement,
         now_ms: u64,
         rng: &mut R,
     ) -> Result<VerifiedRecord, PublishError> {
+        match &self.chain {
+            Chain::Known => {}
+            Chain::Recovering { .. } => return Err(PublishError::Recovering),
+            Chain::Halted(halt) => return Err(PublishError::Halted(halt.to_string())),
+        }
         let record = match &self.own {
             Some(previous) => {
-                Record::next(previous, announcement.clone(), now_ms, self.config.ttl_ms)
+                // Never issue before the previous record: a clock set back between
+                // runs must not make the chain's times run backwards.
+                let issued = now_ms.max(previous.record().issued_at_ms);
+                Record::next(previous, announcement.clone(), issued, self.config.ttl_ms)
             }
             None => Record::first(
                 self.directory.config().federation,
@@ -318,65 +419,14 @@ impl State {
             other => return Err(PublishError::Refused(other.to_string())),
         }
         self.own = Some(signed.clone());
-        self.announcement = Some(announcement);
+        self.desired = Some(announcement);
+        self.retry_publish_ms = 0;
         self.outputs
-            .push(Output::Audit(AuditEvent::Published(signed.clone())));
+            .push_back(Output::Audit(AuditEvent::Published(signed.clone())));
+        self.outputs.push_back(Output::Persist(signed.clone()));
         self.note_change(&verdict);
         self.rumor_record(&signed, None, now_ms, rng);
         Ok(signed)
-    }
-
-    /// Publishes the current announcement without the specialist `name`.
-    pub fn withdraw<R: Rng + ?Sized>(
-        &mut self,
-        name: &str,
-        now_ms: u64,
-        rng: &mut R,
-    ) -> Result<VerifiedRecord, PublishError> {
-        let mut announcement = self.announcement.clone().unwrap_or_default();
-        let before = announcement.specialists.len();
-        announcement
-            .specialists
-            .retain(|specialist| specialist.name != name);
-        if announcement.specialists.len() == before {
-            return Err(PublishError::UnknownSpecialist(name.to_string()));
-        }
-        self.publish(announcement, now_ms, rng)
-    }
-
-    /// The current announcement of this node.
-    pub fn announcement(&self) -> Option<&Announcement> {
-        self.announcement.as_ref()
-    }
-
-    fn refresh_at(&self) -> Option<u64> {
-        let own = self.own.as_ref()?.record();
-        Some(own.issued_at_ms.saturating_add(own.ttl_ms() / 2))
-    }
-
-    /// Runs whatever is due at `now_ms`: a gossip round, expiry, refresh, timeouts.
-    pub fn handle_timeout<R: Rng + ?Sized>(&mut self, now_ms: u64, rng: &mut R) {
-        for record in self.directory.sweep_expired(now_ms) {
-            self.outputs
-                .push(Output::Change(DirectoryChange::Expired(record.clone())));
-            self.outputs
-                .push(Output::Audit(AuditEvent::Expired(record)));
-        }
-        if self.refresh_at().is_some_and(|at| now_ms >= at) {
-            if let Some(announcement) = self.announcement.clone() {
-                // A refused refresh is retried at the next timeout.
-                let _ = self.publish(announcement, now_ms, rng);
-            }
-        }
-        if now_ms >= self.next_round_ms {
-            self.round(now_ms, rng);
-            let next = self.next_round_ms.saturating_add(self.config.interval_ms);
-            self.next_round_ms = if next <= now_ms {
-                now_ms.saturating_add(self.config.interval_ms)
-            } else {
-                next
-            };
-        }
     }
 
     fn round<R: Rng + ?Sized>(&mut self, now_ms: u64, rng: &mut R) {
@@ -384,9 +434,10 @@ impl State {
         self.membership.expire(now_ms);
         self.scores.prune(now_ms);
         let peers = self.pick(self.config.fanout, now_ms, rng, &[]);
-        let opening = gossip::opening(&self.directory);
+        let opening = gossip::opening(&self.directory, now_ms);
         for peer in peers {
             self.counters.exchanges_opened += 1;
+            self.outputs.push_back(Output::ExchangeOpened { peer });
             self.send(peer, opening.clone());
         }
     }
@@ -427,26 +478,26 @@ impl State {
 
     fn send(&mut self, to: NodeId, message: Message) {
         self.counters.messages_out += 1;
-        self.outputs.push(Output::Send { to, message });
+        self.outputs.push_back(Output::Send { to, message });
     }
 
-    /// Charges `peer` for an offence the driver saw (a frame the transport refused:
-    /// oversized, truncated, or dripped too slowly), and audits it.
-    pub fn report_bad_frame(&mut self, peer: NodeId, error: DecodeError, now_ms: u64) {
+    /// Charges `peer` for a frame the driver refused before it could be decoded
+    /// (oversized, truncated, or dripped too slowly), and audits it.
+    pub fn handle_bad_frame(&mut self, peer: NodeId, error: DecodeError, now_ms: u64) {
         self.counters.frames_malformed += 1;
         self.outputs
-            .push(Output::Audit(AuditEvent::MalformedFrame { peer, error }));
+            .push_back(Output::Audit(AuditEvent::MalformedFrame { peer, error }));
         self.penalise(peer, Offence::MalformedFrame, now_ms);
     }
 
     /// Records that `peer` connected to this node: it is reachable, and any dial
     /// backoff is cleared.
-    pub fn reached(&mut self, peer: &NodeId) {
+    pub fn handle_connected(&mut self, peer: &NodeId) {
         self.membership.reached(peer);
     }
 
     /// Records a failed dial (the peer backs off).
-    pub fn dial_failed<R: Rng + ?Sized>(&mut self, peer: NodeId, now_ms: u64, rng: &mut R) {
+    pub fn handle_dial_failed<R: Rng + ?Sized>(&mut self, peer: NodeId, now_ms: u64, rng: &mut R) {
         self.membership
             .dial_failed(peer, now_ms, self.config.backoff, rng);
     }
@@ -476,17 +527,31 @@ impl State {
             Ok(message) => message,
             Err(error) => {
                 self.counters.frames_malformed += 1;
-                self.outputs.push(Output::Audit(AuditEvent::MalformedFrame {
-                    peer: from,
-                    error,
-                }));
+                self.outputs
+                    .push_back(Output::Audit(AuditEvent::MalformedFrame {
+                        peer: from,
+                        error,
+                    }));
                 self.penalise(from, Offence::MalformedFrame, now_ms);
                 return;
             }
         };
         self.membership.reached(&from);
         match message {
-            Message::Sync(ranges) => self.on_sync(from, &ranges, now_ms),
+            Message::Open { clock_ms, ranges } => {
+                if let Some(change) = self.clock.sample(from, clock_ms, now_ms) {
+                    self.outputs.push_back(Output::ClockOffset {
+                        offset_ms: change.offset_ms,
+                        warning: change.warning,
+                    });
+                }
+                self.note_own_holding(from, &ranges);
+                self.on_sync(from, &ranges, now_ms);
+            }
+            Message::Sync(ranges) => {
+                self.note_own_holding(from, &ranges);
+                self.on_sync(from, &ranges, now_ms);
+            }
             Message::Records(records) => {
                 for bytes in records {
                     let verdict = self.directory.ingest(&bytes, Source::Peer(from), now_ms);
@@ -554,7 +619,7 @@ impl State {
             batch_bytes += bytes.len() + 8;
             batch.push(bytes.to_vec());
             if self.config.audit_relays {
-                self.outputs.push(Output::Audit(AuditEvent::Relayed {
+                self.outputs.push_back(Output::Audit(AuditEvent::Relayed {
                     to,
                     record: record.clone(),
                 }));
@@ -569,10 +634,11 @@ impl State {
         let proof = match EquivocationProof::decode(bytes) {
             Ok(proof) => proof,
             Err(error) => {
-                self.outputs.push(Output::Audit(AuditEvent::MalformedFrame {
-                    peer: from,
-                    error,
-                }));
+                self.outputs
+                    .push_back(Output::Audit(AuditEvent::MalformedFrame {
+                        peer: from,
+                        error,
+                    }));
                 self.penalise(from, Offence::InvalidProof, now_ms);
                 return;
             }
@@ -583,16 +649,13 @@ impl State {
         {
             self.pending_wants.remove(&(from, *origin));
         }
-        let quarantined = matches!(verdict, ProofVerdict::Quarantined { .. });
-        if let ProofVerdict::Quarantined { origin, .. } = &verdict {
-            self.outputs
-                .push(Output::Change(DirectoryChange::Quarantined {
-                    origin: *origin,
-                }));
-        }
+        let quarantined = match &verdict {
+            ProofVerdict::Quarantined { origin, .. } => Some(*origin),
+            _ => None,
+        };
         let rejected = matches!(verdict, ProofVerdict::Rejected(_));
         if !matches!(verdict, ProofVerdict::AlreadyQuarantined(_)) {
-            self.outputs.push(Output::Audit(AuditEvent::Proof {
+            self.outputs.push_back(Output::Audit(AuditEvent::Proof {
                 peer: Some(from),
                 verdict,
                 proof: Box::new(proof.clone()),
@@ -601,7 +664,15 @@ impl State {
         if rejected {
             self.penalise(from, Offence::InvalidProof, now_ms);
         }
-        if quarantined {
+        if let Some(origin) = quarantined {
+            self.outputs
+                .push_back(Output::Change(DirectoryChange::Quarantined {
+                    origin,
+                    proof: Box::new(proof.clone()),
+                }));
+            if origin == self.me {
+                self.halt(Some(from), Halt::Quarantined(Box::new(proof.clone())));
+            }
             self.rumor_proof(&proof, Some(from), now_ms, rng);
         }
     }
@@ -618,15 +689,16 @@ impl State {
         if let (Some(peer), Some(origin)) = (peer, verdict.origin()) {
             self.pending_wants.remove(&(peer, origin));
         }
+        if kind != VerdictKind::Duplicate {
+            self.outputs.push_back(Output::Audit(AuditEvent::Verdict {
+                peer,
+                verdict: verdict.clone(),
+            }));
+        }
+        self.on_own_verdict(peer, &verdict);
         self.note_change(&verdict);
         match &verdict {
-            Verdict::Accepted { record, .. } => {
-                if record.origin() == self.me {
-                    // A newer record of our own from a peer: we lost state; continue its chain.
-                    self.restore_own(record.clone(), now_ms);
-                }
-                self.rumor_record(record, peer, now_ms, rng);
-            }
+            Verdict::Accepted { record, .. } => self.rumor_record(record, peer, now_ms, rng),
             Verdict::Equivocation(proof) => {
                 let proof = proof.as_ref().clone();
                 self.rumor_proof(&proof, peer, now_ms, rng);
@@ -637,10 +709,6 @@ impl State {
                 }
             }
             _ => {}
-        }
-        if kind != VerdictKind::Duplicate {
-            self.outputs
-                .push(Output::Audit(AuditEvent::Verdict { peer, verdict }));
         }
     }
 
@@ -654,16 +722,19 @@ impl State {
                 record,
                 replaced: Some(previous),
             } => DirectoryChange::Updated {
-                previous: *previous,
+                previous: previous.clone(),
                 record: record.clone(),
             },
             Verdict::Equivocation(proof) => match proof.claimed_origin() {
-                Some(origin) => DirectoryChange::Quarantined { origin },
+                Some(origin) => DirectoryChange::Quarantined {
+                    origin,
+                    proof: proof.clone(),
+                },
                 None => return,
             },
             _ => return,
         };
-        self.outputs.push(Output::Change(change));
+        self.outputs.push_back(Output::Change(change));
     }
 
     fn rumor_record<R: Rng + ?Sized>(
@@ -716,7 +787,7 @@ impl State {
     fn penalise(&mut self, peer: NodeId, offence: Offence, now_ms: u64) {
         match self.scores.penalise(peer, offence, now_ms) {
             Penalty::Penalised { points } => {
-                self.outputs.push(Output::Audit(AuditEvent::Penalised {
+                self.outputs.push_back(Output::Audit(AuditEvent::Penalised {
                     peer,
                     offence,
                     points,
@@ -725,12 +796,13 @@ impl State {
             Penalty::Banned { until_ms, .. } => {
                 self.membership.ban(peer, until_ms);
                 self.pending_wants.retain(|(from, _), _| *from != peer);
-                self.outputs.push(Output::Audit(AuditEvent::Banned {
+                self.outputs.push_back(Output::Audit(AuditEvent::Banned {
                     peer,
                     offence,
                     until_ms,
                 }));
-                self.outputs.push(Output::Disconnect { peer, until_ms });
+                self.outputs
+                    .push_back(Output::Disconnect { peer, until_ms });
             }
         }
     }

@@ -21,7 +21,7 @@ pub enum Verdict {
         /// The record now current for its origin.
         record: VerifiedRecord,
         /// The record it replaced.
-        replaced: Option<RecordId>,
+        replaced: Option<VerifiedRecord>,
     },
     /// The same record is already held.
     Duplicate(RecordRef),

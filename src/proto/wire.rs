@@ -12,6 +12,7 @@
 //! | 2 | `Records` | signed records (each its own wire form, checked on ingest) |
 //! | 3 | `Want` | origins whose records the sender asks for |
 //! | 4 | `Proofs` | equivocation proofs (each its own wire form) |
+//! | 5 | `Open` | the sender's clock, then ranges as in `Sync`: the opening of an exchange |
 //!
 //! Records and proofs travel as opaque bytes: the directory decodes and verifies
 //! each one on its own, so one bad record costs only its own verdict.
@@ -31,6 +32,7 @@ const TYPE_SYNC: u8 = 1;
 const TYPE_RECORDS: u8 = 2;
 const TYPE_WANT: u8 = 3;
 const TYPE_PROOFS: u8 = 4;
+const TYPE_OPEN: u8 = 5;
 
 /// A set of origin ids: those whose first `depth` hex digits equal `bits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -122,6 +124,15 @@ pub struct Range {
 /// A message between two nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
+    /// The first message of an exchange: the sender's clock (milliseconds since
+    /// the Unix epoch, as its state machine sees it), and what it holds, as in
+    /// `Sync`. The clock lets each node compare its own with its peers'.
+    Open {
+        /// The sender's time when it opened the exchange.
+        clock_ms: u64,
+        /// What the sender holds (the root range when it opens).
+        ranges: Vec<Range>,
+    },
     /// Set reconciliation: what the sender holds, range by range.
     Sync(Vec<Range>),
     /// Signed records, each in its own wire form.
@@ -136,6 +147,7 @@ impl Message {
     /// A short name for logs and counters.
     pub fn name(&self) -> &'static str {
         match self {
+            Message::Open { .. } => "open",
             Message::Sync(_) => "sync",
             Message::Records(_) => "records",
             Message::Want(_) => "want",
@@ -147,12 +159,14 @@ impl Message {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![WIRE_VERSION];
         match self {
+            Message::Open { clock_ms, ranges } => {
+                out.push(TYPE_OPEN);
+                write_varint(&mut out, *clock_ms);
+                encode_ranges(&mut out, ranges);
+            }
             Message::Sync(ranges) => {
                 out.push(TYPE_SYNC);
-                write_varint(&mut out, ranges.len() as u64);
-                for range in ranges {
-                    encode_range(&mut out, range);
-                }
+                encode_ranges(&mut out, ranges);
             }
             Message::Records(items) | Message::Proofs(items) => {
                 out.push(if matches!(self, Message::Records(_)) {
@@ -192,6 +206,10 @@ impl Message {
             return Err(DecodeError::UnsupportedWireVersion(version));
         }
         let message = match reader.u8()? {
+            TYPE_OPEN => Message::Open {
+                clock_ms: reader.varint()?,
+                ranges: decode_ranges(&mut reader)?,
+            },
             TYPE_SYNC => Message::Sync(decode_ranges(&mut reader)?),
             TYPE_RECORDS => Message::Records(decode_blobs(
                 &mut reader,
@@ -217,6 +235,13 @@ impl Message {
         };
         reader.finish()?;
         Ok(message)
+    }
+}
+
+fn encode_ranges(out: &mut Vec<u8>, ranges: &[Range]) {
+    write_varint(out, ranges.len() as u64);
+    for range in ranges {
+        encode_range(out, range);
     }
 }
 
@@ -363,6 +388,16 @@ mod tests {
                     summary: Summary::Holdings(vec![holding(0xa0, 1), holding(0xa0, 2)]),
                 },
             ]),
+            Message::Open {
+                clock_ms: 1_763_700_000_000,
+                ranges: vec![Range {
+                    prefix: Prefix::ROOT,
+                    summary: Summary::Fingerprint {
+                        fingerprint: 7,
+                        count: 1,
+                    },
+                }],
+            },
             Message::Records(vec![vec![1, 2, 3], vec![]]),
             Message::Want(vec![NodeId::from_bytes([4; 32])]),
             Message::Proofs(vec![vec![9; 10]]),

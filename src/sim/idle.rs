@@ -93,9 +93,9 @@ pub fn exchange_cost(
     let mut b = node(federation, 1, &cache);
     let keep = records.len().saturating_sub(difference);
     for (index, record) in records.iter().enumerate() {
-        a.restore(record.clone(), START_MS);
+        a.restore_record(record.clone(), START_MS);
         if index < keep {
-            b.restore(record.clone(), START_MS);
+            b.restore_record(record.clone(), START_MS);
         }
     }
     let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -107,12 +107,15 @@ pub fn exchange_cost(
         digest_bytes: 0,
     };
     let (a_id, b_id) = (a.node_id(), b.node_id());
-    let mut pending = vec![(true, gossip::opening(a.directory()))];
+    let mut pending = vec![(true, gossip::opening(a.directory(), START_MS + 1000))];
     while let Some((from_a, message)) = pending.pop() {
         let frame = message.encode();
         cost.messages += 1;
         cost.bytes += frame.len() as u64;
-        if matches!(message, Message::Sync(_) | Message::Want(_)) {
+        if matches!(
+            message,
+            Message::Open { .. } | Message::Sync(_) | Message::Want(_)
+        ) {
             cost.digest_bytes += frame.len() as u64;
         }
         let (receiver, sender, peer) = if from_a {
@@ -121,7 +124,7 @@ pub fn exchange_cost(
             (&mut a, b_id, b_id)
         };
         receiver.handle_frame(sender, &frame, START_MS + 1000, &mut rng);
-        for output in receiver.drain_outputs() {
+        while let Some(output) = receiver.poll_output() {
             if let Output::Send { to, message } = output {
                 if to == peer {
                     pending.push((!from_a, message));

@@ -5,7 +5,10 @@
 //!   seed's "within 10 rounds" at N = 10);
 //! - `STRICT`: otherwise, if the worst trial converged within B rounds;
 //! - `LENIENT`: otherwise, if the average is within B + 2 rounds;
-//! - `FAIL`: none of these.
+//! - `FAIL`: none of these, or an honest node was quarantined anywhere or had to
+//!   stop signing (it forked its own chain, or met its own record from before a
+//!   crash that it had not kept: the crash scenarios check the durability contract
+//!   this way).
 //!
 //! With a partition or churn, rounds are counted from the end of the disturbance
 //! (the first healed round, or the last round in which departed nodes return).
@@ -15,6 +18,10 @@ use serde::Serialize;
 use super::adversary::Role;
 use super::scenario::Scenario;
 use super::world::TrialOutcome;
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
 
 /// One trial in the report.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +48,14 @@ pub struct TrialReport {
     /// For each adversary role, honest nodes that banned one of its members.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bans: Vec<(Role, u64)>,
+    /// Crashes at random moments.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub crashes: u64,
+    /// (honest node, honest origin) pairs quarantined at the end (must be 0).
+    pub honest_quarantined: u64,
+    /// Honest nodes that stopped signing because they met a record of their own
+    /// key they did not remember signing (must be 0).
+    pub honest_halted: u64,
     /// Coverage at the end of each round.
     pub coverage: Vec<f64>,
 }
@@ -70,6 +85,12 @@ pub struct Summary {
     pub worst_quarantine: Option<u32>,
     /// Forged records accepted anywhere, over all trials (must be 0).
     pub forged_accepted: u64,
+    /// Crashes at random moments, over all trials.
+    pub crashes: u64,
+    /// Honest origins quarantined at honest nodes, over all trials (must be 0).
+    pub honest_quarantined: u64,
+    /// Honest nodes halted at the end, over all trials (must be 0).
+    pub honest_halted: u64,
     /// Mean bytes of an exchange between converged nodes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_bytes_per_exchange: Option<f64>,
@@ -114,6 +135,9 @@ impl Report {
                 idle_bytes_per_exchange: outcome.idle_bytes_per_exchange,
                 forged_accepted: outcome.forged_accepted,
                 bans: outcome.bans.into_iter().collect(),
+                crashes: outcome.crashes,
+                honest_quarantined: outcome.honest_quarantined,
+                honest_halted: outcome.honest_halted,
                 coverage: outcome
                     .samples
                     .iter()
@@ -133,10 +157,13 @@ impl Report {
 
 /// The first round without the scenario's disturbance, if it has one.
 pub fn disturbance_end(scenario: &Scenario) -> Option<u32> {
+    let crashes = scenario
+        .crashes
+        .map(|crashes| crashes.until_round + crashes.away_rounds);
     match (scenario.partition, scenario.churn) {
         (Some(partition), _) => Some(partition.heal_round),
-        (None, Some(churn)) => Some(churn.until_round + churn.away_rounds),
-        (None, None) => None,
+        (None, Some(churn)) => Some(churn.until_round + churn.away_rounds).max(crashes),
+        (None, None) => crashes,
     }
 }
 
@@ -165,7 +192,11 @@ fn summarize(scenario: &Scenario, trials: &[TrialReport]) -> Summary {
     };
     let average = mean(rounds.iter().map(|&r| f64::from(r)));
     let catastrophe_limit = (2 * bound).max(10);
-    let verdict = if !all_converged || rounds.iter().any(|&r| r > catastrophe_limit) {
+    let honest_quarantined: u64 = trials.iter().map(|trial| trial.honest_quarantined).sum();
+    let honest_halted: u64 = trials.iter().map(|trial| trial.honest_halted).sum();
+    let verdict = if honest_quarantined > 0 || honest_halted > 0 {
+        "FAIL"
+    } else if !all_converged || rounds.iter().any(|&r| r > catastrophe_limit) {
         "CATASTROPHIC"
     } else if worst.is_some_and(|worst| worst <= bound) {
         "STRICT"
@@ -204,6 +235,9 @@ fn summarize(scenario: &Scenario, trials: &[TrialReport]) -> Summary {
         }),
         worst_quarantine,
         forged_accepted: trials.iter().map(|trial| trial.forged_accepted).sum(),
+        crashes: trials.iter().map(|trial| trial.crashes).sum(),
+        honest_quarantined,
+        honest_halted,
         idle_bytes_per_exchange: mean(
             trials
                 .iter()

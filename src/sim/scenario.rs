@@ -106,6 +106,28 @@ pub struct Churn {
     pub until_round: u32,
 }
 
+/// Crashes at random moments, as a SIGKILL would strike a real node: while a node
+/// acts on its outputs, each output has a chance of being the moment it dies.
+/// What it made durable survives (the durability contract of
+/// [`Output::Persist`](crate::proto::event::Output::Persist)); everything else is
+/// lost, and the node comes back from its disk.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crashes {
+    /// Probability that an honest node dies just before acting on one output.
+    pub per_output: f64,
+    /// Rounds a crashed node stays down.
+    pub away_rounds: u32,
+    /// Last round in which nodes crash.
+    pub until_round: u32,
+    /// Probability that a live honest node publishes a new record in a round.
+    pub republish_per_round: f64,
+    /// Whether the simulated driver keeps the durability contract. `false` makes
+    /// the own record durable only after the outputs that follow it were sent,
+    /// as the first version of the node did: it shows what the contract prevents.
+    pub durable_before_send: bool,
+}
+
 /// A simulation to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -142,6 +164,8 @@ pub struct Scenario {
     pub partition: Option<Partition>,
     /// Churn, if any.
     pub churn: Option<Churn>,
+    /// Crashes at random moments, if any.
+    pub crashes: Option<Crashes>,
     /// Adversaries.
     pub adversaries: AdversaryShares,
 }
@@ -165,6 +189,7 @@ impl Default for Scenario {
             nat_share: 0.0,
             partition: None,
             churn: None,
+            crashes: None,
             adversaries: AdversaryShares::default(),
         }
     }
@@ -222,6 +247,15 @@ impl Scenario {
         if let Some(churn) = self.churn {
             if !(0.0..0.5).contains(&churn.leave_per_round) {
                 return invalid("churn.leave_per_round must be in [0, 0.5)");
+            }
+        }
+        if let Some(crashes) = self.crashes {
+            if !(0.0..0.5).contains(&crashes.per_output)
+                || !(0.0..=1.0).contains(&crashes.republish_per_round)
+            {
+                return invalid(
+                    "crashes.per_output must be in [0, 0.5) and republish_per_round in [0, 1]",
+                );
             }
         }
         Ok(())
@@ -302,6 +336,24 @@ pub fn builtin() -> Vec<Scenario> {
                 away_rounds: 5,
                 until_round: 10,
             }),
+            ..base()
+        },
+        Scenario {
+            name: "crashes".into(),
+            description: "nodes killed at random moments while they publish (every node \
+                          publishes, then republishes); none may fork its own chain"
+                .into(),
+            nodes: 200,
+            trials: 5,
+            workload: Workload::AllPublish,
+            crashes: Some(Crashes {
+                per_output: 0.002,
+                away_rounds: 3,
+                until_round: 30,
+                republish_per_round: 0.1,
+                durable_before_send: true,
+            }),
+            rumor_fanout: 2,
             ..base()
         },
         Scenario {

@@ -1,6 +1,6 @@
 //! Small versions of every scenario: seconds each, in `cargo test`.
 
-use super::scenario::{AdversaryShares, Churn, Partition};
+use super::scenario::{AdversaryShares, Churn, Crashes, Partition};
 use super::*;
 
 fn small(name: &str, nodes: usize, trials: usize) -> Scenario {
@@ -155,4 +155,45 @@ fn a_third_byzantine_cannot_stop_honest_nodes() {
         .collect();
     assert!(bans.contains(&adversary::Role::Flooding), "{bans:?}");
     assert!(bans.contains(&adversary::Role::Forging), "{bans:?}");
+}
+
+fn crashes(durable_before_send: bool) -> Scenario {
+    Scenario {
+        workload: Workload::AllPublish,
+        crashes: Some(Crashes {
+            per_output: 0.01,
+            away_rounds: 2,
+            until_round: 20,
+            republish_per_round: 0.2,
+            durable_before_send,
+        }),
+        rumor_fanout: 2,
+        ..small("crashes", 60, 3)
+    }
+}
+
+#[test]
+fn crashes_at_random_moments_never_fork_an_honest_chain() {
+    let report = run(&crashes(true), |_, _| {});
+    let summary = &report.summary;
+    assert!(summary.crashes >= 30, "crashes happened: {summary:?}");
+    assert_eq!(summary.honest_quarantined, 0, "{summary:?}");
+    assert_eq!(summary.honest_halted, 0, "{summary:?}");
+    assert_eq!(summary.converged, 3, "{summary:?}");
+    assert_ne!(summary.verdict, "FAIL");
+}
+
+#[test]
+fn without_the_durability_contract_crashes_fork_chains() {
+    // The same crashes with the own record made durable only after it was sent:
+    // what the first version of the node did. Honest nodes fork (and are
+    // quarantined) or meet their own lost record and must stop signing, which shows
+    // the check above can fail.
+    let report = run(&crashes(false), |_, _| {});
+    assert!(
+        report.summary.honest_quarantined + report.summary.honest_halted > 0,
+        "{:?}",
+        report.summary
+    );
+    assert_eq!(report.summary.verdict, "FAIL");
 }

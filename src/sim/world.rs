@@ -26,6 +26,7 @@ use crate::proto::directory::{DirectoryConfig, VerifiedCache};
 use crate::proto::event::Output;
 use crate::proto::membership::member_list;
 use crate::proto::record::{Announcement, Record, RecordId, Specialist, VerifiedRecord};
+use crate::proto::state::Command;
 use crate::proto::state::{GossipConfig, State};
 use crate::proto::wire::Message;
 
@@ -75,6 +76,8 @@ impl Federation {
 
 struct Node {
     state: State,
+    /// What survives a crash: the own record the node last made durable.
+    disk: Option<VerifiedRecord>,
     role: Role,
     alive: bool,
     nat: bool,
@@ -157,6 +160,14 @@ pub struct TrialOutcome {
     pub forged_accepted: u64,
     /// Honest nodes that banned at least one adversary, by adversary role.
     pub bans: BTreeMap<Role, u64>,
+    /// Crashes at random moments.
+    pub crashes: u64,
+    /// (honest node, honest origin) pairs quarantined at the end: an honest node
+    /// that forked its own chain (must be 0).
+    pub honest_quarantined: u64,
+    /// Honest nodes that stopped signing at the end because they met a record of
+    /// their own key they did not remember signing (must be 0).
+    pub honest_halted: u64,
 }
 
 /// One running trial.
@@ -180,6 +191,7 @@ pub struct World<'a> {
     events: BinaryHeap<Reverse<Event>>,
     sequence: u64,
     timer_at: Vec<u64>,
+    crashes: u64,
 }
 
 impl std::fmt::Debug for World<'_> {
@@ -209,6 +221,11 @@ fn announcement(index: usize, nat: bool, capability: &str) -> Announcement {
         },
         specialists: vec![specialist(index, capability)],
     }
+}
+
+/// Every output the state has for its driver, in order.
+fn outputs_of(state: &mut State) -> Vec<Output> {
+    std::iter::from_fn(|| state.poll_output()).collect()
 }
 
 fn assign_roles(scenario: &Scenario, rng: &mut ChaCha8Rng) -> Vec<Role> {
@@ -270,6 +287,7 @@ impl<'a> World<'a> {
             state.assume_membership_known();
             nodes.push(Node {
                 state,
+                disk: None,
                 role,
                 alive: true,
                 nat: rng.gen_bool(scenario.nat_share),
@@ -312,6 +330,7 @@ impl<'a> World<'a> {
             events: BinaryHeap::new(),
             sequence: 0,
             timer_at: Vec::new(),
+            crashes: 0,
         };
         world.publish_initial();
         world
@@ -326,18 +345,22 @@ impl<'a> World<'a> {
         };
         for i in publishers {
             let nat = self.nodes[i].nat;
-            let result = self.nodes[i].state.publish(
-                announcement(i, nat, "summarize"),
-                self.now,
-                &mut self.rng,
-            );
-            let Ok(record) = result else { continue };
+            let command = Command::Publish(announcement(i, nat, "summarize"));
+            self.nodes[i]
+                .state
+                .handle_command(command, self.now, &mut self.rng);
+            let outputs = outputs_of(&mut self.nodes[i].state);
+            let published = outputs.iter().find_map(|output| match output {
+                Output::CommandResult(Ok(record)) => Some(record.clone()),
+                _ => None,
+            });
+            let Some(record) = published else { continue };
             if self.nodes[i].role.is_honest() {
                 self.targets.push((record.origin(), record.seq()));
             }
+            self.nodes[i].disk = Some(record);
             // The rumor pushes of the start are dropped in Bet 15's setting: the
             // announcement is only held, and spreads by exchanges.
-            let outputs: Vec<Output> = self.nodes[i].state.drain_outputs().collect();
             if self.scenario.rumor_fanout > 0 {
                 let mut queue = Vec::new();
                 self.route(i, outputs, &mut queue);
@@ -377,6 +400,10 @@ impl<'a> World<'a> {
                     .scenario
                     .churn
                     .is_some_and(|churn| round <= churn.until_round)
+                || self
+                    .scenario
+                    .crashes
+                    .is_some_and(|crashes| round <= crashes.until_round)
             {
                 outcome.disturbance_end = Some(round + 1);
             }
@@ -409,6 +436,18 @@ impl<'a> World<'a> {
             outcome.idle_bytes_per_exchange = Some(self.idle_round_bytes());
         }
         outcome.bans = self.bans();
+        outcome.crashes = self.crashes;
+        outcome.honest_quarantined = self.honest_quarantined();
+        outcome.honest_halted = self
+            .honest
+            .iter()
+            .filter(|&&i| {
+                matches!(
+                    self.nodes[i].state.chain_status(),
+                    crate::proto::event::ChainStatus::Halted(_)
+                )
+            })
+            .count() as u64;
         if let Some(partition) = self.scenario.partition {
             outcome.disturbance_end = Some(partition.heal_round);
         }
@@ -416,12 +455,29 @@ impl<'a> World<'a> {
     }
 
     fn churn_over(&self) -> bool {
-        match self.scenario.churn {
+        let last = self
+            .scenario
+            .churn
+            .map(|churn| churn.until_round)
+            .max(self.scenario.crashes.map(|crashes| crashes.until_round));
+        match last {
             None => true,
-            Some(churn) => {
-                self.round > churn.until_round && self.nodes.iter().all(|node| node.alive)
-            }
+            Some(last) => self.round > last && self.nodes.iter().all(|node| node.alive),
         }
+    }
+
+    /// (honest node, honest origin) pairs with the origin quarantined.
+    fn honest_quarantined(&self) -> u64 {
+        let mut count = 0;
+        for &i in &self.honest {
+            let directory = self.nodes[i].state.directory();
+            count += self
+                .honest
+                .iter()
+                .filter(|&&j| directory.is_quarantined(&self.nodes[j].state.node_id()))
+                .count() as u64;
+        }
+        count
     }
 
     /// One more round after convergence: bytes per opened exchange.
@@ -494,10 +550,10 @@ impl<'a> World<'a> {
         }
     }
 
-    /// A crash loses the in-memory directory; the node's own record survives in its
-    /// store, as on a real node.
+    /// A crash loses the in-memory directory; the own record the node made durable
+    /// survives on its disk, as on a real node.
     fn crash(&mut self, i: usize) {
-        let own = self.nodes[i].state.own_record().cloned();
+        let own = self.nodes[i].disk.clone();
         let config = self.nodes[i].state.config().clone();
         let mut state = State::new(
             self.federation.identities[i].clone(),
@@ -527,12 +583,59 @@ impl<'a> World<'a> {
         self.deliver_all(queue);
     }
 
-    /// Node `i`'s timer fires: the adversary's injections, then the state's own work.
+    /// Node `i`'s timer fires: the adversary's injections, a republication where
+    /// the scenario asks for one, then the state's own work.
     fn tick(&mut self, i: usize, queue: &mut Vec<Envelope>) {
         self.inject(i, queue);
+        self.republish(i, queue);
+        if !self.nodes[i].alive {
+            return;
+        }
         self.nodes[i].state.handle_timeout(self.now, &mut self.rng);
-        let outputs: Vec<Output> = self.nodes[i].state.drain_outputs().collect();
+        let outputs = outputs_of(&mut self.nodes[i].state);
         self.route(i, outputs, queue);
+    }
+
+    fn republish(&mut self, i: usize, queue: &mut Vec<Envelope>) {
+        let Some(crashes) = self.scenario.crashes else {
+            return;
+        };
+        if self.round > crashes.until_round
+            || !self.nodes[i].role.is_honest()
+            || !self.rng.gen_bool(crashes.republish_per_round)
+        {
+            return;
+        }
+        let nat = self.nodes[i].nat;
+        let capability = format!("round-{}", self.round);
+        let command = Command::Publish(announcement(i, nat, &capability));
+        self.nodes[i]
+            .state
+            .handle_command(command, self.now, &mut self.rng);
+        let outputs = outputs_of(&mut self.nodes[i].state);
+        self.route(i, outputs, queue);
+    }
+
+    /// Whether node `i` dies just before acting on its next output.
+    fn crashes_now(&mut self, i: usize) -> bool {
+        let Some(crashes) = self.scenario.crashes else {
+            return false;
+        };
+        self.round <= crashes.until_round
+            && self.nodes[i].alive
+            && self.nodes[i].role.is_honest()
+            && self.rng.gen_bool(crashes.per_output)
+    }
+
+    /// Node `i` dies now: it is down for a while and comes back from its disk.
+    fn kill(&mut self, i: usize) {
+        let away = self.scenario.crashes.map_or(1, |c| c.away_rounds);
+        self.crashes += 1;
+        self.nodes[i].alive = false;
+        self.nodes[i].back_at_round = self.round + away;
+        self.connections
+            .retain(|&(a, b)| a as usize != i && b as usize != i);
+        self.crash(i);
     }
 
     /// Delivers in lockstep steps until the network is quiet.
@@ -549,8 +652,29 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Acts on node `from`'s outputs in order, as its driver would: a
+    /// [`Output::Persist`] reaches its disk before the outputs after it (or, with
+    /// the contract switched off, only once they were all sent); a crash may strike
+    /// before any output, and then the rest are lost.
     fn route(&mut self, from: usize, outputs: Vec<Output>, queue: &mut Vec<Envelope>) {
+        let durable_first = self
+            .scenario
+            .crashes
+            .is_none_or(|crashes| crashes.durable_before_send);
+        let mut deferred = None;
         for output in outputs {
+            if self.crashes_now(from) {
+                self.kill(from);
+                return;
+            }
+            if let Output::Persist(record) = &output {
+                if durable_first {
+                    self.nodes[from].disk = Some(record.clone());
+                } else {
+                    deferred = Some(record.clone());
+                }
+                continue;
+            }
             let Output::Send { to, message } = output else {
                 continue;
             };
@@ -563,6 +687,13 @@ impl<'a> World<'a> {
             {
                 self.enqueue(from, to, &message, queue);
             }
+        }
+        if let Some(record) = deferred {
+            if self.crashes_now(from) {
+                self.kill(from);
+                return;
+            }
+            self.nodes[from].disk = Some(record);
         }
     }
 
@@ -592,7 +723,7 @@ impl<'a> World<'a> {
             let peer = self.nodes[to].state.node_id();
             self.nodes[from]
                 .state
-                .dial_failed(peer, self.now, &mut self.rng);
+                .handle_dial_failed(peer, self.now, &mut self.rng);
             return;
         }
         if !self.nodes[to].alive
@@ -610,7 +741,7 @@ impl<'a> World<'a> {
         self.nodes[to]
             .state
             .handle_frame(sender, &bytes, self.now, &mut self.rng);
-        let outputs: Vec<Output> = self.nodes[to].state.drain_outputs().collect();
+        let outputs = outputs_of(&mut self.nodes[to].state);
         self.route(to, outputs, queue);
     }
 
@@ -660,7 +791,8 @@ impl<'a> World<'a> {
             }
             Role::Eclipsing => {
                 let target = self.eclipse_target;
-                let opening = crate::proto::gossip::opening(self.nodes[i].state.directory());
+                let opening =
+                    crate::proto::gossip::opening(self.nodes[i].state.directory(), self.now);
                 for _ in 0..adversary::ECLIPSE_FRAMES {
                     self.enqueue(i, target, &opening, queue);
                 }
@@ -749,7 +881,7 @@ impl<'a> World<'a> {
         for peer in self.random_peers(i, 5) {
             self.enqueue(i, peer, &Message::Records(records.clone()), queue);
         }
-        let opening = crate::proto::gossip::opening(self.nodes[i].state.directory());
+        let opening = crate::proto::gossip::opening(self.nodes[i].state.directory(), self.now);
         for victim in self.random_peers(i, adversary::FLOOD_VICTIMS) {
             for _ in 0..adversary::FLOOD_FRAMES {
                 self.enqueue(i, victim, &opening, queue);

@@ -34,19 +34,18 @@ pub fn config(
     bootstrap: Vec<(NodeId, SocketAddr)>,
 ) -> NodeConfig {
     NodeConfig {
-        data_dir: dir.join(format!("node-{seed}")),
-        identity: identity(seed),
-        federation: "test".into(),
-        roster: roster.clone(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        advertise: None,
         bootstrap,
         gossip: GossipConfig {
             interval_ms: 200,
             ..GossipConfig::default()
         },
-        audit: Default::default(),
         specialists: vec![specialist(&format!("agent-{seed}"), "summarize")],
+        ..NodeConfig::new(
+            dir.join(format!("node-{seed}")),
+            identity(seed),
+            "test",
+            roster.clone(),
+        )
     }
 }
 
@@ -63,6 +62,10 @@ pub async fn federation(dir: &Path, count: u8) -> Vec<NodeHandle> {
                 .await
                 .unwrap(),
         );
+    }
+    // A fresh node with a bootstrap peer hears it before it signs.
+    for node in &nodes {
+        node.ready().await.unwrap();
     }
     nodes
 }

@@ -19,6 +19,12 @@ struct Net {
     now: u64,
     delivered: usize,
     audit: Vec<(usize, AuditEvent)>,
+    queue: VecDeque<(usize, Output)>,
+}
+
+/// Every output `state` has, in order.
+fn outputs(state: &mut State) -> Vec<Output> {
+    std::iter::from_fn(|| state.poll_output()).collect()
 }
 
 impl Net {
@@ -51,7 +57,26 @@ impl Net {
             now: NOW,
             delivered: 0,
             audit: vec![],
+            queue: VecDeque::new(),
         }
+    }
+
+    /// Runs a command on node `i` and returns its answer; the node's other
+    /// outputs wait for the next `settle`.
+    fn command(&mut self, i: usize, command: Command) -> Result<VerifiedRecord, PublishError> {
+        self.nodes[i].handle_command(command, self.now, &mut self.rng);
+        let mut answer = None;
+        for output in outputs(&mut self.nodes[i]) {
+            match output {
+                Output::CommandResult(result) => answer = Some(result),
+                other => self.queue.push_back((i, other)),
+            }
+        }
+        answer.expect("every command is answered")
+    }
+
+    fn publish(&mut self, i: usize, names: &[&str]) -> Result<VerifiedRecord, PublishError> {
+        self.command(i, Command::Publish(announcement(names)))
     }
 
     fn index(&self, id: &NodeId) -> Option<usize> {
@@ -60,9 +85,9 @@ impl Net {
 
     /// Delivers every pending output until the network is quiet.
     fn settle(&mut self) {
-        let mut queue: VecDeque<(usize, Output)> = VecDeque::new();
+        let mut queue = std::mem::take(&mut self.queue);
         for (i, node) in self.nodes.iter_mut().enumerate() {
-            queue.extend(node.drain_outputs().map(|output| (i, output)));
+            queue.extend(outputs(node).into_iter().map(|output| (i, output)));
         }
         while let Some((from, output)) = queue.pop_front() {
             match output {
@@ -74,7 +99,11 @@ impl Net {
                     let sender = self.nodes[from].node_id();
                     let bytes = message.encode();
                     self.nodes[target].handle_frame(sender, &bytes, self.now, &mut self.rng);
-                    queue.extend(self.nodes[target].drain_outputs().map(|o| (target, o)));
+                    queue.extend(
+                        outputs(&mut self.nodes[target])
+                            .into_iter()
+                            .map(|o| (target, o)),
+                    );
                 }
                 Output::Audit(event) => self.audit.push((from, event)),
                 _ => {}
@@ -96,9 +125,7 @@ impl Net {
 #[test]
 fn a_publication_reaches_every_node_by_anti_entropy_alone() {
     let mut net = Net::new(8, 0);
-    let record = net.nodes[0]
-        .publish(announcement(&["ocr"]), net.now, &mut net.rng)
-        .unwrap();
+    let record = net.publish(0, &["ocr"]).unwrap();
     net.settle();
     net.rounds(8);
     for node in &net.nodes {
@@ -115,9 +142,7 @@ fn a_publication_reaches_every_node_by_anti_entropy_alone() {
 #[test]
 fn the_rumor_path_spreads_without_rounds() {
     let mut net = Net::new(6, 5);
-    let record = net.nodes[2]
-        .publish(announcement(&["a"]), net.now, &mut net.rng)
-        .unwrap();
+    let record = net.publish(2, &["a"]).unwrap();
     net.settle();
     assert!(net
         .nodes
@@ -129,9 +154,7 @@ fn the_rumor_path_spreads_without_rounds() {
 fn converged_nodes_exchange_only_root_digests() {
     let mut net = Net::new(5, 0);
     for i in 0..5 {
-        net.nodes[i]
-            .publish(announcement(&["s"]), net.now, &mut net.rng)
-            .unwrap();
+        net.publish(i, &["s"]).unwrap();
     }
     net.rounds(10);
     assert!(net.nodes.iter().all(|node| node.directory().len() == 5));
@@ -144,16 +167,12 @@ fn converged_nodes_exchange_only_root_digests() {
 #[test]
 fn withdraw_and_refresh_continue_the_chain() {
     let mut net = Net::new(3, 2);
-    net.nodes[0]
-        .publish(announcement(&["a", "b"]), net.now, &mut net.rng)
-        .unwrap();
-    let second = net.nodes[0].withdraw("a", net.now, &mut net.rng).unwrap();
+    net.publish(0, &["a", "b"]).unwrap();
+    let second = net.command(0, Command::Withdraw("a".into())).unwrap();
     assert_eq!(second.seq(), 2);
     assert_eq!(second.record().specialists.len(), 1);
     assert_eq!(
-        net.nodes[0]
-            .withdraw("zzz", net.now, &mut net.rng)
-            .unwrap_err(),
+        net.command(0, Command::Withdraw("zzz".into())).unwrap_err(),
         PublishError::UnknownSpecialist("zzz".into())
     );
     net.settle();
@@ -175,21 +194,15 @@ fn garbage_frames_get_a_peer_banned() {
     let mut net = Net::new(3, 2);
     let rogue = net.nodes[1].node_id();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let mut outputs = Vec::new();
+    let mut seen = Vec::new();
     for _ in 0..3 {
-        outputs.extend(net.nodes[0].handle(
-            Input::Frame {
-                from: rogue,
-                bytes: vec![1, 200, 3],
-            },
-            NOW,
-            &mut rng,
-        ));
+        net.nodes[0].handle_frame(rogue, &[1, 200, 3], NOW, &mut rng);
+        seen.extend(outputs(&mut net.nodes[0]));
     }
-    assert!(outputs
+    assert!(seen
         .iter()
         .any(|o| matches!(o, Output::Disconnect { peer, .. } if *peer == rogue)));
-    assert!(outputs
+    assert!(seen
         .iter()
         .any(|o| matches!(o, Output::Audit(AuditEvent::Banned { .. }))));
     assert!(net.nodes[0].is_banned(&rogue, NOW));
@@ -202,7 +215,7 @@ fn garbage_frames_get_a_peer_banned() {
     for _ in 0..50 {
         net.nodes[0].handle_timeout(net.now, &mut rng);
         net.now += 1000;
-        for output in net.nodes[0].drain_outputs() {
+        for output in outputs(&mut net.nodes[0]) {
             if let Output::Send { to, .. } = output {
                 assert_ne!(to, rogue);
             }
@@ -241,7 +254,7 @@ fn forged_records_cost_the_relaying_peer() {
     );
     assert!(net.nodes[0].directory().is_empty());
     assert_eq!(net.nodes[0].peer_points(&relay, NOW), 40);
-    let audited = net.nodes[0].drain_outputs().any(|o| {
+    let audited = outputs(&mut net.nodes[0]).into_iter().any(|o| {
         matches!(o, Output::Audit(AuditEvent::Verdict { peer: Some(p), verdict: Verdict::Rejected(_) }) if p == relay)
     });
     assert!(audited);
@@ -278,49 +291,215 @@ fn an_equivocation_is_caught_and_its_proof_spreads() {
     }
 }
 
-#[test]
-fn a_lost_own_record_is_recovered_from_peers() {
-    let mut net = Net::new(3, 2);
-    net.nodes[0]
-        .publish(announcement(&["a"]), net.now, &mut net.rng)
-        .unwrap();
-    net.nodes[0]
-        .publish(announcement(&["a", "b"]), net.now, &mut net.rng)
-        .unwrap();
-    net.settle();
-    // Node 0 restarts with nothing.
-    let federation_id = net.federation.id;
-    let members = member_list(&net.federation.roster);
-    net.nodes[0] = State::new(
-        Arc::new(Identity::from_seed(&[1; 32])),
-        DirectoryConfig::new(federation_id),
+fn restarted(net: &Net, seed: u8) -> State {
+    State::new(
+        Arc::new(Identity::from_seed(&[seed; 32])),
+        DirectoryConfig::new(net.federation.id),
         GossipConfig::default(),
         net.federation.roster.clone(),
-        members,
+        member_list(&net.federation.roster),
         net.now,
-    );
-    let bootstrap = net.nodes[1].node_id();
-    net.nodes[0].add_bootstrap([bootstrap]);
-    net.rounds(3);
-    assert_eq!(net.nodes[0].own_record().map(|r| r.seq()), Some(2));
-    let third = net.nodes[0]
-        .publish(announcement(&["c"]), net.now, &mut net.rng)
-        .unwrap();
-    assert_eq!(third.seq(), 3, "continues the chain instead of forking it");
+    )
+}
+
+fn position(outputs: &[Output], wanted: impl Fn(&Output) -> bool) -> Option<usize> {
+    outputs.iter().position(wanted)
 }
 
 #[test]
-fn commands_arrive_as_inputs_too() {
+fn a_publication_is_persisted_before_anything_reveals_it() {
+    let mut net = Net::new(4, 3);
+    net.nodes[0].handle_command(Command::Publish(announcement(&["a"])), NOW, &mut net.rng);
+    let outputs = outputs(&mut net.nodes[0]);
+    let persist = position(&outputs, |o| matches!(o, Output::Persist(_))).unwrap();
+    let published = position(&outputs, |o| {
+        matches!(o, Output::Audit(AuditEvent::Published(_)))
+    })
+    .unwrap();
+    assert!(
+        published < persist,
+        "the publication's audit entry is durable with it"
+    );
+    for (at, output) in outputs.iter().enumerate() {
+        if matches!(
+            output,
+            Output::Send { .. } | Output::CommandResult(_) | Output::Change(_)
+        ) {
+            assert!(at > persist, "{output:?} before the record is durable");
+        }
+    }
+    assert!(outputs.iter().any(|o| matches!(o, Output::Send { .. })));
+}
+
+#[test]
+fn a_node_that_lost_its_history_takes_its_chain_back_before_signing() {
+    let mut net = Net::new(3, 2);
+    net.publish(0, &["a"]).unwrap();
+    net.publish(0, &["a", "b"]).unwrap();
+    net.settle();
+    // Node 0 restarts with nothing on disk.
+    net.nodes[0] = restarted(&net, 1);
+    net.nodes[0].mark_lost(net.now);
+    net.nodes[0].set_announcement(announcement(&["c"]));
+    let bootstrap = net.nodes[1].node_id();
+    net.nodes[0].add_bootstrap([bootstrap]);
+    assert!(matches!(
+        net.nodes[0].chain_status(),
+        ChainStatus::Recovering
+    ));
+    assert_eq!(
+        net.publish(0, &["x"]).unwrap_err(),
+        PublishError::Recovering,
+        "it signs nothing before it heard its peers"
+    );
+    net.rounds(4);
+    assert!(matches!(net.nodes[0].chain_status(), ChainStatus::Known));
+    // It took back seq 2 (durably, and audited), then published its announcement above it.
+    let recovered: Vec<&AuditEvent> = net
+        .audit
+        .iter()
+        .filter(|(i, e)| *i == 0 && matches!(e, AuditEvent::Recovered { .. }))
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(recovered.len(), 1);
+    let own = net.nodes[0].own_record().unwrap().clone();
+    assert_eq!(own.seq(), 3, "continues the chain instead of forking it");
+    assert_eq!(own.record().specialists[0].name, "c");
+    net.rounds(3);
+    assert!(net
+        .nodes
+        .iter()
+        .all(|node| !node.directory().is_quarantined(&own.origin())));
+}
+
+#[test]
+fn a_record_of_its_key_signed_elsewhere_halts_the_node() {
+    let mut net = Net::new(3, 2);
+    net.publish(0, &["a"]).unwrap();
+    net.settle();
+    // A second process holding node 0's key publishes above node 0's record.
+    let mut twin = restarted(&net, 1);
+    twin.restore_own(net.nodes[0].own_record().unwrap().clone(), net.now);
+    twin.handle_command(
+        Command::Publish(announcement(&["evil"])),
+        net.now,
+        &mut net.rng,
+    );
+    let foreign = outputs(&mut twin)
+        .into_iter()
+        .find_map(|o| match o {
+            Output::CommandResult(Ok(record)) => Some(record),
+            _ => None,
+        })
+        .unwrap();
+    let relay = net.nodes[1].node_id();
+    net.nodes[0].handle_frame(
+        relay,
+        &Message::Records(vec![foreign.wire_bytes().to_vec()]).encode(),
+        net.now,
+        &mut net.rng,
+    );
+    let seen = outputs(&mut net.nodes[0]);
+    assert!(seen.iter().any(|o| matches!(
+        o,
+        Output::ChainStatus(ChainStatus::Halted(Halt::ForeignSigner(r))) if r.id() == foreign.id()
+    )));
+    assert!(seen
+        .iter()
+        .any(|o| matches!(o, Output::Audit(AuditEvent::Halted { .. }))));
+    assert!(!seen.iter().any(|o| matches!(o, Output::Persist(_))));
+    assert!(matches!(
+        net.publish(0, &["b"]),
+        Err(PublishError::Halted(_))
+    ));
+    // Nor does it refresh: nothing is due.
+    let refresh = foreign.record().issued_at_ms + net.nodes[0].config().ttl_ms / 2;
+    net.nodes[0].handle_timeout(refresh, &mut net.rng);
+    assert!(!outputs(&mut net.nodes[0])
+        .iter()
+        .any(|o| matches!(o, Output::Persist(_))));
+}
+
+#[test]
+fn a_quarantined_node_halts_and_says_so_after_a_restart() {
+    let mut net = Net::new(3, 2);
+    let own = net.publish(0, &["a"]).unwrap();
+    let mut fork = own.record().clone();
+    fork.specialists = announcement(&["b"]).specialists;
+    let fork = VerifiedRecord::sign(&Identity::from_seed(&[1; 32]), fork).unwrap();
+    let relay = net.nodes[1].node_id();
+    net.nodes[0].handle_frame(
+        relay,
+        &Message::Records(vec![fork.wire_bytes().to_vec()]).encode(),
+        net.now,
+        &mut net.rng,
+    );
+    assert!(matches!(
+        net.nodes[0].chain_status(),
+        ChainStatus::Halted(Halt::Quarantined(_))
+    ));
+    let proof = net.nodes[0]
+        .directory()
+        .proof(&own.origin())
+        .unwrap()
+        .clone();
+    // Restarted with the proof in its store: it starts, and knows it cannot sign.
+    let mut restarted = restarted(&net, 1);
+    restarted.restore_own(own, net.now);
+    restarted.restore_proof(&proof);
+    assert!(matches!(
+        restarted.chain_status(),
+        ChainStatus::Halted(Halt::Quarantined(_))
+    ));
+    restarted.handle_command(
+        Command::Publish(announcement(&["c"])),
+        net.now,
+        &mut net.rng,
+    );
+    assert!(outputs(&mut restarted)
+        .iter()
+        .any(|o| matches!(o, Output::CommandResult(Err(PublishError::Halted(_))))));
+}
+
+#[test]
+fn a_clock_far_from_the_peers_is_reported() {
+    let mut net = Net::new(2, 0);
+    let peer = net.nodes[1].node_id();
+    let two_hours = 2 * 3600 * 1000;
+    let opening = gossip::opening(net.nodes[1].directory(), NOW - two_hours);
+    net.nodes[0].handle_frame(peer, &opening.encode(), NOW, &mut net.rng);
+    let seen = outputs(&mut net.nodes[0]);
+    assert!(seen.iter().any(|o| matches!(
+        o,
+        Output::ClockOffset { offset_ms, warning: true } if *offset_ms == -(two_hours as i64)
+    )));
+    assert_eq!(net.nodes[0].clock_offset_ms(), Some(-(two_hours as i64)));
+}
+
+#[test]
+fn commands_are_answered_in_the_outputs() {
     let mut net = Net::new(2, 1);
-    let mut rng = ChaCha8Rng::seed_from_u64(6);
-    let outputs = net.nodes[0].handle(Input::Publish(announcement(&["a"])), NOW, &mut rng);
-    assert!(outputs
+    assert!(net.publish(0, &["a"]).is_ok());
+    let replaced = net
+        .command(
+            0,
+            Command::Announce(announcement(&["a"]).specialists[0].clone()),
+        )
+        .unwrap();
+    assert_eq!(replaced.record().specialists.len(), 1);
+    assert_eq!(
+        net.command(0, Command::Withdraw("missing".into())),
+        Err(PublishError::UnknownSpecialist("missing".into()))
+    );
+    assert!(
+        net.audit.is_empty(),
+        "outputs other than the answer wait for settle"
+    );
+    net.settle();
+    assert!(net
+        .audit
         .iter()
-        .any(|o| matches!(o, Output::Audit(AuditEvent::Published(_)))));
-    let outputs = net.nodes[0].handle(Input::Withdraw("missing".into()), NOW, &mut rng);
-    assert!(outputs
-        .iter()
-        .any(|o| matches!(o, Output::CommandFailed(PublishError::UnknownSpecialist(_)))));
+        .any(|(_, e)| matches!(e, AuditEvent::Published(_))));
 }
 
 #[test]
@@ -340,7 +519,7 @@ fn only_reachable_members_are_picked() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     for round in 1..20 {
         state.handle_timeout(NOW + round * 1000, &mut rng);
-        for output in state.drain_outputs() {
+        for output in outputs(&mut state) {
             if let Output::Send { to, .. } = output {
                 assert_eq!(to, bootstrap, "only the bootstrap peer is known");
             }
@@ -357,7 +536,7 @@ fn only_reachable_members_are_picked() {
     let mut seen = std::collections::BTreeSet::new();
     for round in 31..80 {
         state.handle_timeout(NOW + round * 1000, &mut rng);
-        for output in state.drain_outputs() {
+        for output in outputs(&mut state) {
             if let Output::Send { to, .. } = output {
                 seen.insert(to);
             }

@@ -1,0 +1,553 @@
+//! The actor: the one task that owns a node's [`State`].
+//!
+//! It feeds the state one input at a time (a command, a network event, a
+//! timeout) and then acts on every output in order ([`Actor::drain`]). The
+//! durability contract of [`Output::Persist`] is kept here: the node's own record
+//! is written to the store, the audit entries before it are handed to the audit
+//! writer, and both are synced (in parallel, off the async runtime) before the
+//! actor acts on any later output — before a single byte of it is queued for a
+//! peer, before a subscriber hears of it, and before the command that signed it
+//! is answered. A record that fails to become durable stops the node.
+//!
+//! Audit entries are handed to the writer thread without blocking the runtime:
+//! when the writer's queue is full the actor waits on a blocking task, which is
+//! the backpressure that reaches the network (see `links`).
+//!
+//! Time: every input is stamped with [`NodeTime`], the wall clock read once at
+//! start plus monotonic time. The actor warns once when the system clock has
+//! moved away from it, and when peers' clocks are far from it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tidings_audit::{
+    AuditWriter, EntryKind, Full, NewEntry, SledStore, TryAppendError, WriterHandle,
+};
+use tidings_keys::{NodeId, Roster};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+use super::client::{Command as ClientCommand, Health, Signing};
+use super::links::{Links, NetEvent};
+use super::metrics::{Latency, NodeStats};
+use super::startup::Notes;
+use super::NodeError;
+use crate::net::clock::NodeTime;
+use crate::net::lock::DataDirLock;
+use crate::net::store::DirectoryStore;
+use crate::proto::clock::WARN_OFFSET_MS;
+use crate::proto::codec::{DecodeError, Field};
+use crate::proto::event::{ChainStatus, DirectoryChange, Halt, Output, PublishError};
+use crate::proto::state::{Command, State};
+use crate::proto::VerifiedRecord;
+use crate::recording::entry_for;
+
+/// How often the rest of the store (other origins' records) is synced.
+const STORE_FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// Everything the actor starts with.
+pub(super) struct Parts {
+    pub(super) state: State,
+    pub(super) time: NodeTime,
+    pub(super) links: Links,
+    pub(super) events: mpsc::Receiver<NetEvent>,
+    pub(super) writer: AuditWriter<SledStore>,
+    pub(super) store: DirectoryStore,
+    pub(super) changes: broadcast::Sender<DirectoryChange>,
+    pub(super) health: watch::Sender<Health>,
+    pub(super) roster: Roster,
+    pub(super) lock: DataDirLock,
+}
+
+type Reply = oneshot::Sender<Result<VerifiedRecord, PublishError>>;
+
+pub(super) struct Actor {
+    pub(super) state: State,
+    time: NodeTime,
+    rng: StdRng,
+    pub(super) links: Links,
+    events: Option<mpsc::Receiver<NetEvent>>,
+    writer: Option<AuditWriter<SledStore>>,
+    audit: WriterHandle,
+    store: DirectoryStore,
+    store_dirty: bool,
+    changes: broadcast::Sender<DirectoryChange>,
+    health: watch::Sender<Health>,
+    pub(super) roster: Roster,
+    pub(super) latency: Latency,
+    /// Audit entries of the current drain, not yet handed to the writer.
+    pending: Vec<NewEntry>,
+    /// Who waits for the answer of the command being handled.
+    reply: Option<Reply>,
+    pub(super) persisted: u64,
+    pub(super) persist_seconds: f64,
+    wall_step_warned: bool,
+    _lock: DataDirLock,
+}
+
+impl Actor {
+    pub(super) fn new(parts: Parts) -> Self {
+        let audit = parts.writer.handle();
+        Self {
+            state: parts.state,
+            time: parts.time,
+            rng: StdRng::from_entropy(),
+            links: parts.links,
+            events: Some(parts.events),
+            writer: Some(parts.writer),
+            audit,
+            store: parts.store,
+            store_dirty: false,
+            changes: parts.changes,
+            health: parts.health,
+            roster: parts.roster,
+            latency: Latency::default(),
+            pending: Vec::new(),
+            reply: None,
+            persisted: 0,
+            persist_seconds: 0.0,
+            wall_step_warned: false,
+            _lock: parts.lock,
+        }
+    }
+
+    /// Says what startup repaired (log, health, audit) and where signing stands.
+    pub(super) fn report_startup(&mut self, notes: &Notes) {
+        for warning in &notes.warnings {
+            warn!("{warning}");
+        }
+        let now = self.time.now_ms();
+        self.pending
+            .extend(notes.entries.iter().cloned().map(|mut entry| {
+                entry.at_ms = now;
+                entry
+            }));
+        self.update_health(|health| health.startup_warnings = notes.warnings.clone());
+        self.chain_status(self.state.chain_status());
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<ClientCommand>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), NodeError> {
+        let Some(mut events) = self.events.take() else {
+            return Err(NodeError::Stopped);
+        };
+        let mut flush = tokio::time::interval(STORE_FLUSH_EVERY);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut result = self.drain().await;
+        while result.is_ok() {
+            let wait =
+                Duration::from_millis(self.state.poll_timeout().saturating_sub(self.time.now_ms()));
+            if wait.is_zero() && !*shutdown.borrow() {
+                // Due now (a publication at start, a round): before any queued input.
+                result = self.timeout().await;
+                tokio::task::yield_now().await;
+                continue;
+            }
+            // Biased: a stop overtakes queued input, and timers are never starved
+            // by a busy network.
+            result = tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep(wait) => self.timeout().await,
+                _ = flush.tick() => self.flush_store().await,
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command).await,
+                    None => break,
+                },
+                Some(event) = events.recv() => self.event(event).await,
+            };
+        }
+        if let Err(error) = &result {
+            error!(%error, "the node stops");
+        }
+        let stopped = self.stop().await;
+        result.and(stopped)
+    }
+
+    async fn stop(mut self) -> Result<(), NodeError> {
+        self.hand_over_audit().await?;
+        if let Some(writer) = self.writer.take() {
+            tokio::task::spawn_blocking(move || writer.shutdown())
+                .await
+                .map_err(|error| NodeError::Audit(error.to_string()))?
+                .map_err(|error| NodeError::Audit(error.to_string()))?;
+        }
+        self.sync_store().await?;
+        self.links.close().await;
+        info!(node = %self.state.node_id(), "node stopped");
+        Ok(())
+    }
+
+    async fn timeout(&mut self) -> Result<(), NodeError> {
+        let now = self.time.now_ms();
+        self.watch_wall_clock();
+        self.state.handle_timeout(now, &mut self.rng);
+        self.drain().await
+    }
+
+    async fn command(&mut self, command: ClientCommand) -> Result<(), NodeError> {
+        let now = self.time.now_ms();
+        let (command, reply) = match command {
+            ClientCommand::Announce(specialist, reply) => (Command::Announce(specialist), reply),
+            ClientCommand::Withdraw(name, reply) => (Command::Withdraw(name), reply),
+            ClientCommand::Lookup(query, reply) => {
+                let _ = reply.send(self.lookup(&query));
+                return Ok(());
+            }
+            ClientCommand::Stats(reply) => {
+                let _ = reply.send(self.stats());
+                return Ok(());
+            }
+            ClientCommand::Members(reply) => {
+                let _ = reply.send(self.members(now));
+                return Ok(());
+            }
+            ClientCommand::Record(origin, reply) => {
+                let record = self.state.directory().entry(&origin);
+                let _ = reply.send(record.map(|entry| entry.record.clone()));
+                return Ok(());
+            }
+        };
+        self.reply = Some(reply);
+        self.state.handle_command(command, now, &mut self.rng);
+        self.drain().await
+    }
+
+    async fn event(&mut self, event: NetEvent) -> Result<(), NodeError> {
+        let now = self.time.now_ms();
+        match event {
+            NetEvent::Frame { from, bytes } => {
+                self.latency.answered(&from);
+                self.state.handle_frame(from, &bytes, now, &mut self.rng);
+            }
+            NetEvent::BadFrame { from, reason } => {
+                let error = DecodeError::Invalid {
+                    field: Field::Frame,
+                    reason,
+                };
+                self.state.handle_bad_frame(from, error, now);
+            }
+            NetEvent::DialFailed(peer) => {
+                self.links.forget(&peer);
+                self.state.handle_dial_failed(peer, now, &mut self.rng);
+            }
+            NetEvent::Connected { peer, inbound } => {
+                debug!(peer = %peer, inbound, "connected");
+                if inbound {
+                    // The peer may have restarted: its next frames go over this
+                    // connection, through a fresh link.
+                    self.links.forget(&peer);
+                    self.state.handle_connected(&peer);
+                    self.pending.push(connection_entry(
+                        now,
+                        EntryKind::ConnectionAccepted,
+                        Some(peer),
+                        "mutual TLS with a roster key".into(),
+                    ));
+                }
+            }
+            NetEvent::Refused(refusal) => self.pending.push(connection_entry(
+                now,
+                EntryKind::ConnectionRefused,
+                refusal.presented,
+                refusal.reason,
+            )),
+        }
+        self.drain().await
+    }
+
+    /// Acts on every output of the state, in order (see the module docs).
+    async fn drain(&mut self) -> Result<(), NodeError> {
+        let now = self.time.now_ms();
+        while let Some(output) = self.state.poll_output() {
+            match output {
+                Output::Persist(record) => self.persist_own(&record).await?,
+                Output::Send { to, message } => {
+                    let addr = self.address_of(&to);
+                    self.links.send(to, message.encode(), addr);
+                }
+                Output::ExchangeOpened { peer } => self.latency.opened(peer),
+                Output::Audit(event) => self.pending.extend(entry_for(&event, now)),
+                Output::Change(change) => self.change(change),
+                Output::CommandResult(result) => match self.reply.take() {
+                    Some(reply) => {
+                        let _ = reply.send(result);
+                    }
+                    None => {
+                        if let Err(error) = result {
+                            debug!(%error, "publication not made");
+                        }
+                    }
+                },
+                Output::ChainStatus(status) => self.chain_status(status),
+                Output::ClockOffset { offset_ms, warning } => {
+                    self.clock_offset(offset_ms, warning, now)
+                }
+                Output::Disconnect { peer, .. } => self.links.disconnect(&peer, b"banned"),
+            }
+        }
+        self.hand_over_audit().await
+    }
+
+    /// Makes `record` durable as the node's own, with every audit entry before it.
+    async fn persist_own(&mut self, record: &VerifiedRecord) -> Result<(), NodeError> {
+        let started = Instant::now();
+        let failed = |error: String| NodeError::Durability(error);
+        self.store
+            .put_own(record.wire_bytes())
+            .map_err(|error| failed(error.to_string()))?;
+        self.hand_over_audit().await?;
+        let store = self.store.clone();
+        let audit = self.audit.clone();
+        let (store_synced, audit_synced) = tokio::join!(
+            tokio::task::spawn_blocking(move || store.flush()),
+            tokio::task::spawn_blocking(move || audit.flush()),
+        );
+        store_synced
+            .map_err(|error| failed(error.to_string()))?
+            .map_err(|error| failed(error.to_string()))?;
+        audit_synced
+            .map_err(|error| failed(error.to_string()))?
+            .map_err(|error| failed(error.to_string()))?;
+        self.persisted += 1;
+        self.persist_seconds += started.elapsed().as_secs_f64();
+        let (index, hash) = self.audit.durable_head();
+        self.store.put_audit_head(index, &hash)?;
+        self.store_dirty = true;
+        Ok(())
+    }
+
+    /// Hands the pending audit entries to the writer; waits (off the runtime) when
+    /// its queue is full.
+    async fn hand_over_audit(&mut self) -> Result<(), NodeError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let entries = std::mem::take(&mut self.pending);
+        let refused = match self.audit.try_append_batch(entries) {
+            Ok(()) => return Ok(()),
+            Err(TryAppendError::Full(Full(entries))) => {
+                let audit = self.audit.clone();
+                match tokio::task::spawn_blocking(move || audit.append_batch(entries)).await {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(error)) => error.to_string(),
+                    Err(error) => error.to_string(),
+                }
+            }
+            Err(TryAppendError::Closed(error)) => error.to_string(),
+        };
+        warn!(error = %refused, "audit log unavailable");
+        Err(NodeError::Audit(refused))
+    }
+
+    /// Syncs the rest of the store, with the audit log's durable head.
+    async fn flush_store(&mut self) -> Result<(), NodeError> {
+        if !self.store_dirty {
+            return Ok(());
+        }
+        self.sync_store().await?;
+        self.store_dirty = false;
+        Ok(())
+    }
+
+    /// Records the audit log's durable head in the store and syncs the store, off
+    /// the runtime.
+    async fn sync_store(&mut self) -> Result<(), NodeError> {
+        let (index, hash) = self.audit.durable_head();
+        self.store.put_audit_head(index, &hash)?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|error| NodeError::Audit(error.to_string()))??;
+        Ok(())
+    }
+
+    fn change(&mut self, change: DirectoryChange) {
+        log_change(&change, &self.roster);
+        let result = match &change {
+            DirectoryChange::Added(record) | DirectoryChange::Updated { record, .. } => {
+                self.store.put_record(&record.origin(), record.wire_bytes())
+            }
+            DirectoryChange::Expired(record) => self.store.remove_record(&record.origin()),
+            DirectoryChange::Quarantined { origin, proof } => {
+                self.store.put_proof(origin, &proof.encode())
+            }
+        };
+        match result {
+            Ok(()) => self.store_dirty = true,
+            Err(error) => warn!(%error, "cannot persist a directory change"),
+        }
+        let _ = self.changes.send(change);
+    }
+
+    fn chain_status(&mut self, status: ChainStatus) {
+        let (signing, problem, foreign, quarantined) = match &status {
+            ChainStatus::Known => (Signing::Ok, None, false, false),
+            ChainStatus::Recovering => (
+                Signing::Recovering,
+                Some(PublishError::Recovering.to_string()),
+                false,
+                false,
+            ),
+            ChainStatus::Halted(halt) => (
+                Signing::Halted,
+                Some(halt.to_string()),
+                matches!(halt, Halt::ForeignSigner(_)),
+                matches!(halt, Halt::Quarantined(_)),
+            ),
+        };
+        match &status {
+            ChainStatus::Known => info!("this node's own chain is known: it signs again"),
+            ChainStatus::Recovering => warn!("{}", PublishError::Recovering),
+            ChainStatus::Halted(halt) => error!("{halt}"),
+        }
+        self.update_health(|health| {
+            health.signing = signing;
+            health.problem = problem;
+            health.foreign_signer = foreign;
+            health.quarantined = quarantined;
+        });
+    }
+
+    fn clock_offset(&mut self, offset_ms: i64, warning: bool, now: u64) {
+        let seconds = offset_ms as f64 / 1000.0;
+        let reason = if warning {
+            let direction = if offset_ms < 0 { "ahead of" } else { "behind" };
+            warn!(
+                offset_seconds = seconds,
+                "this node's clock is {:.0} s {direction} its peers': records will look \
+                 expired or future-dated; fix the system clock and restart the node",
+                seconds.abs()
+            );
+            format!(
+                "clock {:.1} s {direction} the peers' (median)",
+                seconds.abs()
+            )
+        } else {
+            info!(
+                offset_seconds = seconds,
+                "this node's clock agrees with its peers' again"
+            );
+            format!("clock within {:.1} s of the peers' again", seconds.abs())
+        };
+        self.pending
+            .push(connection_entry(now, EntryKind::ClockOffset, None, reason));
+        self.update_health(|health| {
+            health.clock_offset_ms = Some(offset_ms);
+            health.clock_warning = warning;
+        });
+    }
+
+    /// Warns once when the system clock has moved away from the node's time.
+    fn watch_wall_clock(&mut self) {
+        let step = self.time.wall_step_ms();
+        let offset = self.state.clock_offset_ms();
+        self.update_health(|health| {
+            health.wall_clock_step_ms = step;
+            if !health.clock_warning {
+                health.clock_offset_ms = offset;
+            }
+        });
+        if step.unsigned_abs() > WARN_OFFSET_MS && !self.wall_step_warned {
+            self.wall_step_warned = true;
+            warn!(
+                step_seconds = step as f64 / 1000.0,
+                "the system clock moved by {:.0} s since this node started; the node keeps \
+                 counting from its start and is not affected; restart it to adopt the new time",
+                step as f64 / 1000.0
+            );
+        }
+    }
+
+    fn update_health(&self, change: impl FnOnce(&mut Health)) {
+        self.health.send_if_modified(|health| {
+            let before = health.clone();
+            change(health);
+            *health != before
+        });
+    }
+
+    fn address_of(&self, peer: &NodeId) -> Option<SocketAddr> {
+        let from_record = self.state.directory().entry(peer).and_then(|entry| {
+            entry
+                .record
+                .record()
+                .addrs
+                .iter()
+                .find_map(|addr| addr.parse::<SocketAddr>().ok())
+        });
+        from_record.or_else(|| self.links.bootstrap_address(peer))
+    }
+
+    fn stats(&self) -> NodeStats {
+        let directory = self.state.directory();
+        let counters = self.state.counters();
+        let traffic = self.links.traffic();
+        let mut stats = NodeStats {
+            records: directory.len(),
+            quarantined: directory.quarantined().count(),
+            verdicts: counters
+                .verdicts
+                .iter()
+                .map(|(kind, count)| (kind.as_str().to_string(), *count))
+                .collect(),
+            connections: self.links.connected().len(),
+            bytes_sent: traffic.sent.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_received: traffic.received.load(std::sync::atomic::Ordering::Relaxed),
+            exchanges: counters.exchanges_opened,
+            audit_entries: self.audit.written_index(),
+            audit_lag: self.audit.lag(),
+            persisted: self.persisted,
+            persist_seconds: self.persist_seconds,
+            ..NodeStats::default()
+        };
+        self.latency.fill(&mut stats);
+        stats
+    }
+}
+
+fn connection_entry(at_ms: u64, kind: EntryKind, peer: Option<NodeId>, reason: String) -> NewEntry {
+    NewEntry {
+        at_ms,
+        kind,
+        peer,
+        origin: None,
+        record: None,
+        reason,
+        evidence: None,
+    }
+}
+
+fn log_change(change: &DirectoryChange, roster: &Roster) {
+    let names = |record: &VerifiedRecord| -> String {
+        let names: Vec<&str> = record
+            .record()
+            .specialists
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        names.join(",")
+    };
+    let label = |origin: &NodeId| -> String {
+        match roster.label(origin) {
+            Some(label) => format!("{label} ({})", origin.short()),
+            None => origin.to_string(),
+        }
+    };
+    match change {
+        DirectoryChange::Added(record) | DirectoryChange::Updated { record, .. } => {
+            info!(origin = %label(&record.origin()), seq = record.seq(), specialists = %names(record), "record accepted");
+        }
+        DirectoryChange::Expired(record) => {
+            info!(origin = %label(&record.origin()), seq = record.seq(), "record expired")
+        }
+        DirectoryChange::Quarantined { origin, .. } => {
+            warn!(origin = %label(origin), "origin quarantined for equivocation")
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! What the rest of the program holds of a running node: a cloneable
+//! [`NodeClient`] (the API's), the [`NodeHandle`] that also stops it, and the
+//! views they return.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use tidings_audit::{AuditLog, SledStore};
+use tidings_keys::{FederationId, NodeId};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::metrics::NodeStats;
+use super::NodeError;
+use crate::proto::{DirectoryChange, PublishError, RecordId, Specialist, VerifiedRecord};
+
+/// A specialist found by a lookup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FoundSpecialist {
+    /// Who announces it.
+    pub origin: NodeId,
+    /// The record it is in.
+    pub record: RecordId,
+    /// The specialist.
+    pub specialist: Specialist,
+}
+
+/// What to look up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lookup {
+    /// Only specialists with this capability.
+    pub capability: Option<String>,
+    /// Only specialists with this name.
+    pub name: Option<String>,
+}
+
+/// One admitted member as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    /// Its id.
+    pub id: NodeId,
+    /// Its roster label.
+    pub label: Option<String>,
+    /// Its current record, if any: seq and id.
+    pub seq: Option<u64>,
+    /// The record id.
+    pub record: Option<RecordId>,
+    /// The addresses its record lists.
+    pub addrs: Vec<String>,
+    /// Specialists it announces.
+    pub specialists: usize,
+    /// Whether it is quarantined for equivocation.
+    pub quarantined: bool,
+    /// Whether this node has banned it.
+    pub banned: bool,
+    /// Whether a connection to it is open.
+    pub connected: bool,
+    /// Whether it is this node.
+    pub this_node: bool,
+}
+
+/// Whether the node may sign its own records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signing {
+    /// It knows its latest record and signs above it.
+    #[default]
+    Ok,
+    /// It lost its history and waits for peers before signing.
+    Recovering,
+    /// It must not sign (see the problem).
+    Halted,
+}
+
+/// What a node reports about itself beyond counters: whether it can sign, how
+/// its clock compares, and what startup repaired.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Health {
+    /// Whether it may sign.
+    pub signing: Signing,
+    /// Why not, when it may not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Another process signs with this node's key.
+    pub foreign_signer: bool,
+    /// This node's key is quarantined.
+    pub quarantined: bool,
+    /// Peers' clocks minus this node's (median), once a peer was heard.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<i64>,
+    /// Whether that offset is beyond the warning threshold.
+    pub clock_warning: bool,
+    /// How far the system clock moved from the node's time since it started.
+    pub wall_clock_step_ms: i64,
+    /// What startup found damaged or missing and repaired.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub startup_warnings: Vec<String>,
+}
+
+pub(super) enum Command {
+    Stats(oneshot::Sender<NodeStats>),
+    Members(oneshot::Sender<Vec<Member>>),
+    Announce(
+        Specialist,
+        oneshot::Sender<Result<VerifiedRecord, PublishError>>,
+    ),
+    Withdraw(
+        String,
+        oneshot::Sender<Result<VerifiedRecord, PublishError>>,
+    ),
+    Lookup(Lookup, oneshot::Sender<Vec<FoundSpecialist>>),
+    Record(NodeId, oneshot::Sender<Option<VerifiedRecord>>),
+}
+
+/// A cloneable way to talk to a running node (what the HTTP API holds).
+#[derive(Debug, Clone)]
+pub struct NodeClient {
+    node_id: NodeId,
+    local_addr: SocketAddr,
+    federation: FederationId,
+    commands: mpsc::Sender<Command>,
+    changes: broadcast::Sender<DirectoryChange>,
+    health: watch::Receiver<Health>,
+    audit_db: sled::Db,
+    audit_path: PathBuf,
+}
+
+impl NodeClient {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        node_id: NodeId,
+        local_addr: SocketAddr,
+        federation: FederationId,
+        commands: mpsc::Sender<Command>,
+        changes: broadcast::Sender<DirectoryChange>,
+        health: watch::Receiver<Health>,
+        audit_db: sled::Db,
+        audit_path: PathBuf,
+    ) -> Self {
+        Self {
+            node_id,
+            local_addr,
+            federation,
+            commands,
+            changes,
+            health,
+            audit_db,
+            audit_path,
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        answer.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Adds (or replaces, by name) a specialist and publishes the new record. The
+    /// answer comes once the record is durable.
+    pub async fn announce(&self, specialist: Specialist) -> Result<VerifiedRecord, NodeError> {
+        Ok(self
+            .ask(|reply| Command::Announce(specialist, reply))
+            .await??)
+    }
+
+    /// Withdraws a specialist by name and publishes the new record (durable when
+    /// answered).
+    pub async fn withdraw(&self, name: &str) -> Result<VerifiedRecord, NodeError> {
+        let name = name.to_string();
+        Ok(self.ask(|reply| Command::Withdraw(name, reply)).await??)
+    }
+
+    /// Specialists in this node's directory.
+    pub async fn lookup(&self, query: Lookup) -> Result<Vec<FoundSpecialist>, NodeError> {
+        self.ask(|reply| Command::Lookup(query, reply)).await
+    }
+
+    /// The current record of `origin`.
+    pub async fn record(&self, origin: NodeId) -> Result<Option<VerifiedRecord>, NodeError> {
+        self.ask(|reply| Command::Record(origin, reply)).await
+    }
+
+    /// A stream of directory changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<DirectoryChange> {
+        self.changes.subscribe()
+    }
+
+    /// The federation this node belongs to.
+    pub fn federation(&self) -> FederationId {
+        self.federation
+    }
+
+    /// Counters and gauges.
+    pub async fn stats(&self) -> Result<NodeStats, NodeError> {
+        self.ask(Command::Stats).await
+    }
+
+    /// Whether the node can sign, its clock, and what startup repaired. Answered
+    /// without waiting for the node's actor, so it works while the node is busy.
+    pub fn health(&self) -> Health {
+        self.health.borrow().clone()
+    }
+
+    /// Waits until the node knows its own chain and may sign (a node that lost
+    /// its history, or starts fresh with bootstrap peers, first hears its peers);
+    /// returns the health then, which says if it must not sign at all.
+    pub async fn ready(&self) -> Result<Health, NodeError> {
+        let mut health = self.health.clone();
+        let ready = health
+            .wait_for(|health| health.signing != Signing::Recovering)
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        Ok(ready.clone())
+    }
+
+    /// Every admitted member, as this node sees it.
+    pub async fn members(&self) -> Result<Vec<Member>, NodeError> {
+        self.ask(Command::Members).await
+    }
+
+    /// A read-only view of this node's audit log (what the writer has written).
+    pub fn audit_log(&self) -> Result<AuditLog<SledStore>, NodeError> {
+        AuditLog::open_read_only(SledStore::from_db(self.audit_db.clone(), &self.audit_path))
+            .map_err(|error| NodeError::Audit(error.to_string()))
+    }
+}
+
+/// A running node: its client, and the task to wait for or stop.
+#[derive(Debug)]
+pub struct NodeHandle {
+    client: NodeClient,
+    task: Option<tokio::task::JoinHandle<Result<(), NodeError>>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::ops::Deref for NodeHandle {
+    type Target = NodeClient;
+
+    fn deref(&self) -> &NodeClient {
+        &self.client
+    }
+}
+
+impl NodeHandle {
+    pub(super) fn new(
+        client: NodeClient,
+        task: tokio::task::JoinHandle<Result<(), NodeError>>,
+        shutdown: watch::Sender<bool>,
+    ) -> Self {
+        Self {
+            client,
+            task: Some(task),
+            shutdown,
+        }
+    }
+
+    /// A cloneable client of this node.
+    pub fn client(&self) -> NodeClient {
+        self.client.clone()
+    }
+
+    /// Stops the node: it takes no further input, flushes its audit log (with a
+    /// final signed checkpoint) and its store, and closes its connections. The
+    /// stop overtakes queued input, so it is prompt under load.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        let _ = self.shutdown.send(true);
+        self.join().await
+    }
+
+    /// Waits until the node stops by itself (an error it cannot go on from).
+    pub async fn wait(&mut self) -> Result<(), NodeError> {
+        self.join().await
+    }
+
+    async fn join(&mut self) -> Result<(), NodeError> {
+        match self.task.as_mut() {
+            Some(task) => {
+                let result = task.await.map_err(|_| NodeError::Stopped)?;
+                self.task = None;
+                result
+            }
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The node: one actor task owns the protocol [`State`]; network tasks feed it
+//! frames; it acts on every output after each input.
+//!
+//! ```text
+//!  accept task ──┐                              ┌─▶ link task per peer ─▶ its QUIC stream
+//!  receive loop  ├─▶ events ─▶ actor (State) ───┼─▶ audit writer thread (sled)
+//!  per connection│            (the only clock)  ├─▶ directory store (sled)
+//!  handle calls ─┘                              └─▶ subscribers (broadcast)
+//! ```
+//!
+//! - [`startup`]: the data directory lock, opening the store and the audit log
+//!   with their cross-checks, and where the node's own chain stands.
+//! - [`actor`]: the actor: its loop, and how it acts on each output, keeping the
+//!   durability contract (a record the node signed is on disk before anything can
+//!   reveal it, and before a command is answered).
+//! - [`links`]: connections, one receive loop per connection (backpressure reaches
+//!   QUIC flow control), one send task per peer.
+//! - [`client`]: [`NodeClient`] and [`NodeHandle`], what the API and the command
+//!   line hold, and the views they return.
+//! - [`metrics`]: counters and gauges.
+//!
+//! Nothing but the actor touches the state; links and readers only move bytes.
+//! Signals belong to the program that runs the node: the actor stops on
+//! [`NodeHandle::shutdown`].
+//!
+//! [`State`]: crate::proto::State
+
+mod actor;
+pub mod client;
+mod links;
+pub mod metrics;
+mod startup;
+mod views;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use tidings_audit::AuditConfig;
+use tidings_keys::{FederationId, Identity, NodeId, Roster};
+use tokio::sync::{broadcast, mpsc, watch};
+use tracing::info;
+
+use super::clock::{Clock, NodeTime, SystemClock};
+use super::transport::{NetError, Transport};
+use crate::proto::rate::RateLimit;
+use crate::proto::state::GossipConfig;
+use crate::proto::{PublishError, Specialist};
+
+pub use client::{FoundSpecialist, Health, Lookup, Member, NodeClient, NodeHandle, Signing};
+pub use metrics::{NodeStats, LATENCY_BUCKETS_MS};
+
+/// Everything a node needs to run.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where the audit log and the directory store live.
+    pub data_dir: PathBuf,
+    /// The node's key.
+    pub identity: Arc<Identity>,
+    /// The federation's name.
+    pub federation: String,
+    /// The admitted keys.
+    pub roster: Roster,
+    /// The UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Addresses to put in this node's record (empty: behind NAT). `None`: the
+    /// bound address.
+    pub advertise: Option<Vec<String>>,
+    /// Peers to contact first, with their addresses.
+    pub bootstrap: Vec<(NodeId, SocketAddr)>,
+    /// Gossip parameters.
+    pub gossip: GossipConfig,
+    /// How many records per origin (this node's own included) are accepted.
+    pub origin_rate: RateLimit,
+    /// Audit checkpoints and retention.
+    pub audit: AuditConfig,
+    /// The specialists this node announces at start.
+    pub specialists: Vec<Specialist>,
+    /// Where the node reads time (the system clocks, unless a test steps them).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl NodeConfig {
+    /// A node of `federation` with `identity`, keeping its data in `data_dir`,
+    /// listening on an ephemeral loopback port, with default settings.
+    pub fn new(
+        data_dir: PathBuf,
+        identity: Arc<Identity>,
+        federation: &str,
+        roster: Roster,
+    ) -> Self {
+        Self {
+            data_dir,
+            identity,
+            federation: federation.to_string(),
+            roster,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            bootstrap: Vec::new(),
+            gossip: GossipConfig::default(),
+            origin_rate: RateLimit::ORIGIN_DEFAULT,
+            audit: AuditConfig::default(),
+            specialists: Vec::new(),
+            clock: Arc::new(SystemClock::default()),
+        }
+    }
+}
+
+/// Why a node could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Network setup failed.
+    #[error("{0}")]
+    Net(#[from] NetError),
+    /// The audit log could not be opened or written.
+    #[error("audit log: {0}")]
+    Audit(String),
+    /// The directory store failed.
+    #[error("{0}")]
+    Store(#[from] super::store::StoreError),
+    /// The data directory could not be created or locked.
+    #[error("{0}")]
+    Lock(#[from] super::lock::LockError),
+    /// The data directory could not be created or a damaged part moved aside.
+    #[error("data directory {path}: {reason}")]
+    DataDir {
+        /// The path involved.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// This node's own key is not on the roster it was given.
+    #[error("this node's key {0} is not on the roster; add it there (tidings init writes a roster with it)")]
+    NotOnRoster(NodeId),
+    /// A record this node signed could not be made durable: it stops rather
+    /// than send what a crash could make it sign twice.
+    #[error("cannot make this node's own record durable: {0}")]
+    Durability(String),
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// A publication was refused.
+    #[error("{0}")]
+    Publish(#[from] PublishError),
+}
+
+/// Starts nodes.
+#[derive(Debug)]
+pub struct Node;
+
+impl Node {
+    /// Locks and opens the data directory, binds the endpoint, restores the
+    /// directory and the node's own chain, and starts the node (within a tokio
+    /// runtime).
+    pub async fn spawn(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+        let node_id = config.identity.node_id();
+        if !config.roster.contains(&node_id) {
+            return Err(NodeError::NotOnRoster(node_id));
+        }
+        let time = NodeTime::start(config.clock.clone());
+        let federation = FederationId::from_name(&config.federation);
+        let shared_roster = Arc::new(RwLock::new(config.roster.clone()));
+        let opened = startup::open(&config, federation, time.now_ms())?;
+        let transport = Transport::bind(&config.identity, shared_roster, config.listen)?;
+        let local_addr = transport.local_addr().unwrap_or(config.listen);
+        let advertised = config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| vec![local_addr.to_string()]);
+        let restored = startup::restore(&config, federation, opened, advertised, time.now_ms())?;
+        let (commands, command_rx) = mpsc::channel(256);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (changes, _) = broadcast::channel(1024);
+        let (health, health_rx) = watch::channel(Health::default());
+        let (links, events) =
+            links::Links::start(transport, config.bootstrap.iter().copied().collect());
+        let audit_db = restored.audit_db.clone();
+        let mut actor = actor::Actor::new(actor::Parts {
+            state: restored.state,
+            time,
+            links,
+            events,
+            writer: restored.writer,
+            store: restored.store,
+            changes: changes.clone(),
+            health,
+            roster: config.roster.clone(),
+            lock: restored.lock,
+        });
+        actor.report_startup(&restored.notes);
+        info!(node = %node_id, addr = %local_addr, "node started");
+        let task = tokio::spawn(actor.run(command_rx, shutdown_rx));
+        Ok(NodeHandle::new(
+            NodeClient::new(
+                node_id,
+                local_addr,
+                federation,
+                commands,
+                changes,
+                health_rx,
+                audit_db,
+                config.data_dir.join("audit"),
+            ),
+            task,
+            shutdown,
+        ))
+    }
+}

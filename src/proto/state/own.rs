@@ -1,0 +1,114 @@
+//! The node's own chain: restoring it, recovering it from peers, and halting when
+//! someone else signs with this node's key (see the module docs of `state`).
+
+use tidings_keys::NodeId;
+
+use super::{Chain, State};
+use crate::proto::directory::Source;
+use crate::proto::event::{AuditEvent, ChainStatus, Halt, Output};
+use crate::proto::gossip;
+use crate::proto::record::VerifiedRecord;
+use crate::proto::verdict::Verdict;
+use crate::proto::wire::Range;
+
+impl State {
+    /// Restores this node's latest own record (from its store or audit log, on
+    /// restart): its chain is known and continues above this record.
+    pub fn restore_own(&mut self, record: VerifiedRecord, now_ms: u64) {
+        if record.origin() != self.me
+            || self
+                .own
+                .as_ref()
+                .is_some_and(|own| own.seq() >= record.seq())
+        {
+            return;
+        }
+        if self.desired.is_none() {
+            self.desired = Some(super::announcement_of(&record));
+        }
+        self.own = Some(record.clone());
+        if !record.is_expired(now_ms) {
+            // Our own record, restored: it never counts against the rate limit.
+            let _ = self
+                .directory
+                .ingest_verified(record, Source::Local, now_ms);
+        }
+    }
+
+    /// Tells the node it has lost its history (no own record on disk although it
+    /// may have signed before): it signs nothing until it learned its latest
+    /// record from peers.
+    pub fn mark_lost(&mut self, now_ms: u64) {
+        if self.own.is_none() && matches!(self.chain, Chain::Known) {
+            self.chain = Chain::Recovering {
+                since_ms: now_ms,
+                synced: false,
+            };
+        }
+    }
+
+    /// Applies the own-chain rules to a verdict on a record of this node's key.
+    pub(super) fn on_own_verdict(&mut self, peer: Option<NodeId>, verdict: &Verdict) {
+        match verdict {
+            Verdict::Accepted { record, .. } if record.origin() == self.me => {
+                let newer = self.own.as_ref().is_none_or(|own| record.seq() > own.seq());
+                if !newer {
+                    return;
+                }
+                match &self.chain {
+                    Chain::Recovering { .. } => {
+                        // Ours from before the loss: take it back, durably.
+                        self.own = Some(record.clone());
+                        self.outputs.push_back(Output::Audit(AuditEvent::Recovered {
+                            peer,
+                            record: record.clone(),
+                        }));
+                        self.outputs.push_back(Output::Persist(record.clone()));
+                    }
+                    Chain::Halted(_) => {}
+                    Chain::Known => self.halt(peer, Halt::ForeignSigner(record.clone())),
+                }
+            }
+            Verdict::Equivocation(proof) if proof.claimed_origin() == Some(self.me) => {
+                self.halt(peer, Halt::Quarantined(proof.clone()));
+            }
+            _ => {}
+        }
+    }
+
+    /// While recovering: notes whether `ranges` from a peer show it holds nothing
+    /// newer of this node's chain than the node holds now.
+    pub(super) fn note_own_holding(&mut self, _from: NodeId, ranges: &[Range]) {
+        if let Chain::Recovering { synced, .. } = &mut self.chain {
+            if gossip::holds_no_newer(&self.directory, ranges, &self.me) == Some(true) {
+                *synced = true;
+            }
+        }
+    }
+
+    /// Ends recovery once a peer was in sync with us and two intervals passed.
+    pub(super) fn check_recovered(&mut self, now_ms: u64) {
+        let Chain::Recovering { since_ms, synced } = self.chain else {
+            return;
+        };
+        if synced && now_ms >= since_ms.saturating_add(2 * self.config.interval_ms) {
+            self.chain = Chain::Known;
+            self.outputs
+                .push_back(Output::ChainStatus(ChainStatus::Known));
+        }
+    }
+
+    /// Stops signing for good (until a restart or a pardon), and says why.
+    pub(super) fn halt(&mut self, peer: Option<NodeId>, halt: Halt) {
+        if matches!(self.chain, Chain::Halted(_)) {
+            return;
+        }
+        self.chain = Chain::Halted(halt.clone());
+        self.outputs.push_back(Output::Audit(AuditEvent::Halted {
+            peer,
+            halt: halt.clone(),
+        }));
+        self.outputs
+            .push_back(Output::ChainStatus(ChainStatus::Halted(halt)));
+    }
+}
