@@ -26,6 +26,7 @@ pub mod proto;
 pub mod recording;
 pub mod sim;
 pub mod trace;
+pub mod utc;
 
 pub use tidings_audit as audit;
 pub use tidings_keys as keys;

@@ -768,6 +768,35 @@ impl<S: Store> AuditLog<S> {
         Ok(verified)
     }
 
+    /// Checks the log against a head its node recorded elsewhere as durable
+    /// (`index`, chain hash): the log must reach that entry and hold it unchanged.
+    /// Entries pruned since cannot be compared and pass.
+    pub fn check_head(
+        &self,
+        index: u64,
+        hash: &[u8; 32],
+    ) -> Result<Result<(), Problem>, AuditError> {
+        let last = self.meta.next_index - 1;
+        if last < index {
+            return Ok(Err(Problem::CutBack {
+                last,
+                remembered: index,
+            }));
+        }
+        let found = if index == self.meta.base_index {
+            Some(self.meta.base_hash)
+        } else if index > self.meta.base_index {
+            self.entry(index)?.map(|entry| entry.hash)
+        } else {
+            return Ok(Ok(()));
+        };
+        Ok(if found.as_ref() == Some(hash) {
+            Ok(())
+        } else {
+            Err(Problem::Replaced { index })
+        })
+    }
+
     /// Checks that every entry is listed in its indexes and every listed index is
     /// an entry with that id; returns the number of listings checked.
     pub fn check_indexes(&self) -> Result<Result<u64, Problem>, AuditError> {

@@ -44,6 +44,18 @@ pub enum Problem {
     /// Entries stop before the last checkpoint: the tail was removed.
     #[error("the log ends at entry {last} but a checkpoint covers entry {index}")]
     Truncated { last: u64, index: u64 },
+    /// The log ends before a head its node recorded elsewhere as durable.
+    #[error(
+        "the log ends at entry {last}, but its node had made entries up to {remembered} \
+         durable: entries were lost (the log was cut back, or replaced by an older copy)"
+    )]
+    CutBack { last: u64, remembered: u64 },
+    /// The log holds another entry than the one its node recorded as durable there.
+    #[error(
+        "entry {index} is not the entry its node recorded as durable there (the log was \
+         replaced or altered)"
+    )]
+    Replaced { index: u64 },
 }
 
 impl Problem {
@@ -58,7 +70,9 @@ impl Problem {
             | Problem::CheckpointMismatch { index }
             | Problem::UnsignedBase { index }
             | Problem::IndexMismatch { index }
+            | Problem::Replaced { index }
             | Problem::Truncated { index, .. } => *index,
+            Problem::CutBack { last, .. } => last + 1,
         }
     }
 }

@@ -20,7 +20,7 @@ use tokio_stream::StreamExt;
 use super::problem::Problem;
 use super::watch::Watch;
 use super::MAX_BODY_BYTES;
-use crate::net::node::{Lookup, NodeClient, NodeError, LATENCY_BUCKETS_MS};
+use crate::net::node::{Lookup, NodeClient, NodeError, Signing, LATENCY_BUCKETS_MS};
 use crate::proto::{PublishError, RecordError, Specialist, VerifiedRecord};
 
 #[derive(Clone)]
@@ -79,13 +79,26 @@ fn stopped(error: NodeError) -> Problem {
 
 async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
     let stats = state.client.stats().await.map_err(stopped)?;
-    Ok(Json(serde_json::json!({
-        "status": "ok",
+    let health = state.client.health();
+    let status = match health.signing {
+        Signing::Halted => "halted",
+        Signing::Recovering => "recovering",
+        Signing::Ok if health.clock_warning => "clock_off",
+        Signing::Ok => "ok",
+    };
+    let mut body = serde_json::json!({
+        "status": status,
         "node": state.client.node_id(),
         "federation": state.client.federation(),
         "records": stats.records,
         "peers_connected": stats.connections,
-    })))
+    });
+    if let (Some(body), Ok(serde_json::Value::Object(health))) =
+        (body.as_object_mut(), serde_json::to_value(&health))
+    {
+        body.extend(health);
+    }
+    Ok(Json(body))
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,7 +145,17 @@ fn publish_problem(error: NodeError) -> Problem {
             StatusCode::TOO_MANY_REQUESTS,
             "rate-limited",
             PublishError::RateLimited.to_string(),
-        ),
+        )
+        .retry_after(5),
+        NodeError::Publish(PublishError::Recovering) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "recovering",
+            PublishError::Recovering.to_string(),
+        )
+        .retry_after(2),
+        NodeError::Publish(error @ PublishError::Halted(_)) => {
+            Problem::new(StatusCode::CONFLICT, "halted", error.to_string())
+        }
         NodeError::Publish(error) => {
             Problem::new(StatusCode::CONFLICT, "refused", error.to_string())
         }
@@ -401,6 +424,78 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, Problem> {
         "gauge",
         "Audit entries queued but not yet written.",
         vec![format!("tidings_audit_lag {}", stats.audit_lag)],
+    );
+    metric(
+        "tidings_own_records_persisted_total",
+        "counter",
+        "Records this node signed (or took back) and made durable before anything revealed them.",
+        vec![format!(
+            "tidings_own_records_persisted_total {}",
+            stats.persisted
+        )],
+    );
+    metric(
+        "tidings_own_record_persist_seconds_total",
+        "counter",
+        "Time spent syncing the store and the audit log for them.",
+        vec![format!(
+            "tidings_own_record_persist_seconds_total {}",
+            stats.persist_seconds
+        )],
+    );
+    let health = state.client.health();
+    let flag = |on: bool| u8::from(on);
+    metric(
+        "tidings_signing",
+        "gauge",
+        "1 for the node's signing state: ok, recovering (waiting for peers after a lost history) or halted.",
+        ["ok", "recovering", "halted"]
+            .iter()
+            .map(|name| {
+                let on = match health.signing {
+                    Signing::Ok => *name == "ok",
+                    Signing::Recovering => *name == "recovering",
+                    Signing::Halted => *name == "halted",
+                };
+                format!("tidings_signing{{state=\"{name}\"}} {}", flag(on))
+            })
+            .collect(),
+    );
+    metric(
+        "tidings_foreign_signer",
+        "gauge",
+        "1 when another process signs with this node's key.",
+        vec![format!(
+            "tidings_foreign_signer {}",
+            flag(health.foreign_signer)
+        )],
+    );
+    metric(
+        "tidings_clock_offset_seconds",
+        "gauge",
+        "Peers' clocks minus this node's (median of recent samples).",
+        vec![format!(
+            "tidings_clock_offset_seconds {}",
+            health.clock_offset_ms.unwrap_or(0) as f64 / 1000.0
+        )],
+    );
+    metric(
+        "tidings_clock_offset_warning",
+        "gauge",
+        "1 when the clock offset is beyond half the tolerated skew.",
+        vec![format!(
+            "tidings_clock_offset_warning {}",
+            flag(health.clock_warning)
+        )],
+    );
+    metric(
+        "tidings_wall_clock_step_seconds",
+        "gauge",
+        "How far the system clock moved from the node's own time since it started.",
+        vec![format!(
+            "tidings_wall_clock_step_seconds {}",
+            health.wall_clock_step_ms as f64 / 1000.0
+        )],
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

@@ -402,11 +402,31 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
                     result = Err(problem);
                 }
             }
+            if result.is_ok() {
+                // The node's store remembers how far the log was durable: a log
+                // cut back or swapped for an older copy is found here.
+                if let Some((index, hash)) = remembered_head(dir)? {
+                    if let Err(problem) = log.check_head(index, &hash)? {
+                        result = Err(problem);
+                    }
+                }
+            }
             (result, dir.join("audit").display().to_string())
         }
         (None, None) => bail!("give --data-dir or --export"),
     };
     report_verification(&source, &result, args.json)
+}
+
+/// The audit head the node's directory store recorded, if the store is there.
+fn remembered_head(dir: &Path) -> anyhow::Result<Option<(u64, [u8; 32])>> {
+    let path = dir.join("store");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let store = tidings::net::store::DirectoryStore::open(&path)
+        .with_context(|| format!("cannot read the directory store {}", path.display()))?;
+    Ok(store.load()?.audit_head)
 }
 
 pub(crate) fn report_verification(

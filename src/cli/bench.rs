@@ -32,6 +32,7 @@ pub(crate) struct BenchArgs {
 #[derive(Debug, Serialize)]
 struct AllFigures {
     ingest: IngestBench,
+    announce: super::bench_announce::AnnounceBench,
     batch_verification: &'static str,
     digest: Vec<tidings::sim::idle::ExchangeCost>,
     audit: AuditBench,
@@ -44,7 +45,7 @@ pub(crate) fn run_args(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         return run(command);
     }
     if !args.json {
-        eprintln!("measuring: verify and ingest, digest cost at 1,000 and 10,000 records, audit overhead (about a minute)");
+        eprintln!("measuring: verify and ingest, digest cost at 1,000 and 10,000 records, audit overhead, announcement latency (about a minute)");
     }
     let ingest = ingest_bench(5_000, 7)?;
     let mut digest = Vec::new();
@@ -60,8 +61,14 @@ pub(crate) fn run_args(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let audit = audit(200_000, 5_000, 7)?;
+    let announce = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(super::bench_announce::run(200, 5))?;
     let all = AllFigures {
         ingest,
+        announce,
         batch_verification: "not used: every record is verified on its own with verify_strict",
         digest,
         audit,
@@ -99,6 +106,10 @@ pub(crate) fn run_args(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             "ingest ratio audit on / off           {:>10.3}  (target >= 0.90)",
             all.audit.audit_on_off_ratio
         );
+        println!(
+            "announcement, durable when answered   {:>10.2} ms p50, {:.2} ms p99 (syncing {:.2} ms)",
+            all.announce.p50_ms, all.announce.p99_ms, all.announce.sync_mean_ms
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -131,6 +142,19 @@ pub(crate) enum BenchCommand {
         /// Repetitions (the median is reported).
         #[arg(long, default_value_t = 7)]
         repeat: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Announcement latency when every answer waits for the record and its audit
+    /// entry to be synced (p50 and p99 over several rounds).
+    Announce {
+        /// Announcements per round.
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        /// Rounds.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -180,6 +204,26 @@ struct AuditBench {
 
 pub(crate) fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
+        BenchCommand::Announce {
+            count,
+            rounds,
+            json,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let result = runtime.block_on(super::bench_announce::run(
+                (*count).max(1),
+                (*rounds).max(1),
+            ))?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                result.print();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Load { records, json } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

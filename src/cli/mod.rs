@@ -3,6 +3,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod bench;
+pub(crate) mod bench_announce;
 pub(crate) mod bench_load;
 pub(crate) mod bench_net;
 pub(crate) mod client;

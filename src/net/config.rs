@@ -252,7 +252,11 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             audit,
             specialists,
             ..NodeConfig::new(
-                base.join(&file.data_dir),
+                if file.data_dir == Path::new(".") {
+                    base.to_path_buf()
+                } else {
+                    base.join(&file.data_dir)
+                },
                 Arc::new(identity),
                 &file.federation.name,
                 roster,

@@ -77,11 +77,12 @@ impl DataDirLock {
         }
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_secs())
+            .map(|elapsed| elapsed.as_millis() as u64)
             .unwrap_or(0);
         let note = format!(
-            "pid {}, started at unix time {started}\n",
-            std::process::id()
+            "pid {}, started {}\n",
+            std::process::id(),
+            crate::utc::utc(started)
         );
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;

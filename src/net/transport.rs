@@ -171,7 +171,7 @@ impl Transport {
 
     /// Waits until closed connections have said goodbye.
     pub async fn wait_idle(&self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
 }
 

@@ -128,6 +128,23 @@ pub struct Announcement {
     pub specialists: Vec<Specialist>,
 }
 
+impl Announcement {
+    /// The form it takes in a signed record: specialists sorted by name, each
+    /// one's capabilities sorted without duplicates.
+    pub fn canonical(mut self) -> Self {
+        normalize_specialists(&mut self.specialists);
+        self
+    }
+}
+
+fn normalize_specialists(specialists: &mut [Specialist]) {
+    specialists.sort_by(|a, b| a.name.cmp(&b.name));
+    for specialist in specialists {
+        specialist.capabilities.sort();
+        specialist.capabilities.dedup();
+    }
+}
+
 impl Record {
     /// An origin's first record.
     pub fn first(
@@ -175,11 +192,7 @@ impl Record {
     /// Sorts specialists by name and capabilities alphabetically, removing duplicate
     /// capabilities, so that a hand-built record takes its canonical form.
     pub fn normalize(&mut self) {
-        self.specialists.sort_by(|a, b| a.name.cmp(&b.name));
-        for specialist in &mut self.specialists {
-            specialist.capabilities.sort();
-            specialist.capabilities.dedup();
-        }
+        normalize_specialists(&mut self.specialists);
     }
 
     /// The canonical bytes (postcard).

@@ -308,7 +308,7 @@ impl State {
     /// published at the next timeout if it differs from the node's current record,
     /// or once the node's chain is known.
     pub fn set_announcement(&mut self, announcement: Announcement) {
-        self.desired = Some(announcement);
+        self.desired = Some(announcement.canonical());
     }
 
     /// Loads a stored record into the directory (on restart), through every rule.
@@ -336,6 +336,17 @@ impl State {
         Some(own.issued_at_ms.saturating_add(own.ttl_ms() / 2))
     }
 
+    /// Whether this node's own record claims a time peers would refuse as future
+    /// (it was signed while the clock ran ahead): it is signed anew.
+    fn own_from_the_future(&self, now_ms: u64) -> bool {
+        matches!(self.chain, Chain::Known)
+            && self.retry_publish_ms <= now_ms
+            && self.own.as_ref().is_some_and(|own| {
+                own.record().issued_at_ms
+                    > now_ms.saturating_add(self.directory.config().max_clock_skew_ms)
+            })
+    }
+
     /// When the desired announcement is to be published: at once when it differs
     /// from the current record, at half-life for a refresh; never while the chain
     /// is unknown or halted.
@@ -361,7 +372,8 @@ impl State {
                 .push_back(Output::Audit(AuditEvent::Expired(record)));
         }
         self.check_recovered(now_ms);
-        if self.publish_due_at().is_some_and(|at| now_ms >= at) {
+        if self.publish_due_at().is_some_and(|at| now_ms >= at) || self.own_from_the_future(now_ms)
+        {
             if let Some(announcement) = self.desired.clone() {
                 if self.publish(announcement, now_ms, rng).is_err() {
                     // Rate limited: try again next interval.
@@ -393,16 +405,13 @@ impl State {
             Chain::Halted(halt) => return Err(PublishError::Halted(halt.to_string())),
         }
         let record = match &self.own {
-            Some(previous) => {
-                // Never issue before the previous record: a clock set back between
-                // runs must not make the chain's times run backwards.
-                let issued = now_ms.max(previous.record().issued_at_ms);
-                Record::next(previous, announcement.clone(), issued, self.config.ttl_ms)
-            }
+            // Issued now, even if the previous record claims a later time (a clock
+            // that ran ahead and was fixed): the chain orders by seq, not by time.
+            Some(previous) => Record::next(previous, announcement, now_ms, self.config.ttl_ms),
             None => Record::first(
                 self.directory.config().federation,
                 self.me,
-                announcement.clone(),
+                announcement,
                 now_ms,
                 self.config.ttl_ms,
             ),
@@ -418,8 +427,9 @@ impl State {
             }
             other => return Err(PublishError::Refused(other.to_string())),
         }
+        // What was signed, in its canonical form: a due publication compares with it.
+        self.desired = Some(announcement_of(&signed));
         self.own = Some(signed.clone());
-        self.desired = Some(announcement);
         self.retry_publish_ms = 0;
         self.outputs
             .push_back(Output::Audit(AuditEvent::Published(signed.clone())));

@@ -1,6 +1,8 @@
 //! Helpers shared by the tests that run nodes over QUIC on loopback.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

@@ -125,7 +125,10 @@ impl Actor {
                 entry
             }));
         self.update_health(|health| health.startup_warnings = notes.warnings.clone());
-        self.chain_status(self.state.chain_status());
+        let status = self.state.chain_status();
+        if !matches!(status, ChainStatus::Known) {
+            self.chain_status(status);
+        }
     }
 
     pub(super) async fn run(
@@ -402,7 +405,9 @@ impl Actor {
             ),
         };
         match &status {
-            ChainStatus::Known => info!("this node's own chain is known: it signs again"),
+            ChainStatus::Known => {
+                info!("peers have confirmed this node's own chain: it signs again")
+            }
             ChainStatus::Recovering => warn!("{}", PublishError::Recovering),
             ChainStatus::Halted(halt) => error!("{halt}"),
         }

@@ -110,16 +110,16 @@ impl NodeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// Network setup failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Net(#[from] NetError),
     /// The audit log could not be opened or written.
     #[error("audit log: {0}")]
     Audit(String),
     /// The directory store failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] super::store::StoreError),
-    /// The data directory could not be created or locked.
-    #[error("{0}")]
+    /// The data directory is in use by another process, or cannot be locked.
+    #[error(transparent)]
     Lock(#[from] super::lock::LockError),
     /// The data directory could not be created or a damaged part moved aside.
     #[error("data directory {path}: {reason}")]
@@ -140,7 +140,7 @@ pub enum NodeError {
     #[error("the node has stopped")]
     Stopped,
     /// A publication was refused.
-    #[error("{0}")]
+    #[error(transparent)]
     Publish(#[from] PublishError),
 }
 

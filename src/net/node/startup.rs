@@ -171,7 +171,10 @@ fn open_audit(
 ) -> Result<(AuditLog<SledStore>, sled::Db), NodeError> {
     let audit_error = |error: String| NodeError::Audit(error);
     let opened = SledStore::open(path)
-        .map_err(|error| error.to_string())
+        .map_err(|error| match error {
+            tidings_audit::OpenError::Open { reason, .. } => reason,
+            corrupt => corrupt.to_string(),
+        })
         .and_then(|store| {
             let db = store.db().clone();
             AuditLog::open(store, config.identity.clone(), federation, config.audit)
@@ -179,7 +182,7 @@ fn open_audit(
                 .map_err(|error| error.to_string())
         });
     let problem = match (&opened, existed) {
-        (Err(error), true) => Some(format!("it could not be read ({error})")),
+        (Err(error), true) => Some(format!("could not be read ({error})")),
         (Err(error), false) => return Err(audit_error(error.clone())),
         (Ok(_), false) => remembered
             .filter(|(index, _)| *index > 0)
@@ -229,27 +232,13 @@ fn open_audit(
 }
 
 /// What is wrong with `log` given the durable head the store remembers, if
-/// anything: it ends before that head, or holds another entry there.
+/// anything.
 fn cut_back(log: &AuditLog<SledStore>, (index, hash): (u64, [u8; 32])) -> Option<String> {
-    let (last, _) = log.head();
-    if last < index {
-        return Some(format!(
-            "ends at entry {last}, but this node had made entries up to {index} durable \
-             (it was cut back or replaced)"
-        ));
+    match log.check_head(index, &hash) {
+        Ok(Ok(())) => None,
+        Ok(Err(problem)) => Some(format!("is damaged: {problem}")),
+        Err(error) => Some(format!("could not be read ({error})")),
     }
-    let (base_index, base_hash) = log.base();
-    let found = if index == base_index {
-        Some(base_hash)
-    } else if index > base_index {
-        log.entry(index).ok().flatten().map(|entry| entry.hash)
-    } else {
-        // Pruned since: nothing left to compare.
-        return None;
-    };
-    (found != Some(hash)).then(|| {
-        format!("holds another entry {index} than this node wrote (it was replaced or altered)")
-    })
 }
 
 /// The newest own record the audit log holds evidence of.

@@ -544,3 +544,38 @@ fn only_reachable_members_are_picked() {
     }
     assert_eq!(seen, [bootstrap, caller].into_iter().collect());
 }
+
+#[test]
+fn a_publication_is_due_only_when_the_announcement_changed() {
+    let mut net = Net::new(2, 0);
+    // Announced out of order: the record is signed sorted, and nothing is due after.
+    net.command(0, Command::Publish(announcement(&["b", "a"])))
+        .unwrap();
+    net.command(
+        0,
+        Command::Announce(announcement(&["0"]).specialists[0].clone()),
+    )
+    .unwrap();
+    assert_eq!(net.nodes[0].own_record().unwrap().seq(), 2);
+    let due = net.nodes[0].poll_timeout();
+    assert!(due > net.now, "nothing is due at once");
+    net.nodes[0].handle_timeout(net.now + 10, &mut net.rng);
+    assert!(!outputs(&mut net.nodes[0])
+        .iter()
+        .any(|o| matches!(o, Output::Persist(_))));
+    // A restart with the same specialists in another order signs nothing either,
+    // while another address is published at the next timeout.
+    let own = net.nodes[0].own_record().unwrap().clone();
+    let mut back = restarted(&net, 1);
+    back.restore_own(own.clone(), net.now);
+    let mut same = announcement_of(&own);
+    same.specialists.reverse();
+    back.set_announcement(same);
+    assert!(back.poll_timeout() > net.now);
+    let mut moved = announcement_of(&own);
+    moved.addrs = vec!["127.0.0.1:9".into()];
+    back.set_announcement(moved);
+    assert!(back.poll_timeout() <= net.now);
+    back.handle_timeout(net.now, &mut net.rng);
+    assert_eq!(back.own_record().unwrap().seq(), 3);
+}

@@ -1,0 +1,322 @@
+//! Real `tidings run` processes on loopback, made with `tidings init`: start,
+//! SIGKILL, SIGTERM, restart, and talk to each through its HTTP API. Every process
+//! is stopped when the cluster is dropped.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tidings::audit::{AuditLog, Entry, SledStore};
+use tidings::keys::{FederationId, NodeId};
+use tidings::proto::VerifiedRecord;
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs the `tidings` binary in `dir` and returns its output; panics on failure.
+pub fn tidings(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TIDINGS_API")
+        .env_remove("TIDINGS_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "tidings {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// One node of the cluster.
+pub struct Member {
+    pub name: String,
+    pub id: NodeId,
+    pub api: String,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    /// Everything it wrote to standard error, across restarts.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+/// A federation of processes.
+pub struct Cluster {
+    pub root: PathBuf,
+    pub members: Vec<Member>,
+    pub federation: FederationId,
+    http: reqwest::blocking::Client,
+}
+
+impl Cluster {
+    /// Initialises `count` nodes named n0, n1, … in `root` (n0 first; the others
+    /// bootstrap from it) and applies `edits` (text replacements) to every
+    /// configuration file.
+    pub fn init(root: &Path, count: usize, interval_ms: u64, edits: &[(&str, &str)]) -> Self {
+        let mut members = Vec::new();
+        let mut first: Option<(NodeId, u16)> = None;
+        for index in 0..count {
+            let name = format!("n{index}");
+            let port = free_udp_port();
+            let api = free_tcp_port();
+            let mut args = vec![
+                "init".to_string(),
+                name.clone(),
+                "--federation".into(),
+                "cluster".into(),
+                "--roster".into(),
+                "roster.toml".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--api".into(),
+                format!("127.0.0.1:{api}"),
+            ];
+            if let Some((id, port)) = first {
+                args.push("--bootstrap".into());
+                args.push(format!("{id}@127.0.0.1:{port}"));
+            }
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            tidings(root, &refs);
+            let key = format!("{name}/node.key");
+            let id: NodeId = tidings(root, &["id", "--key", &key])
+                .trim()
+                .parse()
+                .unwrap();
+            if first.is_none() {
+                first = Some((id, port));
+            }
+            let config = root.join(&name).join("tidings.toml");
+            let mut text = std::fs::read_to_string(&config).unwrap();
+            text = text.replace(
+                "interval_ms = 1000",
+                &format!("interval_ms = {interval_ms}"),
+            );
+            for (from, to) in edits {
+                assert!(text.contains(from), "{from:?} is not in the configuration");
+                text = text.replace(from, to);
+            }
+            std::fs::write(&config, text).unwrap();
+            members.push(Member {
+                dir: root.join(&name),
+                name,
+                id,
+                api: format!("http://127.0.0.1:{api}"),
+                child: None,
+                log: Arc::default(),
+            });
+        }
+        Self {
+            root: root.to_path_buf(),
+            members,
+            federation: FederationId::from_name("cluster"),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Starts member `index` (`tidings run`).
+    pub fn start(&mut self, index: usize) {
+        let member = &mut self.members[index];
+        assert!(member.child.is_none(), "{} is running", member.name);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .args(["run", "--config", &format!("{}/tidings.toml", member.name)])
+            .current_dir(&self.root)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = member.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(line);
+            }
+        });
+        member.child = Some(child);
+    }
+
+    /// Starts every member.
+    pub fn start_all(&mut self) {
+        for index in 0..self.members.len() {
+            self.start(index);
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.members[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits up to `limit` for a clean exit; returns how long it
+    /// took and the exit status (`None`: it had to be killed).
+    pub fn terminate(&mut self, index: usize, limit: Duration) -> (Duration, Option<i32>) {
+        self.signal(index, "TERM", limit)
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, …), then waits up to `limit` for the exit.
+    pub fn signal(
+        &mut self,
+        index: usize,
+        signal: &str,
+        limit: Duration,
+    ) -> (Duration, Option<i32>) {
+        let Some(mut child) = self.members[index].child.take() else {
+            return (Duration::ZERO, Some(0));
+        };
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (started.elapsed(), status.code());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        (started.elapsed(), None)
+    }
+
+    /// The process id of running member `index`.
+    pub fn pid(&self, index: usize) -> u32 {
+        self.members[index].child.as_ref().unwrap().id()
+    }
+
+    /// Waits for member `index`'s process, killed from elsewhere, to end.
+    pub fn reap(&mut self, index: usize) {
+        if let Some(mut child) = self.members[index].child.take() {
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self, index: usize) -> bool {
+        self.members[index].child.is_some()
+    }
+
+    pub fn get(&self, index: usize, path: &str) -> Option<serde_json::Value> {
+        let url = format!("{}{path}", self.members[index].api);
+        let response = match self.http.get(&url).send() {
+            Ok(response) => response,
+            Err(error) => {
+                eprintln!("GET {url}: {error:?}");
+                return None;
+            }
+        };
+        response.json().ok()
+    }
+
+    /// The node's health document, once its API answers.
+    pub fn health(&self, index: usize) -> Option<serde_json::Value> {
+        self.get(index, "/v1/health")
+    }
+
+    /// Waits until member `index` answers with status `ok` (it may sign).
+    pub fn wait_ready(&self, index: usize, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(health) = self.health(index) {
+                if health["status"] == "ok" {
+                    return;
+                }
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{} not ready within {limit:?}: {:?}\n{}",
+                self.members[index].name,
+                self.health(index),
+                self.log_tail(index, 20)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Announces a specialist; the record's `(seq, id)` on a 201, `None` otherwise
+    /// (a refusal or a dead node).
+    pub fn announce(&self, index: usize, name: &str, endpoint: &str) -> Option<(u64, String)> {
+        let url = format!("{}/v1/specialists", self.members[index].api);
+        let body = serde_json::json!({
+            "name": name,
+            "capabilities": ["crash"],
+            "endpoint": endpoint,
+        });
+        let response = self.http.post(url).json(&body).send().ok()?;
+        if response.status().as_u16() != 201 {
+            return None;
+        }
+        let value: serde_json::Value = response.json().ok()?;
+        Some((
+            value["seq"].as_u64()?,
+            value["record"].as_str()?.to_string(),
+        ))
+    }
+
+    /// The last `lines` lines member `index` logged.
+    pub fn log_tail(&self, index: usize, lines: usize) -> String {
+        let log = self.members[index].log.lock().unwrap();
+        let start = log.len().saturating_sub(lines);
+        log[start..].join("\n")
+    }
+
+    /// Every audit entry of member `index` (stopped) with its decoded evidence.
+    pub fn audit(&self, index: usize) -> Vec<(Entry, Option<VerifiedRecord>)> {
+        let path = self.members[index].dir.join("audit");
+        let log = AuditLog::open_read_only(SledStore::open(&path).unwrap()).unwrap();
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = log
+                .query(&tidings::audit::Query {
+                    after_index: after,
+                    limit: 4096,
+                    ..Default::default()
+                })
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.index;
+            for entry in page {
+                let evidence = entry
+                    .record
+                    .and_then(|key| log.evidence(&key).unwrap())
+                    .and_then(|bytes| {
+                        VerifiedRecord::from_bytes(&bytes, Some(&self.federation)).ok()
+                    });
+                out.push((entry, evidence));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for index in 0..self.members.len() {
+            self.terminate(index, Duration::from_secs(5));
+        }
+    }
+}
