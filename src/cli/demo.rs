@@ -218,10 +218,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         (None, Some(scratch)) => scratch.path().to_path_buf(),
         (None, None) => unreachable!("a scratch directory is made when no --data-dir is given"),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = super::runtime()?;
     let started = Instant::now();
     let (mut summary, false_entry, names) = runtime.block_on(async {
         let demo = setup(args, &root).await?;

@@ -15,3 +15,14 @@ pub(crate) mod node;
 pub(crate) mod record;
 pub(crate) mod sim;
 pub(crate) mod verify;
+
+/// The async runtime of the commands that run nodes: two workers, as the machines
+/// this runs on have few cores.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

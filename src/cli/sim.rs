@@ -222,7 +222,7 @@ fn print_table(report: &Report) {
     );
     if tidings::sim::report::disturbance_end(&report.scenario).is_some() {
         println!(
-            "rounds are counted from the end of the disturbance (partition healed or churn over); worst: {}",
+            "rounds are counted from the end of the disturbance (partition healed, churn or crashes over); worst: {}",
             show(s.worst_after_disturbance)
         );
     }
@@ -249,6 +249,13 @@ fn print_table(report: &Report) {
                 bans.join(", ")
             );
         }
+    }
+    if report.scenario.crashes.is_some() {
+        println!(
+            "crashes at random moments: {}; honest origins quarantined at honest nodes: {}; \
+             honest nodes that had to stop signing: {}",
+            s.crashes, s.honest_quarantined, s.honest_halted
+        );
     }
     if let Some(idle) = s.idle_bytes_per_exchange {
         println!("bytes per exchange once converged: {idle:.1}");

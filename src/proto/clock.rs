@@ -4,9 +4,10 @@
 //! by more than the tolerated skew silently refuses fresh records as expired or
 //! future-dated. So every node compares its clock with its peers': each exchange
 //! opens with the sender's time ([`Message::Open`](super::wire::Message::Open)),
-//! and the receiver keeps the latest `their time − our time` per peer. The estimate
-//! is the median over peers heard within [`SAMPLE_LIFETIME_MS`], so a minority of
-//! lying peers cannot move it far. The samples include the one-way network delay
+//! and the receiver keeps the latest `their time − our time` of the
+//! [`CLOCK_PEERS`] peers it heard from most recently. The estimate is the median
+//! over those heard within [`SAMPLE_LIFETIME_MS`], so a minority of lying peers
+//! cannot move it far. The samples include the one-way network delay
 //! (milliseconds), which is negligible beside the thresholds (tens of seconds).
 //!
 //! Records' `issued_at` are not used: most records reach a node through relays, so
@@ -14,8 +15,6 @@
 //!
 //! The estimate crosses into a warning beyond half the tolerated skew and out of
 //! it below a quarter, so it does not flap around the threshold.
-
-use std::collections::BTreeMap;
 
 use tidings_keys::NodeId;
 
@@ -30,10 +29,22 @@ pub const WARN_OFFSET_MS: u64 = MAX_CLOCK_SKEW_MS / 2;
 /// Offsets below this end the warning.
 pub const CLEAR_OFFSET_MS: u64 = MAX_CLOCK_SKEW_MS / 4;
 
+/// Peers whose latest sample is kept: the most recently heard. Enough for a
+/// median that a few liars cannot move, small enough to cost nothing per node.
+pub const CLOCK_PEERS: usize = 9;
+
+/// One peer's latest sample.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    peer: NodeId,
+    offset_ms: i64,
+    at_ms: u64,
+}
+
 /// Clock samples from peers.
 #[derive(Debug, Clone, Default)]
 pub struct ClockWatch {
-    samples: BTreeMap<NodeId, (i64, u64)>,
+    samples: Vec<Sample>,
     warning: bool,
 }
 
@@ -50,11 +61,21 @@ impl ClockWatch {
     /// Records that `peer`'s clock read `their_ms` when ours read `now_ms`; returns
     /// a change of the warning state, if any.
     pub fn sample(&mut self, peer: NodeId, their_ms: u64, now_ms: u64) -> Option<OffsetChange> {
-        let offset = (i128::from(their_ms) - i128::from(now_ms))
+        let offset_ms = (i128::from(their_ms) - i128::from(now_ms))
             .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
-        self.samples.insert(peer, (offset, now_ms));
+        let sample = Sample {
+            peer,
+            offset_ms,
+            at_ms: now_ms,
+        };
         let cutoff = now_ms.saturating_sub(SAMPLE_LIFETIME_MS);
-        self.samples.retain(|_, (_, at)| *at >= cutoff);
+        self.samples
+            .retain(|kept| kept.at_ms >= cutoff && kept.peer != peer);
+        if self.samples.len() == CLOCK_PEERS {
+            // The oldest sample makes room (samples are kept in arrival order).
+            self.samples.remove(0);
+        }
+        self.samples.push(sample);
         let offset_ms = self.offset_ms()?;
         let size = offset_ms.unsigned_abs();
         let warning = if self.warning {
@@ -71,9 +92,13 @@ impl ClockWatch {
 
     /// The median offset over the peers heard recently (peers' clocks minus ours).
     pub fn offset_ms(&self) -> Option<i64> {
-        let mut offsets: Vec<i64> = self.samples.values().map(|(offset, _)| *offset).collect();
-        if offsets.is_empty() {
+        if self.samples.is_empty() {
             return None;
+        }
+        let mut buffer = [0i64; CLOCK_PEERS];
+        let offsets = &mut buffer[..self.samples.len()];
+        for (slot, sample) in offsets.iter_mut().zip(&self.samples) {
+            *slot = sample.offset_ms;
         }
         offsets.sort_unstable();
         let middle = offsets.len() / 2;
@@ -84,7 +109,8 @@ impl ClockWatch {
         })
     }
 
-    /// Peers sampled within the lifetime (as of the last sample).
+    /// Peers sampled within the lifetime (as of the last sample), at most
+    /// [`CLOCK_PEERS`].
     pub fn peers(&self) -> usize {
         self.samples.len()
     }
@@ -132,6 +158,21 @@ mod tests {
         }
         assert_eq!(watch.offset_ms(), Some(3));
         assert!(!watch.is_warning());
+    }
+
+    #[test]
+    fn only_the_most_recent_peers_are_kept() {
+        let mut watch = ClockWatch::default();
+        let now = 1_700_000_000_000;
+        for n in 0..20u8 {
+            watch.sample(peer(n), now + u64::from(n), now);
+        }
+        assert_eq!(watch.peers(), CLOCK_PEERS);
+        // Peers 11..=19 remain: their median offset is 15.
+        assert_eq!(watch.offset_ms(), Some(15));
+        // A peer heard again replaces its own sample.
+        watch.sample(peer(19), now + 100, now);
+        assert_eq!(watch.peers(), CLOCK_PEERS);
     }
 
     #[test]

@@ -32,8 +32,9 @@
 //! - **Recovering** ([`State::mark_lost`]): the node has lost its history. It
 //!   signs nothing; it takes back the newest own record peers return. Once a peer
 //!   has shown, in a digest range covering this node's id, that it holds nothing
-//!   newer of this node's chain than the node now holds, and two intervals have
-//!   passed, the chain is known and the node publishes above it.
+//!   newer of this node's chain than the node now holds, and at least one
+//!   interval has passed (time for its first exchanges), the chain is known and
+//!   the node publishes above it.
 //! - **Halted**: another signer, or a quarantine of its own key. It keeps gossiping
 //!   and relaying, and signs nothing.
 
@@ -152,6 +153,9 @@ pub struct State {
     scores: Scores,
     /// What this node wants announced; published whenever its chain allows.
     desired: Option<Announcement>,
+    /// Whether `desired` differs from the node's current record (kept with both,
+    /// so the timer need not compare them on every poll).
+    desired_unpublished: bool,
     own: Option<VerifiedRecord>,
     chain: Chain,
     /// When a failed publication (rate limit) is tried again.
@@ -184,6 +188,7 @@ impl State {
             directory: Directory::new(directory, roster),
             membership: Membership::new(me, members),
             desired: None,
+            desired_unpublished: false,
             own: None,
             chain: Chain::Known,
             retry_publish_ms: 0,
@@ -309,6 +314,16 @@ impl State {
     /// or once the node's chain is known.
     pub fn set_announcement(&mut self, announcement: Announcement) {
         self.desired = Some(announcement.canonical());
+        self.note_desired();
+    }
+
+    /// Recomputes whether the desired announcement still has to be signed.
+    pub(super) fn note_desired(&mut self) {
+        self.desired_unpublished = match (&self.desired, &self.own) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(desired), Some(own)) => announcement_of(own) != *desired,
+        };
     }
 
     /// Loads a stored record into the directory (on restart), through every rule.
@@ -355,10 +370,11 @@ impl State {
             // Recovery is checked every round.
             return None;
         }
-        let desired = self.desired.as_ref()?;
-        let due = match &self.own {
-            Some(own) if announcement_of(own) == *desired => self.refresh_at()?,
-            _ => 0,
+        self.desired.as_ref()?;
+        let due = if self.desired_unpublished {
+            0
+        } else {
+            self.refresh_at()?
         };
         Some(due.max(self.retry_publish_ms))
     }
@@ -429,6 +445,7 @@ impl State {
         }
         // What was signed, in its canonical form: a due publication compares with it.
         self.desired = Some(announcement_of(&signed));
+        self.desired_unpublished = false;
         self.own = Some(signed.clone());
         self.retry_publish_ms = 0;
         self.outputs
@@ -555,11 +572,11 @@ impl State {
                         warning: change.warning,
                     });
                 }
-                self.note_own_holding(from, &ranges);
+                self.note_own_holding(from, &ranges, now_ms);
                 self.on_sync(from, &ranges, now_ms);
             }
             Message::Sync(ranges) => {
-                self.note_own_holding(from, &ranges);
+                self.note_own_holding(from, &ranges, now_ms);
                 self.on_sync(from, &ranges, now_ms);
             }
             Message::Records(records) => {

@@ -470,11 +470,15 @@ impl<'a> World<'a> {
     fn honest_quarantined(&self) -> u64 {
         let mut count = 0;
         for &i in &self.honest {
-            let directory = self.nodes[i].state.directory();
-            count += self
-                .honest
-                .iter()
-                .filter(|&&j| directory.is_quarantined(&self.nodes[j].state.node_id()))
+            count += self.nodes[i]
+                .state
+                .directory()
+                .quarantined()
+                .filter(|(origin, _)| {
+                    self.index
+                        .get(*origin)
+                        .is_some_and(|&j| self.nodes[j].role.is_honest())
+                })
                 .count() as u64;
         }
         count

@@ -315,8 +315,23 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for index in 0..self.members.len() {
-            self.terminate(index, Duration::from_secs(5));
+        // Signal every process first, then wait: they stop in parallel.
+        for member in &self.members {
+            if let Some(child) = &member.child {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for member in &mut self.members {
+            if let Some(mut child) = member.child.take() {
+                while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }

@@ -27,6 +27,7 @@ impl State {
             self.desired = Some(super::announcement_of(&record));
         }
         self.own = Some(record.clone());
+        self.note_desired();
         if !record.is_expired(now_ms) {
             // Our own record, restored: it never counts against the rate limit.
             let _ = self
@@ -59,6 +60,7 @@ impl State {
                     Chain::Recovering { .. } => {
                         // Ours from before the loss: take it back, durably.
                         self.own = Some(record.clone());
+                        self.note_desired();
                         self.outputs.push_back(Output::Audit(AuditEvent::Recovered {
                             peer,
                             record: record.clone(),
@@ -78,20 +80,22 @@ impl State {
 
     /// While recovering: notes whether `ranges` from a peer show it holds nothing
     /// newer of this node's chain than the node holds now.
-    pub(super) fn note_own_holding(&mut self, _from: NodeId, ranges: &[Range]) {
+    pub(super) fn note_own_holding(&mut self, _from: NodeId, ranges: &[Range], now_ms: u64) {
         if let Chain::Recovering { synced, .. } = &mut self.chain {
             if gossip::holds_no_newer(&self.directory, ranges, &self.me) == Some(true) {
                 *synced = true;
+                self.check_recovered(now_ms);
             }
         }
     }
 
-    /// Ends recovery once a peer was in sync with us and two intervals passed.
+    /// Ends recovery once a peer showed what it holds of this node's chain and at
+    /// least one interval passed.
     pub(super) fn check_recovered(&mut self, now_ms: u64) {
         let Chain::Recovering { since_ms, synced } = self.chain else {
             return;
         };
-        if synced && now_ms >= since_ms.saturating_add(2 * self.config.interval_ms) {
+        if synced && now_ms >= since_ms.saturating_add(self.config.interval_ms) {
             self.chain = Chain::Known;
             self.outputs
                 .push_back(Output::ChainStatus(ChainStatus::Known));
