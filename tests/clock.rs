@@ -193,3 +193,49 @@ fn last_time(dir: &std::path::Path, seed: u8) -> u64 {
             .unwrap();
     log.last_at_ms()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_left_behind_follows_the_clock_forward_when_its_peers_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = roster(&[1, 2]);
+    let first = Node::spawn(config(dir.path(), 1, &members, vec![]))
+        .await
+        .unwrap();
+    // Node 2 starts two hours behind (a clock set late, or a suspended machine).
+    let clock = Arc::new(SteppedClock::with_offset(-2 * HOUR_MS));
+    let mut behind = config(
+        dir.path(),
+        2,
+        &members,
+        vec![(first.node_id(), first.local_addr())],
+    );
+    behind.clock = clock.clone();
+    let second = Node::spawn(behind).await.unwrap();
+    eventually("it sees it is behind", Duration::from_secs(10), || async {
+        second.health().clock_warning
+    })
+    .await;
+    // The system clock is set right: the node moves forward, never back.
+    clock.step(2 * HOUR_MS);
+    eventually(
+        "its time follows and the warning clears",
+        Duration::from_secs(10),
+        || async { !second.health().clock_warning },
+    )
+    .await;
+    second.ready().await.unwrap();
+    let record = second
+        .announce(specialist("caught-up", "caught-up"))
+        .await
+        .unwrap();
+    assert!(record.record().issued_at_ms.abs_diff(now_ms()) < 5_000);
+    eventually(
+        "its record is accepted",
+        Duration::from_secs(10),
+        || async { count(&first, "caught-up").await == 1 },
+    )
+    .await;
+    assert_never_backwards(&audit_times(&second));
+    second.shutdown().await.unwrap();
+    first.shutdown().await.unwrap();
+}

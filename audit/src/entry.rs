@@ -120,11 +120,15 @@ pub enum EntryKind {
     /// The log continues a previous log that was lost or damaged; the reason says
     /// what is known of it. The entries before this one are not in this log.
     LogResumed,
+    /// A dial reached another node than the one dialled: the address came from a
+    /// record (the entry names the record and its origin) or from the bootstrap
+    /// list. The node that answered is not to blame.
+    Misdirected,
 }
 
 impl EntryKind {
     /// Every kind.
-    pub const ALL: [EntryKind; 19] = [
+    pub const ALL: [EntryKind; 20] = [
         EntryKind::Accepted,
         EntryKind::Stale,
         EntryKind::Ignored,
@@ -144,6 +148,7 @@ impl EntryKind {
         EntryKind::Halted,
         EntryKind::ClockOffset,
         EntryKind::LogResumed,
+        EntryKind::Misdirected,
     ];
 
     /// The snake_case name.
@@ -168,6 +173,7 @@ impl EntryKind {
             EntryKind::Halted => "halted",
             EntryKind::ClockOffset => "clock_offset",
             EntryKind::LogResumed => "log_resumed",
+            EntryKind::Misdirected => "misdirected",
         }
     }
 }

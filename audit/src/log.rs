@@ -177,7 +177,7 @@ fn decode_meta(bytes: &[u8]) -> Result<Meta, AuditError> {
 impl<S: Store> AuditLog<S> {
     /// Opens the log in `store`, creating it for `identity` if empty.
     pub fn open(
-        store: S,
+        mut store: S,
         identity: Arc<Identity>,
         federation: FederationId,
         config: AuditConfig,
@@ -185,18 +185,23 @@ impl<S: Store> AuditLog<S> {
         let node = identity.node_id();
         let meta = match store.get(META_KEY)? {
             Some(bytes) => decode_meta(&bytes)?,
-            None => Meta {
-                node,
-                federation,
-                next_index: 1,
-                head: [0; 32],
-                base_index: 0,
-                base_hash: [0; 32],
-                last_checkpoint_index: 0,
-                last_checkpoint_at_ms: 0,
-                last_at_ms: 0,
-                logical_bytes: 0,
-            },
+            None => {
+                // A new log is written at once, so readers find it (empty) from the start.
+                let meta = Meta {
+                    node,
+                    federation,
+                    next_index: 1,
+                    head: [0; 32],
+                    base_index: 0,
+                    base_hash: [0; 32],
+                    last_checkpoint_index: 0,
+                    last_checkpoint_at_ms: 0,
+                    last_at_ms: 0,
+                    logical_bytes: 0,
+                };
+                store.apply(vec![Write::Put(META_KEY.to_vec(), encode_meta(&meta))])?;
+                meta
+            }
         };
         if meta.node != node {
             return Err(AuditError::WrongNode {

@@ -25,6 +25,9 @@ pub enum StoreError {
     /// The underlying storage reported an error.
     #[error("storage error: {0}")]
     Backend(String),
+    /// The stored bytes are damaged.
+    #[error("the stored data is corrupt: {0}")]
+    Corrupt(String),
 }
 
 /// An ordered key-value store whose batches apply atomically.
@@ -143,17 +146,20 @@ mod sled_store {
     pub enum OpenError {
         /// sled refused to open it.
         #[error(
-            "cannot open the audit log at {path}: {reason} (if a node is running on this \
-             data directory, stop it or query it through its API)"
+            "cannot open the database {path}: {reason} (if a node is running on this data \
+             directory, stop it or query it through its API)"
         )]
         Open { path: PathBuf, reason: String },
-        /// sled panicked while reading it: the files are corrupt.
-        #[error("the audit log at {path} is corrupt and cannot be read")]
+        /// sled found the files corrupt, or panicked while reading them.
+        #[error("the database {path} is corrupt and cannot be read")]
         Corrupt { path: PathBuf },
     }
 
     fn backend(error: sled::Error) -> StoreError {
-        StoreError::Backend(error.to_string())
+        match error {
+            sled::Error::Corruption { .. } => StoreError::Corrupt(error.to_string()),
+            other => StoreError::Backend(other.to_string()),
+        }
     }
 
     impl SledStore {
@@ -169,12 +175,12 @@ mod sled_store {
                     db,
                     path: path.to_path_buf(),
                 }),
+                Ok(Err(sled::Error::Corruption { .. })) | Err(_) => Err(OpenError::Corrupt {
+                    path: path.to_path_buf(),
+                }),
                 Ok(Err(error)) => Err(OpenError::Open {
                     path: path.to_path_buf(),
                     reason: error.to_string(),
-                }),
-                Err(_) => Err(OpenError::Corrupt {
-                    path: path.to_path_buf(),
                 }),
             }
         }

@@ -80,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
         while let Some(output) = state.poll_output() {
             outputs += 1;
             match output {
-                Output::Persist(_) => persisted = true,
+                Output::Persist { .. } => persisted = true,
                 // The durability contract: nothing that reveals a new own record
                 // comes before its Persist.
                 Output::CommandResult(Ok(_)) => assert!(persisted),

@@ -47,6 +47,7 @@ pub(crate) async fn run(count: usize, rounds: usize) -> anyhow::Result<AnnounceB
             burst: u32::MAX,
             per_minute: u32::MAX,
         },
+        new_node: true,
         ..NodeConfig::new(scratch.path().join("node"), identity, "bench", roster)
     })
     .await?;

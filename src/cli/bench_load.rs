@@ -90,6 +90,7 @@ fn config(
             ..GossipConfig::default()
         },
         specialists: vec![specialist("honest")],
+        new_node: true,
         ..NodeConfig::new(
             dir.join(identity.node_id().short()),
             identity,

@@ -62,6 +62,7 @@ fn config(
             ..GossipConfig::default()
         },
         specialists: vec![specialist(name, "bench")],
+        new_node: true,
         ..NodeConfig::new(dir.join(name), identity, "bench", roster.clone())
     }
 }

@@ -132,6 +132,36 @@ impl Demo {
     }
 
     /// A connection to `target` as `as_member`, through a second endpoint.
+    /// Sends `frame` from a second endpoint of `as_member` to member `target`
+    /// until `delivered` says it arrived (a node keeps one connection per key, so
+    /// the member's own node may replace the second endpoint's connection before
+    /// the frame is read: then it is sent again). The time it took, if it did.
+    async fn inject<F, Fut>(
+        &self,
+        as_member: usize,
+        target: usize,
+        frame: &[u8],
+        mut delivered: F,
+    ) -> anyhow::Result<Option<Duration>>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let started = Instant::now();
+        while started.elapsed() < self.budget {
+            let connection = self.rogue(as_member, target).await?;
+            let _ = transport::send_frame(&connection, frame).await;
+            let attempt = Instant::now();
+            while attempt.elapsed() < Duration::from_secs(1) {
+                if delivered().await {
+                    return Ok(Some(started.elapsed()));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(None)
+    }
+
     async fn rogue(&self, as_member: usize, target: usize) -> anyhow::Result<quinn::Connection> {
         let transport = Transport::bind(
             &self.members[as_member].identity,
@@ -185,6 +215,7 @@ async fn setup(args: &DemoArgs, root: &Path) -> anyhow::Result<Demo> {
                 "summarize",
                 &format!("https://{name}.demo.example/api"),
             )],
+            new_node: true,
             ..NodeConfig::new(dir, identity.clone(), "demo", roster.clone())
         };
         let node = Node::spawn(config)
@@ -337,15 +368,10 @@ async fn script(demo: &Demo) -> anyhow::Result<(Summary, RecordId)> {
     let signature = demo.members[mallory]
         .identity
         .sign(Domain::Record, &demo.federation, &bytes);
-    let connection = demo.rogue(mallory, 0).await?;
-    transport::send_frame(
-        &connection,
-        &Message::Records(vec![SignedRecord::new(bytes, signature).encode()]).encode(),
-    )
-    .await?;
     let node_one = &demo.members[0].node;
+    let frame = Message::Records(vec![SignedRecord::new(bytes, signature).encode()]).encode();
     let rejected = demo
-        .until(|| async {
+        .inject(mallory, 0, &frame, || async {
             node_one
                 .stats()
                 .await
@@ -356,7 +382,7 @@ async fn script(demo: &Demo) -> anyhow::Result<(Summary, RecordId)> {
                 })
                 .unwrap_or(false)
         })
-        .await;
+        .await?;
     let kept = node_one.record(victim).await?.map(|r| r.seq()).unwrap_or(0);
     if rejected.is_some() {
         summary
@@ -394,18 +420,28 @@ async fn script(demo: &Demo) -> anyhow::Result<(Summary, RecordId)> {
     )];
     let a = VerifiedRecord::sign(&demo.members[eve].identity, fork_a)?;
     let b = VerifiedRecord::sign(&demo.members[eve].identity, fork_b)?;
-    let to_one = demo.rogue(eve, 0).await?;
-    transport::send_frame(
-        &to_one,
-        &Message::Records(vec![a.wire_bytes().to_vec()]).encode(),
-    )
-    .await?;
-    let to_three = demo.rogue(eve, 2).await?;
-    transport::send_frame(
-        &to_three,
-        &Message::Records(vec![b.wire_bytes().to_vec()]).encode(),
-    )
-    .await?;
+    let (node_one, node_three) = (&demo.members[0].node, &demo.members[2].node);
+    let holds = |node: &'_ NodeHandle, id: RecordId| {
+        let node = node.client();
+        async move {
+            node.record(eve_id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.id() == id)
+                || node
+                    .members()
+                    .await
+                    .is_ok_and(|members| members.iter().any(|m| m.id == eve_id && m.quarantined))
+        }
+    };
+    let forked = Instant::now();
+    let to_one = Message::Records(vec![a.wire_bytes().to_vec()]).encode();
+    demo.inject(eve, 0, &to_one, || holds(node_one, a.id()))
+        .await?;
+    let to_three = Message::Records(vec![b.wire_bytes().to_vec()]).encode();
+    demo.inject(eve, 2, &to_three, || holds(node_three, b.id()))
+        .await?;
     let quarantined = || async {
         let mut count = 0;
         for member in demo.honest() {
@@ -419,7 +455,8 @@ async fn script(demo: &Demo) -> anyhow::Result<(Summary, RecordId)> {
     };
     let caught = demo
         .until(|| async { quarantined().await == demo.honest })
-        .await;
+        .await
+        .map(|_| forked.elapsed());
     summary.equivocator_quarantined_at = quarantined().await;
     demo.say(&format!(
         "   the two records meet, the proof spreads: eve is quarantined at {} of {} honest nodes{}",
@@ -432,14 +469,38 @@ async fn script(demo: &Demo) -> anyhow::Result<(Summary, RecordId)> {
 
     if let Some(flooder) = flooder {
         demo.say("\n5. the flooder sends 2,000 frames to node-1 while node-2 publishes an update");
-        let flood = demo.rogue(flooder, 0).await?;
-        let frame = Message::Want(vec![]).encode();
+        let flood_to = demo.members[0].node.client();
+        let flooder_id = demo.members[flooder].node.node_id();
+        let identity = demo.members[flooder].identity.clone();
+        let roster = demo.roster.clone();
         let flooding = tokio::spawn(async move {
-            for _ in 0..2000 {
-                if transport::send_frame(&flood, &frame).await.is_err() {
-                    break; // node-1 closed the connection: banned
+            let transport = Transport::bind(&identity, roster, "127.0.0.1:0".parse()?)?;
+            let frame = Message::Want(vec![]).encode();
+            let mut sent = 0;
+            // A connection replaced by the flooder's own node is dialled again,
+            // until the frames are out or node-1 bans the flooder.
+            for _ in 0..20 {
+                let Ok(flood) = transport
+                    .dial(flood_to.node_id(), flood_to.local_addr())
+                    .await
+                else {
+                    break; // refused: banned
+                };
+                while sent < 2000 {
+                    if transport::send_frame(&flood, &frame).await.is_err() {
+                        break;
+                    }
+                    sent += 1;
+                }
+                let banned = flood_to
+                    .members()
+                    .await
+                    .is_ok_and(|m| m.iter().any(|m| m.id == flooder_id && m.banned));
+                if sent >= 2000 || banned {
+                    break;
                 }
             }
+            anyhow::Ok(())
         });
         let update = demo.members[1]
             .node
@@ -449,7 +510,7 @@ async fn script(demo: &Demo) -> anyhow::Result<(Summary, RecordId)> {
                 "https://node-2.demo.example/v2",
             ))
             .await?;
-        let _ = flooding.await;
+        flooding.await??;
         let reached = || async {
             let mut count = 0;
             for member in demo.honest() {

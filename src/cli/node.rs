@@ -9,7 +9,7 @@ use clap::Args;
 use rand::rngs::OsRng;
 use tidings::keys::{Identity, Roster};
 use tidings::net::config::{self, TEMPLATE};
-use tidings::net::node::Node;
+use tidings::net::node::{Node, NEW_NODE_MARKER};
 
 use super::interrupt::{Signals, INTERRUPTED};
 
@@ -67,6 +67,14 @@ pub(crate) fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
     } else {
         let identity = Identity::generate(&mut OsRng);
         identity.save(&key_path, false)?;
+        // A key made here has signed nothing: its first start needs no recovery.
+        let marker = dir.join(NEW_NODE_MARKER);
+        std::fs::write(
+            &marker,
+            "this node's key was made by `tidings init` and has signed nothing yet; the node \
+             removes this file when it first starts\n",
+        )
+        .with_context(|| format!("cannot write {}", marker.display()))?;
         identity
     };
     let label = args.label.clone().unwrap_or_else(|| {

@@ -7,7 +7,11 @@
 //! when it starts, and from then on adds the time a monotonic clock says has
 //! passed. A wall clock that is later stepped does not move the node's time; the
 //! node notices the difference ([`NodeTime::wall_step_ms`]) and warns, and it
-//! compares its time with its peers' (see `proto::clock`).
+//! compares its time with its peers' (see `proto::clock`). One exception: when the
+//! wall clock is ahead of the node's time and its peers agree (a machine that was
+//! suspended, where the monotonic clock stood still, or a clock set right after
+//! the node started), the node moves its time forward ([`NodeTime::advance`]);
+//! never backward.
 //!
 //! [`Clock`] is the source of both readings, so tests can step the wall clock of a
 //! running node ([`SteppedClock`]).
@@ -113,6 +117,11 @@ impl NodeTime {
             .saturating_sub(self.monotonic_at_start);
         self.wall_at_start_ms
             .saturating_add(elapsed.as_millis() as u64)
+    }
+
+    /// Moves the node's time forward by `ms` (it never moves back).
+    pub fn advance(&mut self, ms: u64) {
+        self.wall_at_start_ms = self.wall_at_start_ms.saturating_add(ms);
     }
 
     /// How far the wall clock has moved from the node's time since start

@@ -2,6 +2,7 @@
 //!
 //! - [`tls`]: certificates from node keys, verifiers that admit only roster keys.
 //! - [`transport`]: the endpoint, dialling and accepting, framing.
+//! - [`gate`]: which incoming handshakes are taken on, before any cryptography.
 //! - [`node`]: the actor that owns the protocol state; [`Node::spawn`](node::Node::spawn).
 //! - [`store`]: the directory persisted in sled, restored on restart.
 //! - [`lock`]: one process per data directory.
@@ -10,6 +11,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod gate;
 pub mod lock;
 pub mod node;
 pub mod store;

@@ -20,15 +20,31 @@ use tidings_keys::NodeId;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be opened.
-    #[error("{0}")]
+    #[error(transparent)]
     Open(#[from] OpenError),
     /// A read or write failed.
     #[error("directory store: {0}")]
     Io(String),
+    /// What was read is damaged.
+    #[error("directory store: the stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the store's files are damaged (rather than unavailable).
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Corrupt(_) | StoreError::Open(OpenError::Corrupt { .. })
+        )
+    }
 }
 
 fn io(error: sled::Error) -> StoreError {
-    StoreError::Io(error.to_string())
+    match error {
+        sled::Error::Corruption { .. } => StoreError::Corrupt(error.to_string()),
+        other => StoreError::Io(other.to_string()),
+    }
 }
 
 /// What a store held when the node started.
@@ -42,6 +58,8 @@ pub struct Loaded {
     pub proofs: Vec<Vec<u8>>,
     /// The audit log's durable head when the store was last flushed.
     pub audit_head: Option<(u64, [u8; 32])>,
+    /// The node was recovering its own chain from peers and had not finished.
+    pub recovering: bool,
 }
 
 /// The persisted directory.
@@ -86,13 +104,14 @@ impl DirectoryStore {
             let bytes: [u8; 40] = value
                 .as_ref()
                 .try_into()
-                .map_err(|_| StoreError::Io("the stored audit head is malformed".into()))?;
+                .map_err(|_| StoreError::Corrupt("the stored audit head is malformed".into()))?;
             let mut index = [0u8; 8];
             index.copy_from_slice(&bytes[..8]);
             let mut hash = [0u8; 32];
             hash.copy_from_slice(&bytes[8..]);
             loaded.audit_head = Some((u64::from_be_bytes(index), hash));
         }
+        loaded.recovering = self.db.get(b"recovering").map_err(io)?.is_some();
         Ok(loaded)
     }
 
@@ -128,6 +147,20 @@ impl DirectoryStore {
         let mut value = index.to_be_bytes().to_vec();
         value.extend_from_slice(hash);
         self.db.insert(b"audit", value).map(|_| ()).map_err(io)
+    }
+
+    /// Marks that the node is recovering its own chain (durable with the next
+    /// flush): a restart before recovery finished must not start as if it had.
+    pub fn mark_recovering(&self) -> Result<(), StoreError> {
+        self.db
+            .insert(b"recovering", &[1u8][..])
+            .map(|_| ())
+            .map_err(io)
+    }
+
+    /// Clears the recovering mark (durable with the next flush).
+    pub fn clear_recovering(&self) -> Result<(), StoreError> {
+        self.db.remove(b"recovering").map(|_| ()).map_err(io)
     }
 
     /// A handle for flushing from another thread.

@@ -1,12 +1,12 @@
 //! TLS for QUIC: both sides prove their node key, and only roster keys get in.
 //!
-//! Each node presents a self-signed X.509 certificate made from its own ed25519 key
-//! (via rcgen). We chose a certificate over RFC 7250 raw public keys because every
-//! QUIC and TLS stack in use handles certificates, while raw-key support is newer
-//! and uneven; the certificate is only a carrier for the key. Nothing else in it is
-//! trusted: the verifiers take the ed25519 public key from the certificate's
-//! SubjectPublicKeyInfo and
+//! Each node presents its ed25519 key as an RFC 7250 raw public key: the
+//! "certificate" on the wire is exactly a SubjectPublicKeyInfo, 44 bytes, nothing
+//! else to parse or to trust. Both sides require raw public keys (a peer offering
+//! an X.509 certificate fails the handshake), and the verifiers
 //!
+//! - read the node id from the SubjectPublicKeyInfo, which must be exactly the
+//!   DER of an ed25519 key (RFC 8410): any other byte string is refused;
 //! - check the TLS 1.3 handshake signature themselves with `verify_strict`, so the
 //!   peer has proven it holds that key's secret (strict checks, no malleability);
 //! - on the accepting side, admit only keys on the roster;
@@ -14,16 +14,19 @@
 //!   reach (carried as the TLS server name: a node id in base32 is a valid DNS
 //!   label) and on the roster.
 //!
-//! TLS 1.3 only, ALPN `tidings/1`, the only signature scheme ed25519. A refused
-//! handshake is reported, with the key presented, through [`Refusals`].
+//! TLS 1.3 only, ALPN `tidings/1`, the only signature scheme ed25519. Every refused
+//! handshake (a key not on the roster, the wrong key, a handshake signature that
+//! does not verify under the key presented) is reported, with the key presented
+//! and the reason, through [`Refusals`].
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 
 use ed25519_dalek::Signature as DalekSignature;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 use tidings_keys::{Identity, NodeId, Roster};
 
@@ -51,37 +54,31 @@ pub enum TlsError {
     Config(String),
 }
 
-/// A self-signed certificate for `identity`, and its private key.
-pub fn certificate(
-    identity: &Identity,
-) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsError> {
-    let seed = identity.seed();
-    let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
-    pkcs8.extend_from_slice(seed.as_ref());
-    let der = PrivatePkcs8KeyDer::from(pkcs8);
-    let key_pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519)
-        .map_err(|error| TlsError::Certificate(error.to_string()))?;
-    let params = rcgen::CertificateParams::new(vec![identity.node_id().to_string()])
-        .map_err(|error| TlsError::Certificate(error.to_string()))?;
-    let certificate = params
-        .self_signed(&key_pair)
-        .map_err(|error| TlsError::Certificate(error.to_string()))?;
-    Ok((certificate.der().clone(), PrivateKeyDer::Pkcs8(der)))
+/// The raw public key (RFC 7250) `identity` presents: its SubjectPublicKeyInfo.
+pub fn raw_public_key(identity: &Identity) -> CertificateDer<'static> {
+    let mut spki = ED25519_SPKI_PREFIX.to_vec();
+    spki.extend_from_slice(identity.node_id().as_bytes());
+    CertificateDer::from(spki)
 }
 
-/// The ed25519 key a certificate carries, if it carries exactly one.
-pub fn node_id_of(certificate: &[u8]) -> Option<NodeId> {
-    let mut found = None;
-    for (at, window) in certificate.windows(ED25519_SPKI_PREFIX.len()).enumerate() {
-        if window == ED25519_SPKI_PREFIX {
-            let start = at + ED25519_SPKI_PREFIX.len();
-            let key: [u8; 32] = certificate.get(start..start + 32)?.try_into().ok()?;
-            if found.replace(NodeId::from_bytes(key)).is_some() {
-                return None;
-            }
-        }
-    }
-    found
+/// The raw public key and signing key rustls presents for `identity`.
+fn certified_key(identity: &Identity) -> Result<Arc<CertifiedKey>, TlsError> {
+    let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
+    pkcs8.extend_from_slice(identity.seed().as_ref());
+    let key = rustls::crypto::ring::sign::any_eddsa_type(&PrivatePkcs8KeyDer::from(pkcs8))
+        .map_err(|error| TlsError::Certificate(error.to_string()))?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![raw_public_key(identity)],
+        key,
+    )))
+}
+
+/// The node id a raw public key carries: it must be exactly the DER of one
+/// ed25519 SubjectPublicKeyInfo (RFC 8410), 44 bytes.
+pub fn node_id_of(spki: &[u8]) -> Option<NodeId> {
+    let key = spki.strip_prefix(&ED25519_SPKI_PREFIX)?;
+    let key: [u8; 32] = key.try_into().ok()?;
+    Some(NodeId::from_bytes(key))
 }
 
 /// A handshake this node refused, with the key that was presented.
@@ -91,6 +88,10 @@ pub struct Refusal {
     pub presented: Option<NodeId>,
     /// Why it was refused.
     pub reason: String,
+    /// On a dial: the node that was dialled, when another key answered. The
+    /// address was wrong (a record or bootstrap entry pointed at another node);
+    /// the node that answered did nothing wrong.
+    pub expected: Option<NodeId>,
 }
 
 /// Refusals recorded by the verifiers, drained by the node.
@@ -99,12 +100,17 @@ pub struct Refusals(Arc<Mutex<VecDeque<Refusal>>>);
 
 impl Refusals {
     fn push(&self, presented: Option<NodeId>, reason: &str) {
+        self.record(Refusal {
+            presented,
+            reason: reason.to_string(),
+            expected: None,
+        });
+    }
+
+    fn record(&self, refusal: Refusal) {
         let mut queue = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
         if queue.len() < 1024 {
-            queue.push_back(Refusal {
-                presented,
-                reason: reason.to_string(),
-            });
+            queue.push_back(refusal);
         }
     }
 
@@ -125,12 +131,23 @@ fn admitted(roster: &SharedRoster, id: &NodeId) -> bool {
         .unwrap_or(false)
 }
 
+/// Checks the handshake signature, and records a refusal, with the key
+/// presented, when it does not hold.
 fn verify_signature(
+    refusals: &Refusals,
     message: &[u8],
     certificate: &CertificateDer<'_>,
-    signed: &DigitallySignedStruct,
+    scheme: SignatureScheme,
+    signature: &[u8],
 ) -> Result<HandshakeSignatureValid, Error> {
-    check_signature(message, certificate, signed.scheme, signed.signature())
+    let checked = check_signature(message, certificate, scheme, signature);
+    if checked.is_err() {
+        refusals.push(
+            node_id_of(certificate),
+            "the handshake signature does not verify under the key presented",
+        );
+    }
+    checked
 }
 
 /// The handshake signature check: ed25519 only, with `verify_strict`, under the key
@@ -167,7 +184,7 @@ fn admitted_key(
     end_entity: &CertificateDer<'_>,
 ) -> Result<NodeId, Error> {
     let Some(presented) = node_id_of(end_entity) else {
-        refusals.push(None, "the peer's certificate carries no single ed25519 key");
+        refusals.push(None, "the peer presented no ed25519 public key");
         return Err(Error::InvalidCertificate(CertificateError::BadEncoding));
     };
     if !admitted(roster, &presented) {
@@ -197,7 +214,7 @@ impl ServerCertVerifier for DialVerifier {
     ) -> Result<ServerCertVerified, Error> {
         let Some(presented) = node_id_of(end_entity) else {
             self.refusals
-                .push(None, "the peer's certificate carries no single ed25519 key");
+                .push(None, "the peer presented no ed25519 public key");
             return Err(Error::InvalidCertificate(CertificateError::BadEncoding));
         };
         let expected = match server_name {
@@ -205,10 +222,11 @@ impl ServerCertVerifier for DialVerifier {
             _ => None,
         };
         if expected != Some(presented) {
-            self.refusals.push(
-                Some(presented),
-                "the peer is not the node that was dialled (impersonation)",
-            );
+            self.refusals.record(Refusal {
+                presented: Some(presented),
+                reason: "another node answered at the address dialled".into(),
+                expected,
+            });
             return Err(Error::InvalidCertificate(CertificateError::NotValidForName));
         }
         if !admitted(&self.roster, &presented) {
@@ -238,11 +256,21 @@ impl ServerCertVerifier for DialVerifier {
         certificate: &CertificateDer<'_>,
         signed: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_signature(message, certificate, signed)
+        verify_signature(
+            &self.refusals,
+            message,
+            certificate,
+            signed.scheme,
+            signed.signature(),
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         vec![SignatureScheme::ED25519]
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        true
     }
 }
 
@@ -285,11 +313,21 @@ impl ClientCertVerifier for AcceptVerifier {
         certificate: &CertificateDer<'_>,
         signed: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_signature(message, certificate, signed)
+        verify_signature(
+            &self.refusals,
+            message,
+            certificate,
+            signed.scheme,
+            signed.signature(),
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         vec![SignatureScheme::ED25519]
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        true
     }
 }
 
@@ -303,7 +341,7 @@ pub fn configs(
     roster: SharedRoster,
     refusals: Refusals,
 ) -> Result<(rustls::ServerConfig, rustls::ClientConfig), TlsError> {
-    let (certificate, key) = certificate(identity)?;
+    let key = certified_key(identity)?;
     let config_error = |error: Error| TlsError::Config(error.to_string());
     let accept = Arc::new(AcceptVerifier {
         roster: roster.clone(),
@@ -313,8 +351,9 @@ pub fn configs(
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(config_error)?
         .with_client_cert_verifier(accept)
-        .with_single_cert(vec![certificate.clone()], key.clone_key())
-        .map_err(config_error)?;
+        .with_cert_resolver(Arc::new(
+            rustls::server::AlwaysResolvesServerRawPublicKeys::new(key.clone()),
+        ));
     server.alpn_protocols = vec![ALPN.to_vec()];
     let dial = Arc::new(DialVerifier { roster, refusals });
     let mut client = rustls::ClientConfig::builder_with_provider(provider())
@@ -322,8 +361,9 @@ pub fn configs(
         .map_err(config_error)?
         .dangerous()
         .with_custom_certificate_verifier(dial)
-        .with_client_auth_cert(vec![certificate], key)
-        .map_err(config_error)?;
+        .with_client_cert_resolver(Arc::new(
+            rustls::client::AlwaysResolvesClientRawPublicKeys::new(key),
+        ));
     client.alpn_protocols = vec![ALPN.to_vec()];
     Ok((server, client))
 }
@@ -333,16 +373,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn certificates_carry_exactly_the_node_key() {
+    fn raw_public_keys_carry_exactly_the_node_key() {
         let identity = Identity::from_seed(&[5; 32]);
-        let (certificate, _) = certificate(&identity).unwrap();
-        assert_eq!(node_id_of(&certificate), Some(identity.node_id()));
-        // A blob carrying two keys is refused.
-        let mut doubled = certificate.to_vec();
-        doubled.extend_from_slice(&ED25519_SPKI_PREFIX);
-        doubled.extend_from_slice(&[1; 32]);
-        assert_eq!(node_id_of(&doubled), None);
-        assert_eq!(node_id_of(b"not a certificate"), None);
+        let spki = raw_public_key(&identity);
+        assert_eq!(spki.len(), 44);
+        assert_eq!(node_id_of(&spki), Some(identity.node_id()));
+        // Anything else is refused: a key with trailing bytes, a truncated one, a
+        // key of another algorithm, an X.509 certificate that contains the key.
+        let mut longer = spki.to_vec();
+        longer.push(0);
+        assert_eq!(node_id_of(&longer), None);
+        assert_eq!(node_id_of(&spki[..43]), None);
+        let mut other_algorithm = spki.to_vec();
+        other_algorithm[8] = 0x71;
+        assert_eq!(node_id_of(&other_algorithm), None);
+        let mut wrapped = vec![0x30, 0x82, 0x01, 0x00];
+        wrapped.extend_from_slice(&spki);
+        assert_eq!(node_id_of(&wrapped), None);
+        assert_eq!(node_id_of(b"not a key"), None);
     }
 
     #[test]
@@ -358,18 +406,17 @@ mod tests {
         assert!(verifier
             .verify_client_cert(&garbage, &[], UnixTime::now())
             .is_err());
-        let (stranger_certificate, _) = certificate(&Identity::from_seed(&[7; 32])).unwrap();
+        let stranger = raw_public_key(&Identity::from_seed(&[7; 32]));
         assert!(verifier
-            .verify_client_cert(&stranger_certificate, &[], UnixTime::now())
+            .verify_client_cert(&stranger, &[], UnixTime::now())
             .is_err());
-        let (member_certificate, _) = certificate(&member).unwrap();
         assert!(verifier
-            .verify_client_cert(&member_certificate, &[], UnixTime::now())
+            .verify_client_cert(&raw_public_key(&member), &[], UnixTime::now())
             .is_ok());
         let recorded = refusals.drain();
         assert_eq!(recorded.len(), 2);
         assert_eq!(recorded[0].presented, None);
-        assert!(recorded[0].reason.contains("no single ed25519 key"));
+        assert!(recorded[0].reason.contains("no ed25519 public key"));
         assert_eq!(
             recorded[1].presented,
             Some(Identity::from_seed(&[7; 32]).node_id())
@@ -379,7 +426,7 @@ mod tests {
     #[test]
     fn handshake_signatures_are_checked_strictly() {
         let identity = Identity::from_seed(&[8; 32]);
-        let (cert, _) = certificate(&identity).unwrap();
+        let cert = raw_public_key(&identity);
         let message = b"transcript";
         let federation = tidings_keys::FederationId::from_name("x");
         let other = identity.sign(tidings_keys::Domain::Record, &federation, b"other");
@@ -398,5 +445,16 @@ mod tests {
             check_signature(message, &cert, SignatureScheme::ED25519, &[0; 10]).is_err(),
             "truncated"
         );
+        // A signature that fails is recorded with the key presented.
+        let refusals = Refusals::default();
+        let ed25519 = SignatureScheme::ED25519;
+        assert!(verify_signature(&refusals, message, &cert, ed25519, &other.0).is_err());
+        let recorded = refusals.drain();
+        assert_eq!(recorded[0].presented, Some(identity.node_id()));
+        assert!(recorded[0].reason.contains("does not verify"));
+        let key = ed25519_dalek::SigningKey::from_bytes(&identity.seed());
+        let good = ed25519_dalek::Signer::sign(&key, message).to_bytes();
+        assert!(verify_signature(&refusals, message, &cert, ed25519, &good).is_ok());
+        assert!(refusals.drain().is_empty());
     }
 }

@@ -30,6 +30,9 @@ pub const MAX_PENDING_HANDSHAKES: usize = 256;
 pub const MAX_STREAMS: u32 = 4;
 /// Bytes a peer may have in flight on one stream (one largest frame and its length).
 pub const STREAM_WINDOW: u32 = (MAX_FRAME_BYTES + 64 * 1024) as u32;
+/// Bytes this node keeps unacknowledged for one connection: what a peer that
+/// withholds credit can make it hold, besides its send queue.
+pub const SEND_WINDOW: u64 = 2 * STREAM_WINDOW as u64;
 /// Longest wait for a frame's bytes once its stream opened.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection with no traffic for this long is closed.
@@ -64,6 +67,9 @@ pub enum NetError {
     /// A frame broke the framing rules.
     #[error("bad frame: {0}")]
     BadFrame(&'static str),
+    /// The peer reset the stream it was sending on.
+    #[error("the peer reset its stream")]
+    Reset,
 }
 
 /// A bound QUIC endpoint that dials and accepts node connections.
@@ -80,6 +86,7 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
         .max_concurrent_bidi_streams(0u32.into())
         .stream_receive_window(STREAM_WINDOW.into())
         .receive_window((2 * STREAM_WINDOW).into())
+        .send_window(SEND_WINDOW)
         .keep_alive_interval(Some(KEEP_ALIVE));
     if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
         config.max_idle_timeout(Some(idle));
@@ -144,13 +151,23 @@ impl Transport {
         }
     }
 
-    /// The next incoming connection that completes its handshake, with the peer's
-    /// id; `None` when the endpoint is closed. Failed handshakes are skipped (and
-    /// recorded in [`Transport::refusals`] when the key was refused).
-    pub async fn accept(&self) -> Option<Result<(NodeId, quinn::Connection), NetError>> {
-        let incoming = self.endpoint.accept().await?;
+    /// The next incoming connection attempt, before any handshake work; `None`
+    /// when the endpoint is closed. See [`gate`](super::gate) for what to do with it.
+    pub async fn incoming(&self) -> Option<quinn::Incoming> {
+        self.endpoint.accept().await
+    }
+
+    /// Completes the handshake of `incoming` within
+    /// [`HANDSHAKE_TIMEOUT`](super::gate::HANDSHAKE_TIMEOUT): the peer's id and the
+    /// connection. A refused key is recorded in [`Transport::refusals`].
+    pub async fn handshake(
+        incoming: quinn::Incoming,
+    ) -> Result<(NodeId, quinn::Connection), NetError> {
         let remote = incoming.remote_address();
-        Some(match tokio::time::timeout(DIAL_TIMEOUT, incoming).await {
+        let connecting = incoming
+            .accept()
+            .map_err(|error| NetError::Stream(format!("handshake from {remote}: {error}")))?;
+        match tokio::time::timeout(super::gate::HANDSHAKE_TIMEOUT, connecting).await {
             Ok(Ok(connection)) => match peer_of(&connection) {
                 Some(peer) => Ok((peer, connection)),
                 None => Err(NetError::Stream("a connection without a peer key".into())),
@@ -161,7 +178,14 @@ impl Transport {
             Err(_) => Err(NetError::Stream(format!(
                 "handshake from {remote} timed out"
             ))),
-        })
+        }
+    }
+
+    /// The next incoming connection that completes its handshake, one at a time
+    /// (tests and tools; a node runs handshakes concurrently through its gate).
+    pub async fn accept(&self) -> Option<Result<(NodeId, quinn::Connection), NetError>> {
+        let incoming = self.incoming().await?;
+        Some(Self::handshake(incoming).await)
     }
 
     /// Stops accepting and closes every connection.
@@ -223,6 +247,11 @@ impl FrameWriter {
             .map_err(stream_error)?;
         self.stream.write_all(frame).await.map_err(stream_error)
     }
+
+    /// Ends the stream after what was written (the peer reads it to the end).
+    pub fn finish(&mut self) {
+        let _ = self.stream.finish();
+    }
 }
 
 /// The receiving half of a peer's message stream.
@@ -249,6 +278,9 @@ impl FrameReader {
             Err(quinn::ReadExactError::FinishedEarly(_)) => {
                 return Err(NetError::BadFrame("truncated length"))
             }
+            Err(quinn::ReadExactError::ReadError(quinn::ReadError::Reset(_))) => {
+                return Err(NetError::Reset)
+            }
             Err(quinn::ReadExactError::ReadError(error)) => {
                 return Err(NetError::Stream(error.to_string()))
             }
@@ -262,6 +294,9 @@ impl FrameReader {
             Ok(Ok(())) => Ok(Some(frame)),
             Ok(Err(quinn::ReadExactError::FinishedEarly(_))) => {
                 Err(NetError::BadFrame("length prefix does not match the frame"))
+            }
+            Ok(Err(quinn::ReadExactError::ReadError(quinn::ReadError::Reset(_)))) => {
+                Err(NetError::Reset)
             }
             Ok(Err(quinn::ReadExactError::ReadError(error))) => {
                 Err(NetError::Stream(error.to_string()))
@@ -327,7 +362,7 @@ mod tests {
         writer.send(b"hello").await.unwrap();
         writer.send(b"").await.unwrap();
         writer.send(&[7; 70_000]).await.unwrap();
-        writer.stream.finish().unwrap();
+        writer.finish();
         let (peer, frames) = accept.await.unwrap();
         assert_eq!(peer, b.node_id());
         assert_eq!(
@@ -396,6 +431,6 @@ mod tests {
         assert!(matches!(result, Err(NetError::Dial { .. })), "{result:?}");
         let refusals = client.refusals();
         assert_eq!(refusals[0].presented, Some(a.node_id()));
-        assert!(refusals[0].reason.contains("impersonation"));
+        assert_eq!(refusals[0].expected, Some(c.node_id()), "{refusals:?}");
     }
 }

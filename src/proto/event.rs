@@ -12,7 +12,10 @@
 //! node's own latest, and every [`Output::Audit`] event that preceded it (among
 //! them the publication's own entry). A record that may have left the node is
 //! thus always on its disk first, and a restart continues the chain instead of
-//! signing a second record with the same `seq`.
+//! signing a second record with the same `seq`. With the record goes whether the
+//! node still owes a jump of its chain (after taking back records it signed
+//! before a loss): a restart while one is owed recovers again instead of signing
+//! right above a record that may not be its last.
 
 use tidings_keys::NodeId;
 
@@ -30,7 +33,14 @@ pub enum Output {
     /// Make `record` durable as the node's own latest record, together with every
     /// audit event output before it, before acting on any later output (see the
     /// module docs).
-    Persist(VerifiedRecord),
+    Persist {
+        /// The record.
+        record: VerifiedRecord,
+        /// Whether the node's next record must jump its chain (it took back a
+        /// record from before a loss and has not yet signed above it): a restart
+        /// from this disk must recover again.
+        jump_owed: bool,
+    },
     /// Send a message to a peer (dialling it if needed).
     Send {
         /// The peer.

@@ -167,6 +167,38 @@ impl Record {
         }
     }
 
+    /// The first record a node signs after it recovered from a lost history: its
+    /// `seq` is at least `gap` above `previous` (the newest record of its own it
+    /// found) and at least `floor` (the time in milliseconds, so that a later
+    /// recovery jumps above an earlier one whose records no peer returned);
+    /// linked to `previous`, or to a marker derived from the origin.
+    #[allow(clippy::too_many_arguments)]
+    pub fn after_recovery(
+        federation: FederationId,
+        origin: NodeId,
+        previous: Option<&VerifiedRecord>,
+        gap: u64,
+        floor: u64,
+        announcement: Announcement,
+        issued_at_ms: u64,
+        ttl_ms: u64,
+    ) -> Self {
+        let found = previous.map_or(0, VerifiedRecord::seq);
+        let seq = found.saturating_add(gap).max(floor).max(2);
+        let prev = match previous {
+            Some(previous) => previous.id(),
+            None => RecordId(blake3::derive_key(
+                "tidings recovered chain v1",
+                origin.as_bytes(),
+            )),
+        };
+        Self {
+            seq,
+            prev,
+            ..Self::first(federation, origin, announcement, issued_at_ms, ttl_ms)
+        }
+    }
+
     /// The record that follows `previous` in its origin's chain: `seq + 1`,
     /// `prev` = its id.
     pub fn next(

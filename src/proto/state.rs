@@ -52,6 +52,7 @@ use super::event::{AuditEvent, ChainStatus, DirectoryChange, Halt, Output, Publi
 use super::gossip;
 use super::limits::{
     DEFAULT_TTL_MS, MAX_FRAME_BYTES, MAX_PROOFS_PER_MESSAGE, MAX_RECORDS_PER_MESSAGE,
+    RECOVERY_SEQ_GAP,
 };
 use super::membership::{BackoffPolicy, Membership};
 use super::record::{Announcement, Record, Specialist, VerifiedRecord};
@@ -158,6 +159,12 @@ pub struct State {
     desired_unpublished: bool,
     own: Option<VerifiedRecord>,
     chain: Chain,
+    /// The next record jumps the chain (the first after a recovery).
+    jump_next: bool,
+    /// The chain was recovered from peers since this state started: a newer
+    /// record of its own that turns up later is one it signed before the loss,
+    /// taken back and jumped over, not another signer's.
+    recovered: bool,
     /// When a failed publication (rate limit) is tried again.
     retry_publish_ms: u64,
     next_round_ms: u64,
@@ -191,6 +198,8 @@ impl State {
             desired_unpublished: false,
             own: None,
             chain: Chain::Known,
+            jump_next: false,
+            recovered: false,
             retry_publish_ms: 0,
             pending_wants: BTreeMap::new(),
             clock: ClockWatch::default(),
@@ -420,17 +429,23 @@ impl State {
             Chain::Recovering { .. } => return Err(PublishError::Recovering),
             Chain::Halted(halt) => return Err(PublishError::Halted(halt.to_string())),
         }
+        let federation = self.directory.config().federation;
+        let ttl = self.config.ttl_ms;
         let record = match &self.own {
-            // Issued now, even if the previous record claims a later time (a clock
-            // that ran ahead and was fixed): the chain orders by seq, not by time.
-            Some(previous) => Record::next(previous, announcement, now_ms, self.config.ttl_ms),
-            None => Record::first(
-                self.directory.config().federation,
+            _ if self.jump_next => Record::after_recovery(
+                federation,
                 self.me,
+                self.own.as_ref(),
+                RECOVERY_SEQ_GAP,
+                now_ms,
                 announcement,
                 now_ms,
-                self.config.ttl_ms,
+                ttl,
             ),
+            // Issued now, even if the previous record claims a later time (a clock
+            // that ran ahead and was fixed): the chain orders by seq, not by time.
+            Some(previous) => Record::next(previous, announcement, now_ms, ttl),
+            None => Record::first(federation, self.me, announcement, now_ms, ttl),
         };
         let signed = VerifiedRecord::sign(&self.identity, record).map_err(PublishError::Invalid)?;
         let verdict = self
@@ -450,7 +465,16 @@ impl State {
         self.retry_publish_ms = 0;
         self.outputs
             .push_back(Output::Audit(AuditEvent::Published(signed.clone())));
-        self.outputs.push_back(Output::Persist(signed.clone()));
+        let jumped = std::mem::take(&mut self.jump_next);
+        self.outputs.push_back(Output::Persist {
+            record: signed.clone(),
+            jump_owed: false,
+        });
+        if jumped {
+            // Recovery is over once the jumped record is durable.
+            self.outputs
+                .push_back(Output::ChainStatus(ChainStatus::Known));
+        }
         self.note_change(&verdict);
         self.rumor_record(&signed, None, now_ms, rng);
         Ok(signed)

@@ -122,6 +122,10 @@ pub struct Crashes {
     pub until_round: u32,
     /// Probability that a live honest node publishes a new record in a round.
     pub republish_per_round: f64,
+    /// Probability that a crash also destroys the node's disk: it comes back with
+    /// nothing and recovers its chain from its peers.
+    #[serde(default)]
+    pub disk_loss: f64,
     /// Whether the simulated driver keeps the durability contract. `false` makes
     /// the own record durable only after the outputs that follow it were sent,
     /// as the first version of the node did: it shows what the contract prevents.
@@ -252,9 +256,10 @@ impl Scenario {
         if let Some(crashes) = self.crashes {
             if !(0.0..0.5).contains(&crashes.per_output)
                 || !(0.0..=1.0).contains(&crashes.republish_per_round)
+                || !(0.0..=1.0).contains(&crashes.disk_loss)
             {
                 return invalid(
-                    "crashes.per_output must be in [0, 0.5) and republish_per_round in [0, 1]",
+                    "crashes.per_output must be in [0, 0.5), republish_per_round and disk_loss in [0, 1]",
                 );
             }
         }
@@ -351,6 +356,7 @@ pub fn builtin() -> Vec<Scenario> {
                 away_rounds: 3,
                 until_round: 30,
                 republish_per_round: 0.1,
+                disk_loss: 0.2,
                 durable_before_send: true,
             }),
             rumor_fanout: 2,

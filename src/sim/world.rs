@@ -78,6 +78,8 @@ struct Node {
     state: State,
     /// What survives a crash: the own record the node last made durable.
     disk: Option<VerifiedRecord>,
+    /// Also on disk: the node was recovering its chain (as the real store's mark).
+    disk_recovering: bool,
     role: Role,
     alive: bool,
     nat: bool,
@@ -288,6 +290,7 @@ impl<'a> World<'a> {
             nodes.push(Node {
                 state,
                 disk: None,
+                disk_recovering: false,
                 role,
                 alive: true,
                 nat: rng.gen_bool(scenario.nat_share),
@@ -555,9 +558,21 @@ impl<'a> World<'a> {
     }
 
     /// A crash loses the in-memory directory; the own record the node made durable
-    /// survives on its disk, as on a real node.
+    /// survives on its disk, as on a real node, unless the crash destroyed the
+    /// disk too: then the node comes back with nothing and recovers its chain from
+    /// its peers before it signs.
     fn crash(&mut self, i: usize) {
+        let disk_lost = self
+            .scenario
+            .crashes
+            .is_some_and(|crashes| self.rng.gen_bool(crashes.disk_loss));
+        if disk_lost {
+            self.nodes[i].disk = None;
+            self.nodes[i].disk_recovering = true;
+        }
+        let recovering = self.nodes[i].disk_recovering;
         let own = self.nodes[i].disk.clone();
+        let announcement = self.nodes[i].state.announcement().cloned();
         let config = self.nodes[i].state.config().clone();
         let mut state = State::new(
             self.federation.identities[i].clone(),
@@ -571,6 +586,12 @@ impl<'a> World<'a> {
         state.assume_membership_known();
         if let Some(record) = own {
             state.restore_own(record, self.now);
+        }
+        if recovering {
+            state.mark_lost(self.now);
+            if let Some(announcement) = announcement {
+                state.set_announcement(announcement);
+            }
         }
         self.nodes[i].state = state;
     }
@@ -671,11 +692,11 @@ impl<'a> World<'a> {
                 self.kill(from);
                 return;
             }
-            if let Output::Persist(record) = &output {
+            if let Output::Persist { record, jump_owed } = &output {
                 if durable_first {
-                    self.nodes[from].disk = Some(record.clone());
+                    self.persisted(from, record.clone(), *jump_owed);
                 } else {
-                    deferred = Some(record.clone());
+                    deferred = Some((record.clone(), *jump_owed));
                 }
                 continue;
             }
@@ -692,13 +713,21 @@ impl<'a> World<'a> {
                 self.enqueue(from, to, &message, queue);
             }
         }
-        if let Some(record) = deferred {
+        if let Some((record, jump_owed)) = deferred {
             if self.crashes_now(from) {
                 self.kill(from);
                 return;
             }
-            self.nodes[from].disk = Some(record);
+            self.persisted(from, record, jump_owed);
         }
+    }
+
+    /// Node `i` made `record` durable, and whether it still owes a jump of its
+    /// chain (the mark a restart reads to recover again).
+    fn persisted(&mut self, i: usize, record: VerifiedRecord, jump_owed: bool) {
+        let node = &mut self.nodes[i];
+        node.disk = Some(record);
+        node.disk_recovering = jump_owed;
     }
 
     fn enqueue(&mut self, from: usize, to: usize, message: &Message, queue: &mut Vec<Envelope>) {

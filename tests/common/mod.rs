@@ -42,6 +42,9 @@ pub fn config(
             ..GossipConfig::default()
         },
         specialists: vec![specialist(&format!("agent-{seed}"), "summarize")],
+        // Test keys start with empty directories; a test that restarts a node
+        // after wiping its data says `new_node: false`.
+        new_node: true,
         ..NodeConfig::new(
             dir.join(format!("node-{seed}")),
             identity(seed),

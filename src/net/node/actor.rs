@@ -83,6 +83,8 @@ pub(super) struct Actor {
     reply: Option<Reply>,
     pub(super) persisted: u64,
     pub(super) persist_seconds: f64,
+    /// The audit head last written to the store.
+    recorded_head: Option<(u64, [u8; 32])>,
     wall_step_warned: bool,
     _lock: DataDirLock,
 }
@@ -108,6 +110,7 @@ impl Actor {
             reply: None,
             persisted: 0,
             persist_seconds: 0.0,
+            recorded_head: None,
             wall_step_warned: false,
             _lock: parts.lock,
         }
@@ -152,17 +155,18 @@ impl Actor {
                 continue;
             }
             // Biased: a stop overtakes queued input, and timers are never starved
-            // by a busy network.
+            // by a busy network. Commands and network events are then served
+            // fairly, so neither a busy API nor a busy network starves the other.
             result = tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
                 _ = tokio::time::sleep(wait) => self.timeout().await,
                 _ = flush.tick() => self.flush_store().await,
-                command = commands.recv() => match command {
-                    Some(command) => self.command(command).await,
+                input = next_input(&mut commands, &mut events) => match input {
+                    Some(Input::Command(command)) => self.command(command).await,
+                    Some(Input::Event(event)) => self.event(event).await,
                     None => break,
                 },
-                Some(event) = events.recv() => self.event(event).await,
             };
         }
         if let Err(error) = &result {
@@ -172,18 +176,21 @@ impl Actor {
         result.and(stopped)
     }
 
+    /// Flushes and closes everything, each step even if an earlier one failed;
+    /// returns the first failure.
     async fn stop(mut self) -> Result<(), NodeError> {
-        self.hand_over_audit().await?;
-        if let Some(writer) = self.writer.take() {
-            tokio::task::spawn_blocking(move || writer.shutdown())
+        let handed = self.hand_over_audit().await;
+        let writer = match self.writer.take() {
+            Some(writer) => tokio::task::spawn_blocking(move || writer.shutdown())
                 .await
-                .map_err(|error| NodeError::Audit(error.to_string()))?
-                .map_err(|error| NodeError::Audit(error.to_string()))?;
-        }
-        self.sync_store().await?;
+                .map_err(|error| NodeError::Audit(error.to_string()))
+                .and_then(|shut| shut.map(drop).map_err(|e| NodeError::Audit(e.to_string()))),
+            None => Ok(()),
+        };
+        let synced = self.sync_store().await;
         self.links.close().await;
         info!(node = %self.state.node_id(), "node stopped");
-        Ok(())
+        handed.and(writer).and(synced)
     }
 
     async fn timeout(&mut self) -> Result<(), NodeError> {
@@ -254,6 +261,11 @@ impl Actor {
                     ));
                 }
             }
+            NetEvent::Misdirected {
+                peer,
+                addr,
+                answered,
+            } => self.misdirected(peer, addr, answered, now),
             NetEvent::Refused(refusal) => self.pending.push(connection_entry(
                 now,
                 EntryKind::ConnectionRefused,
@@ -264,12 +276,56 @@ impl Actor {
         self.drain().await
     }
 
+    /// A dial to `peer` at `addr` reached another node: the address is to blame,
+    /// and so whatever listed it (the peer's own record, or the bootstrap list);
+    /// never the node that answered. The dial failure backs the peer off.
+    fn misdirected(&mut self, peer: NodeId, addr: SocketAddr, answered: Option<NodeId>, now: u64) {
+        let answered = answered.map_or_else(|| "an unknown key".to_string(), |id| id.to_string());
+        let listed_by_record = self.state.directory().entry(&peer).and_then(|entry| {
+            let record = &entry.record;
+            record
+                .record()
+                .addrs
+                .iter()
+                .any(|listed| listed.parse::<SocketAddr>().ok() == Some(addr))
+                .then(|| (record.id(), record.seq()))
+        });
+        let (record, reason) = match listed_by_record {
+            Some((id, seq)) => (
+                Some(crate::recording::record_key(&id)),
+                format!(
+                    "{peer}'s record seq {seq} lists {addr}, where {answered} answered: the \
+                     record's address is wrong"
+                ),
+            ),
+            None => (
+                None,
+                format!(
+                    "the bootstrap list puts {peer} at {addr}, where {answered} answered: the \
+                     bootstrap entry is wrong"
+                ),
+            ),
+        };
+        warn!(peer = %peer, %addr, answered = %answered, "a dial reached another node: {reason}");
+        self.pending.push(NewEntry {
+            at_ms: now,
+            kind: EntryKind::Misdirected,
+            peer: Some(peer),
+            origin: Some(peer),
+            record,
+            reason,
+            evidence: None,
+        });
+    }
+
     /// Acts on every output of the state, in order (see the module docs).
     async fn drain(&mut self) -> Result<(), NodeError> {
         let now = self.time.now_ms();
         while let Some(output) = self.state.poll_output() {
             match output {
-                Output::Persist(record) => self.persist_own(&record).await?,
+                Output::Persist { record, jump_owed } => {
+                    self.persist_own(&record, jump_owed).await?
+                }
                 Output::Send { to, message } => {
                     let addr = self.address_of(&to);
                     self.links.send(to, message.encode(), addr);
@@ -297,13 +353,30 @@ impl Actor {
         self.hand_over_audit().await
     }
 
-    /// Makes `record` durable as the node's own, with every audit entry before it.
-    async fn persist_own(&mut self, record: &VerifiedRecord) -> Result<(), NodeError> {
+    /// Makes `record` durable as the node's own, with every audit entry before it,
+    /// and whether a jump of its chain is still owed (the store's recovering mark:
+    /// set before the record is written, cleared after, so a torn sync errs on
+    /// the side of recovering again).
+    async fn persist_own(
+        &mut self,
+        record: &VerifiedRecord,
+        jump_owed: bool,
+    ) -> Result<(), NodeError> {
         let started = Instant::now();
         let failed = |error: String| NodeError::Durability(error);
+        if jump_owed {
+            self.store
+                .mark_recovering()
+                .map_err(|error| failed(error.to_string()))?;
+        }
         self.store
             .put_own(record.wire_bytes())
             .map_err(|error| failed(error.to_string()))?;
+        if !jump_owed {
+            self.store
+                .clear_recovering()
+                .map_err(|error| failed(error.to_string()))?;
+        }
         self.hand_over_audit().await?;
         let store = self.store.clone();
         let audit = self.audit.clone();
@@ -321,6 +394,7 @@ impl Actor {
         self.persist_seconds += started.elapsed().as_secs_f64();
         let (index, hash) = self.audit.durable_head();
         self.store.put_audit_head(index, &hash)?;
+        self.recorded_head = Some((index, hash));
         self.store_dirty = true;
         Ok(())
     }
@@ -349,8 +423,11 @@ impl Actor {
     }
 
     /// Syncs the rest of the store, with the audit log's durable head.
+    /// Syncs the store when it changed, or when the audit log's durable head
+    /// moved (so the head the store remembers never lags far behind the log).
     async fn flush_store(&mut self) -> Result<(), NodeError> {
-        if !self.store_dirty {
+        let head = self.audit.durable_head();
+        if !self.store_dirty && self.recorded_head == Some(head) {
             return Ok(());
         }
         self.sync_store().await?;
@@ -363,6 +440,7 @@ impl Actor {
     async fn sync_store(&mut self) -> Result<(), NodeError> {
         let (index, hash) = self.audit.durable_head();
         self.store.put_audit_head(index, &hash)?;
+        self.recorded_head = Some((index, hash));
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.flush())
             .await
@@ -405,9 +483,10 @@ impl Actor {
             ),
         };
         match &status {
-            ChainStatus::Known => {
-                info!("peers have confirmed this node's own chain: it signs again")
-            }
+            ChainStatus::Known => info!(
+                "this node's own chain is recovered: it signed above everything it found, \
+                 and signs again"
+            ),
             ChainStatus::Recovering => warn!("{}", PublishError::Recovering),
             ChainStatus::Halted(halt) => error!("{halt}"),
         }
@@ -448,10 +527,23 @@ impl Actor {
         });
     }
 
-    /// Warns once when the system clock has moved away from the node's time.
+    /// Follows the system clock forward when peers agree the node is behind (the
+    /// machine was suspended, or its clock was set late after the node started);
+    /// never backward. Otherwise warns once that the clock moved.
     fn watch_wall_clock(&mut self) {
         let step = self.time.wall_step_ms();
         let offset = self.state.clock_offset_ms();
+        let peers_agree = offset.is_some_and(|offset| offset > WARN_OFFSET_MS as i64);
+        if step > WARN_OFFSET_MS as i64 && peers_agree {
+            self.time.advance(step.unsigned_abs());
+            info!(
+                forward_seconds = step as f64 / 1000.0,
+                "the system clock and this node's peers are ahead of this node's time: it \
+                 moves forward to follow them (the machine was suspended, or its clock was \
+                 set after the node started)"
+            );
+            return;
+        }
         self.update_health(|health| {
             health.wall_clock_step_ms = step;
             if !health.clock_warning {
@@ -513,6 +605,24 @@ impl Actor {
         };
         self.latency.fill(&mut stats);
         stats
+    }
+}
+
+/// One input for the actor.
+enum Input {
+    Command(ClientCommand),
+    Event(NetEvent),
+}
+
+/// The next command or network event, whichever is ready, chosen at random when
+/// both are; `None` when the node's handles are gone.
+async fn next_input(
+    commands: &mut mpsc::Receiver<ClientCommand>,
+    events: &mut mpsc::Receiver<NetEvent>,
+) -> Option<Input> {
+    tokio::select! {
+        command = commands.recv() => command.map(Input::Command),
+        Some(event) = events.recv() => Some(Input::Event(event)),
     }
 }
 

@@ -3,17 +3,22 @@
 //! A receive loop reads its peer's message stream frame by frame and hands each
 //! frame to the actor, awaiting room in the actor's queue before it reads the
 //! next: when the actor falls behind, the loops stop reading, QUIC stops granting
-//! stream credit, and the peers' sends wait. Nothing reads ahead of the actor.
+//! stream credit, and the peers' sends wait. Nothing reads ahead of the actor. A
+//! stream the peer resets, or a frame that breaks the framing, is reported to the
+//! actor, which charges the peer.
 //!
 //! A send task owns the outgoing message stream to one peer: it dials the peer
-//! once if no connection is open (a newer connection, in either direction,
-//! replaces an older one in the table) and writes queued frames in order. Its
-//! queue is bounded; a frame that does not fit is dropped, and anti-entropy
-//! repairs what it carried.
+//! once if no connection is open (see [`table`](super::table) for which
+//! connection is kept when there are two) and writes queued frames in order. Its
+//! queue is bounded in bytes ([`SEND_QUEUE_BYTES`]); a frame that does not fit is
+//! dropped, and anti-entropy repairs what it carried. A peer that withholds
+//! stream credit therefore pins at most the queue and QUIC's send window, and
+//! after [`SEND_TIMEOUT`] its connection is closed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tidings_keys::NodeId;
@@ -21,14 +26,16 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::metrics::Traffic;
+use super::table::ConnectionTable;
+use crate::net::gate::{Decision, Gate};
 use crate::net::tls::Refusal;
 use crate::net::transport::{FrameReader, FrameWriter, NetError, Transport};
 
-/// Frames queued for one peer before new ones are dropped.
-const SEND_QUEUE: usize = 256;
+/// Bytes queued for one peer before new frames are dropped.
+pub const SEND_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Longest wait for stream credit for one frame before the link gives up.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A send task with nothing to send for this long ends (it is restarted on demand).
 const LINK_IDLE: Duration = Duration::from_secs(60);
@@ -41,56 +48,78 @@ pub(super) const EVENT_QUEUE: usize = 4096;
 pub(super) enum NetEvent {
     /// A frame from an authenticated peer.
     Frame { from: NodeId, bytes: Vec<u8> },
-    /// A frame the transport refused (oversized, truncated, dripped).
+    /// A frame the transport refused (oversized, truncated, dripped), or a
+    /// message stream the peer reset.
     BadFrame { from: NodeId, reason: &'static str },
     /// A dial failed.
     DialFailed(NodeId),
+    /// A dial to `peer` at `addr` reached another node, `answered`.
+    Misdirected {
+        peer: NodeId,
+        addr: SocketAddr,
+        answered: Option<NodeId>,
+    },
     /// A connection is up.
     Connected { peer: NodeId, inbound: bool },
     /// A handshake was refused.
     Refused(Refusal),
 }
 
-type Connections = Arc<Mutex<HashMap<NodeId, quinn::Connection>>>;
+/// The queue of one send task.
+#[derive(Debug)]
+struct Link {
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// What the network tasks share.
+#[derive(Debug, Clone)]
+struct Shared {
+    transport: Transport,
+    table: Arc<ConnectionTable>,
+    events: mpsc::Sender<NetEvent>,
+    traffic: Arc<Traffic>,
+    me: NodeId,
+}
 
 /// The connection table and the send tasks.
 #[derive(Debug)]
 pub(super) struct Links {
-    transport: Transport,
-    connections: Connections,
-    senders: HashMap<NodeId, mpsc::Sender<Vec<u8>>>,
+    shared: Shared,
+    senders: HashMap<NodeId, Link>,
     bootstrap: HashMap<NodeId, SocketAddr>,
-    events: mpsc::Sender<NetEvent>,
-    traffic: Arc<Traffic>,
+    /// Frames dropped because a peer's queue was full.
+    pub(super) dropped: u64,
 }
 
 impl Links {
     /// Starts accepting connections; returns the links and the actor's queue.
     pub(super) fn start(
+        me: NodeId,
         transport: Transport,
         bootstrap: HashMap<NodeId, SocketAddr>,
     ) -> (Self, mpsc::Receiver<NetEvent>) {
         let (events, receiver) = mpsc::channel(EVENT_QUEUE);
-        let links = Self {
+        let shared = Shared {
             transport,
-            connections: Arc::default(),
-            senders: HashMap::new(),
-            bootstrap,
+            table: Arc::new(ConnectionTable::new(me)),
             events,
             traffic: Arc::default(),
+            me,
         };
-        tokio::spawn(accept_loop(
-            links.transport.clone(),
-            links.connections.clone(),
-            links.events.clone(),
-            links.traffic.clone(),
-        ));
+        tokio::spawn(accept_loop(shared.clone()));
+        let links = Self {
+            shared,
+            senders: HashMap::new(),
+            bootstrap,
+            dropped: 0,
+        };
         (links, receiver)
     }
 
     /// Bytes sent and received so far.
     pub(super) fn traffic(&self) -> &Traffic {
-        &self.traffic
+        &self.shared.traffic
     }
 
     /// The address to dial `peer` at: from its record, else from the bootstrap list.
@@ -99,102 +128,101 @@ impl Links {
     }
 
     /// Queues `frame` for `to`, starting its send task (and a dial to `addr`) if
-    /// needed. A full queue drops the frame.
+    /// needed. A frame that would take the queue over its bytes is dropped.
     pub(super) fn send(&mut self, to: NodeId, frame: Vec<u8>, addr: Option<SocketAddr>) {
+        let length = frame.len();
         if let Some(link) = self.senders.get(&to) {
-            match link.try_send(frame) {
-                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => return,
-                Err(mpsc::error::TrySendError::Closed(returned)) => {
+            if link.queued.load(Ordering::Relaxed) + length > SEND_QUEUE_BYTES {
+                self.dropped += 1;
+                return;
+            }
+            link.queued.fetch_add(length, Ordering::Relaxed);
+            match link.frames.send(frame) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(returned)) => {
                     self.senders.remove(&to);
                     return self.send(to, returned, addr);
                 }
             }
         }
-        let (sender, receiver) = mpsc::channel(SEND_QUEUE);
-        let _ = sender.try_send(frame);
+        let (frames, receiver) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(length));
+        let _ = frames.send(frame);
         tokio::spawn(link_loop(
             to,
             addr,
-            self.transport.clone(),
-            self.connections.clone(),
-            self.events.clone(),
+            self.shared.clone(),
             receiver,
-            self.traffic.clone(),
+            queued.clone(),
         ));
-        self.senders.insert(to, sender);
+        self.senders.insert(to, Link { frames, queued });
     }
 
-    /// Drops the send task to `peer`: the next frame starts a fresh one (after a
-    /// failed dial, or when the peer connected anew).
+    /// Drops the send task to `peer`: it finishes what it has queued, and the
+    /// next frame starts a fresh one (after a failed dial, or when the peer
+    /// connected anew).
     pub(super) fn forget(&mut self, peer: &NodeId) {
         self.senders.remove(peer);
     }
 
-    /// Closes every connection to `peer` (a ban).
+    /// Closes the connection to `peer` (a ban).
     pub(super) fn disconnect(&mut self, peer: &NodeId, reason: &'static [u8]) {
         self.senders.remove(peer);
-        let removed = self
-            .connections
-            .lock()
-            .ok()
-            .and_then(|mut map| map.remove(peer));
-        if let Some(connection) = removed {
-            connection.close(1u32.into(), reason);
-        }
+        self.shared.table.close(peer, reason);
     }
 
     /// Peers with an open connection.
     pub(super) fn connected(&self) -> Vec<NodeId> {
-        self.connections
-            .lock()
-            .map(|map| {
-                map.iter()
-                    .filter(|(_, connection)| connection.close_reason().is_none())
-                    .map(|(peer, _)| *peer)
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.shared.table.connected()
     }
 
     /// Stops every send task and closes the endpoint.
     pub(super) async fn close(&mut self) {
         self.senders.clear();
-        self.transport.close();
-        self.transport.wait_idle().await;
+        self.shared.transport.close();
+        self.shared.transport.wait_idle().await;
     }
 }
 
-async fn accept_loop(
-    transport: Transport,
-    connections: Connections,
-    events: mpsc::Sender<NetEvent>,
-    traffic: Arc<Traffic>,
-) {
-    while let Some(result) = transport.accept().await {
-        match result {
-            Ok((peer, connection)) => {
-                if let Ok(mut map) = connections.lock() {
-                    map.insert(peer, connection.clone());
+/// Takes incoming connection attempts through the gate; each admitted handshake
+/// runs in its own task, so a slow or silent caller delays nobody else.
+async fn accept_loop(shared: Shared) {
+    let gate = Gate::default();
+    while let Some(incoming) = shared.transport.incoming().await {
+        let source = incoming.remote_address();
+        let ticket = match gate.admit(source.ip(), incoming.remote_address_validated()) {
+            Decision::Accept(ticket) => ticket,
+            Decision::Retry => {
+                if incoming.retry().is_err() {
+                    debug!(%source, "a retried attempt came back unvalidated; ignored");
                 }
-                tokio::spawn(receive_loop(
-                    peer,
-                    connection,
-                    events.clone(),
-                    traffic.clone(),
-                ));
-                let connected = NetEvent::Connected {
-                    peer,
-                    inbound: true,
-                };
-                if events.send(connected).await.is_err() {
-                    return;
-                }
+                continue;
             }
-            Err(error) => debug!(%error, "incoming connection failed"),
-        }
-        if report_refusals(&transport, &events).await.is_err() {
-            return;
-        }
+            Decision::Refuse => {
+                debug!(%source, pending = gate.pending(), "too many pending handshakes; refused");
+                incoming.refuse();
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let result = Transport::handshake(incoming).await;
+            drop(ticket);
+            match result {
+                Ok((peer, connection)) => {
+                    if shared.table.admit(peer, connection.clone(), peer) {
+                        tokio::spawn(receive_loop(peer, connection, shared.clone()));
+                        let connected = NetEvent::Connected {
+                            peer,
+                            inbound: true,
+                        };
+                        let _ = shared.events.send(connected).await;
+                    }
+                }
+                Err(error) => debug!(%error, "incoming connection failed"),
+            }
+            let _ = report_refusals(&shared.transport, &shared.events).await;
+        });
     }
 }
 
@@ -211,88 +239,57 @@ async fn report_refusals(
 
 /// Reads one connection's incoming streams, one frame at a time, each handed to
 /// the actor before the next is read.
-async fn receive_loop(
-    peer: NodeId,
-    connection: quinn::Connection,
-    events: mpsc::Sender<NetEvent>,
-    traffic: Arc<Traffic>,
-) {
+async fn receive_loop(peer: NodeId, connection: quinn::Connection, shared: Shared) {
     while let Ok(stream) = connection.accept_uni().await {
         let mut reader = FrameReader::new(stream);
         loop {
-            match reader.next().await {
+            let reason = match reader.next().await {
                 Ok(Some(bytes)) => {
-                    traffic.add_received(bytes.len() + 4);
-                    if events
-                        .send(NetEvent::Frame { from: peer, bytes })
-                        .await
-                        .is_err()
-                    {
+                    shared.traffic.add_received(bytes.len() + 4);
+                    let frame = NetEvent::Frame { from: peer, bytes };
+                    if shared.events.send(frame).await.is_err() {
                         return;
                     }
+                    continue;
                 }
                 Ok(None) => break,
-                Err(NetError::BadFrame(reason)) => {
-                    debug!(peer = %peer, reason, "refused a frame");
-                    reader.abandon();
-                    if events
-                        .send(NetEvent::BadFrame { from: peer, reason })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    break;
-                }
+                Err(NetError::BadFrame(reason)) => reason,
+                Err(NetError::Reset) => "the peer reset its message stream",
                 Err(error) => {
                     debug!(peer = %peer, %error, "a message stream ended");
                     break;
                 }
+            };
+            debug!(peer = %peer, reason, "refused a frame");
+            reader.abandon();
+            let bad = NetEvent::BadFrame { from: peer, reason };
+            if shared.events.send(bad).await.is_err() {
+                return;
             }
-        }
-    }
-}
-
-/// The open connection to `peer`, if any.
-fn current(connections: &Connections, peer: &NodeId) -> Option<quinn::Connection> {
-    connections
-        .lock()
-        .ok()
-        .and_then(|map| map.get(peer).cloned())
-        .filter(|connection| connection.close_reason().is_none())
-}
-
-fn drop_connection(connections: &Connections, peer: &NodeId, connection: &quinn::Connection) {
-    if let Ok(mut map) = connections.lock() {
-        if map
-            .get(peer)
-            .is_some_and(|c| c.stable_id() == connection.stable_id())
-        {
-            map.remove(peer);
+            break;
         }
     }
 }
 
 /// Sends queued frames to one peer, in order, on its message stream over the
 /// current connection (reopened when a newer connection replaced it), dialling
-/// once if there is none.
+/// once if there is none. The stream is finished when the task ends.
 async fn link_loop(
     peer: NodeId,
     addr: Option<SocketAddr>,
-    transport: Transport,
-    connections: Connections,
-    events: mpsc::Sender<NetEvent>,
-    mut frames: mpsc::Receiver<Vec<u8>>,
-    traffic: Arc<Traffic>,
+    shared: Shared,
+    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
 ) {
     let mut dialled = false;
     let mut writer: Option<(usize, FrameWriter)> = None;
     while let Ok(Some(frame)) = tokio::time::timeout(LINK_IDLE, frames.recv()).await {
-        let connection = match current(&connections, &peer) {
+        queued.fetch_sub(frame.len(), Ordering::Relaxed);
+        let connection = match shared.table.current(&peer) {
             Some(connection) => connection,
             None if !dialled => {
                 dialled = true;
-                match dial(peer, addr, &transport, &connections, &events, &traffic).await {
+                match dial(peer, addr, &shared).await {
                     Some(connection) => connection,
                     None => return,
                 }
@@ -303,11 +300,15 @@ async fn link_loop(
             .as_ref()
             .is_none_or(|(id, _)| *id != connection.stable_id())
         {
+            if let Some((_, mut old)) = writer.take() {
+                old.finish();
+            }
             match FrameWriter::open(&connection).await {
                 Ok(opened) => writer = Some((connection.stable_id(), opened)),
                 Err(error) => {
                     debug!(peer = %peer, %error, "cannot open a message stream");
-                    drop_connection(&connections, &peer, &connection);
+                    shared.table.remove_if_current(&peer, &connection);
+                    connection.close(3u32.into(), b"cannot open a stream");
                     return;
                 }
             }
@@ -315,40 +316,38 @@ async fn link_loop(
         let Some((_, stream)) = writer.as_mut() else {
             return;
         };
-        traffic.add_sent(frame.len() + 4);
+        shared.traffic.add_sent(frame.len() + 4);
         let sent = tokio::time::timeout(SEND_TIMEOUT, stream.send(&frame)).await;
         if !matches!(sent, Ok(Ok(()))) {
-            debug!(peer = %peer, "send failed or timed out");
-            drop_connection(&connections, &peer, &connection);
+            debug!(peer = %peer, "send failed or timed out: closing the connection");
+            shared.table.remove_if_current(&peer, &connection);
+            connection.close(3u32.into(), b"send failed or timed out");
             return;
         }
+    }
+    if let Some((_, mut stream)) = writer {
+        stream.finish();
     }
 }
 
 async fn dial(
     peer: NodeId,
     addr: Option<SocketAddr>,
-    transport: &Transport,
-    connections: &Connections,
-    events: &mpsc::Sender<NetEvent>,
-    traffic: &Arc<Traffic>,
+    shared: &Shared,
 ) -> Option<quinn::Connection> {
     let dialled = match addr {
-        Some(addr) => transport.dial(peer, addr).await,
+        Some(addr) => shared.transport.dial(peer, addr).await,
         None => Err(NetError::Stream("no known address".into())),
     };
     match dialled {
         Ok(connection) => {
-            if let Ok(mut map) = connections.lock() {
-                map.insert(peer, connection.clone());
+            if !shared.table.admit(peer, connection.clone(), shared.me) {
+                // The peer's own connection to us won the tie-break; use it.
+                return shared.table.current(&peer);
             }
-            tokio::spawn(receive_loop(
-                peer,
-                connection.clone(),
-                events.clone(),
-                traffic.clone(),
-            ));
-            let _ = events
+            tokio::spawn(receive_loop(peer, connection.clone(), shared.clone()));
+            let _ = shared
+                .events
                 .send(NetEvent::Connected {
                     peer,
                     inbound: false,
@@ -358,8 +357,21 @@ async fn dial(
         }
         Err(error) => {
             debug!(peer = %peer, %error, "dial failed");
-            let _ = report_refusals(transport, events).await;
-            let _ = events.send(NetEvent::DialFailed(peer)).await;
+            for refusal in shared.transport.refusals() {
+                let event = match (refusal.expected, addr) {
+                    (Some(expected), Some(addr)) if expected == peer => NetEvent::Misdirected {
+                        peer,
+                        addr,
+                        answered: refusal.presented,
+                    },
+                    _ => {
+                        warn!(presented = ?refusal.presented.map(|id| id.to_string()), reason = %refusal.reason, "handshake refused");
+                        NetEvent::Refused(refusal)
+                    }
+                };
+                let _ = shared.events.send(event).await;
+            }
+            let _ = shared.events.send(NetEvent::DialFailed(peer)).await;
             None
         }
     }

@@ -30,6 +30,7 @@ pub mod client;
 mod links;
 pub mod metrics;
 mod startup;
+mod table;
 mod views;
 
 use std::net::SocketAddr;
@@ -49,6 +50,7 @@ use crate::proto::{PublishError, Specialist};
 
 pub use client::{FoundSpecialist, Health, Lookup, Member, NodeClient, NodeHandle, Signing};
 pub use metrics::{NodeStats, LATENCY_BUCKETS_MS};
+pub use startup::NEW_NODE_MARKER;
 
 /// Everything a node needs to run.
 #[derive(Debug, Clone)]
@@ -78,6 +80,11 @@ pub struct NodeConfig {
     pub specialists: Vec<Specialist>,
     /// Where the node reads time (the system clocks, unless a test steps them).
     pub clock: Arc<dyn Clock>,
+    /// The key is new and never signed: with an empty data directory the node
+    /// starts its chain at once. Otherwise an empty data directory may mean lost
+    /// data, and the node first hears its peers (see `startup`). `tidings init`
+    /// says the same with a marker file in the data directory.
+    pub new_node: bool,
 }
 
 impl NodeConfig {
@@ -102,6 +109,7 @@ impl NodeConfig {
             audit: AuditConfig::default(),
             specialists: Vec::new(),
             clock: Arc::new(SystemClock::default()),
+            new_node: false,
         }
     }
 }
@@ -172,8 +180,11 @@ impl Node {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (changes, _) = broadcast::channel(1024);
         let (health, health_rx) = watch::channel(Health::default());
-        let (links, events) =
-            links::Links::start(transport, config.bootstrap.iter().copied().collect());
+        let (links, events) = links::Links::start(
+            node_id,
+            transport,
+            config.bootstrap.iter().copied().collect(),
+        );
         let audit_db = restored.audit_db.clone();
         let mut actor = actor::Actor::new(actor::Parts {
             state: restored.state,

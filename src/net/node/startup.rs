@@ -1,32 +1,37 @@
 //! Starting from a data directory: the lock, the store and the audit log checked
 //! against each other, and where the node's own chain stands.
 //!
-//! The node's latest own record is the newest of what its store holds (`own`) and
+//! The node's latest own record is the newer of what its store holds (`own`) and
 //! what its audit log says it published or took back (with the signed record as
 //! evidence). Both are written and synced before any record leaves the node, so
-//! either one alone suffices; together they catch each other's losses:
+//! on a clean restart they agree (or differ by the one record a crash caught
+//! between the two syncs, which never left the node). They also catch each
+//! other's losses:
 //!
-//! - a store that is older than the audit log (cut back by corruption, or
-//!   replaced) is corrected from the log, and the node says so;
 //! - the store remembers the audit log's durable head (index and chain hash); an
 //!   audit log that ends before it, or holds another entry there, was cut back or
 //!   replaced. It is moved aside (`audit.damaged-TIME`), and a new log continues
 //!   from the remembered head with a `log_resumed` entry saying what happened, so
 //!   no index is used twice and no history silently shrinks;
-//! - a part that cannot be opened at all (sled refuses or panics on it) is moved
-//!   aside the same way: the store is rebuilt from the audit log and from peers,
-//!   the audit log continues from the store's head if it is known.
+//! - a part that sled finds corrupt is moved aside the same way; a part that
+//!   cannot be opened for another reason (in use, permissions) stops the start
+//!   with a clear error, and nothing is moved.
 //!
-//! With no own record anywhere, the node has never signed only if its data
-//! directory is new and it has nobody to ask (no bootstrap peer). Otherwise it
-//! starts **recovering**: it signs nothing until peers returned what they hold of
-//! its chain (see the own-chain rules of `proto::state`). A proof that its own key
-//! equivocated, found in the store, halts signing until a pardon.
+//! The node signs at once only after a clean restart. After any repair, a
+//! disagreement between the two parts, a data directory that vanished, or a
+//! restart during an unfinished recovery (the store keeps a marker until it
+//! ends), it starts **recovering**: it signs nothing until a peer has shown what it
+//! holds of the node's chain, takes back anything newer, and then jumps its chain
+//! well above everything it found (see the own-chain rules of `proto::state`).
+//! A new node (its key just made by `tidings init`, which leaves a `new-node`
+//! marker, or a library caller's `NodeConfig::new_node`) with an empty directory
+//! starts its chain at once. A proof that its own key equivocated, found in the
+//! store, halts signing until a pardon.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tidings_audit::{AuditLog, AuditWriter, EntryKind, NewEntry, SledStore};
+use tidings_audit::{AuditError, AuditLog, AuditWriter, EntryKind, NewEntry, OpenError, SledStore};
 use tidings_keys::FederationId;
 use tracing::debug;
 
@@ -43,6 +48,9 @@ use crate::recording::record_key;
 /// latest publication.
 const OWN_SCAN: usize = 1_000_000;
 
+/// The marker `tidings init` leaves in the data directory of a new key.
+pub const NEW_NODE_MARKER: &str = "new-node";
+
 /// What startup found and did, for the actor to report.
 #[derive(Debug, Default)]
 pub(super) struct Notes {
@@ -50,6 +58,8 @@ pub(super) struct Notes {
     pub(super) warnings: Vec<String>,
     /// Appended to the audit log first thing.
     pub(super) entries: Vec<NewEntry>,
+    /// A part of the data directory was damaged, missing or rebuilt.
+    repaired: bool,
 }
 
 /// The opened data directory.
@@ -61,6 +71,8 @@ pub(super) struct Opened {
     audit_db: sled::Db,
     /// Neither a store nor an audit log existed.
     fresh: bool,
+    /// The data directory belongs to a new key that never signed.
+    new_node: bool,
     notes: Notes,
 }
 
@@ -110,7 +122,9 @@ pub(super) fn open(
     let mut notes = Notes::default();
     let store_path = dir.join("store");
     let audit_path = dir.join("audit");
-    let store_existed = store_path.exists();
+    let fresh = !store_path.exists() && !audit_path.exists();
+    let marker = dir.join(NEW_NODE_MARKER);
+    let new_node = fresh && (config.new_node || marker.exists());
     let audit_existed = audit_path.exists();
     let (store, loaded) = open_store(&store_path, now_ms, &mut notes)?;
     let (log, audit_db) = open_audit(
@@ -122,13 +136,18 @@ pub(super) fn open(
         now_ms,
         &mut notes,
     )?;
+    if marker.exists() {
+        // The store and the log exist from here on: the marker has done its job.
+        let _ = std::fs::remove_file(&marker);
+    }
     Ok(Opened {
         lock,
         store,
         loaded,
         log,
         audit_db,
-        fresh: !store_existed && !audit_existed,
+        fresh,
+        new_node,
         notes,
     })
 }
@@ -144,18 +163,47 @@ fn open_store(
     });
     match attempt {
         Ok(opened) => Ok(opened),
-        Err(error) => {
+        Err(error) if error.is_corruption() => {
             let aside = move_aside(path, now_ms)?;
+            notes.repaired = true;
             notes.warnings.push(format!(
-                "the directory store could not be read ({error}); it was moved to {} and \
-                 the node rebuilds it from its audit log and its peers",
+                "the directory store is corrupt ({error}); it was moved to {} and the node \
+                 rebuilds it from its audit log and its peers",
                 aside.display()
             ));
             let store = DirectoryStore::open(path)?;
             let loaded = store.load()?;
             Ok((store, loaded))
         }
+        Err(error) => Err(error.into()),
     }
+}
+
+/// Why an audit log could not be opened: damaged (moved aside), or unavailable.
+enum AuditOpenError {
+    Corrupt(String),
+    Unavailable(String),
+}
+
+fn try_open_audit(
+    config: &NodeConfig,
+    federation: FederationId,
+    path: &Path,
+) -> Result<(AuditLog<SledStore>, sled::Db), AuditOpenError> {
+    let store = SledStore::open(path).map_err(|error| match error {
+        OpenError::Corrupt { .. } => AuditOpenError::Corrupt(error.to_string()),
+        OpenError::Open { reason, .. } => AuditOpenError::Unavailable(reason),
+    })?;
+    let db = store.db().clone();
+    AuditLog::open(store, config.identity.clone(), federation, config.audit)
+        .map(|log| (log, db))
+        .map_err(|error| match error {
+            AuditError::CorruptMeta(_)
+            | AuditError::Store(tidings_audit::StoreError::Corrupt(_)) => {
+                AuditOpenError::Corrupt(error.to_string())
+            }
+            other => AuditOpenError::Unavailable(other.to_string()),
+        })
 }
 
 /// Opens the audit log, or continues a lost or damaged one from the head the
@@ -169,32 +217,28 @@ fn open_audit(
     now_ms: u64,
     notes: &mut Notes,
 ) -> Result<(AuditLog<SledStore>, sled::Db), NodeError> {
-    let audit_error = |error: String| NodeError::Audit(error);
-    let opened = SledStore::open(path)
-        .map_err(|error| match error {
-            tidings_audit::OpenError::Open { reason, .. } => reason,
-            corrupt => corrupt.to_string(),
-        })
-        .and_then(|store| {
-            let db = store.db().clone();
-            AuditLog::open(store, config.identity.clone(), federation, config.audit)
-                .map(|log| (log, db))
-                .map_err(|error| error.to_string())
-        });
+    let opened = try_open_audit(config, federation, path);
     let problem = match (&opened, existed) {
-        (Err(error), true) => Some(format!("could not be read ({error})")),
-        (Err(error), false) => return Err(audit_error(error.clone())),
+        (Err(AuditOpenError::Unavailable(reason)), _) => {
+            return Err(NodeError::Audit(format!(
+                "cannot open the audit log at {}: {reason}",
+                path.display()
+            )))
+        }
+        (Err(AuditOpenError::Corrupt(reason)), true) => Some(format!("is corrupt ({reason})")),
+        (Err(AuditOpenError::Corrupt(reason)), false) => {
+            return Err(NodeError::Audit(reason.clone()))
+        }
         (Ok(_), false) => remembered
             .filter(|(index, _)| *index > 0)
-            .map(|(index, _)| {
-                format!("it was missing, though this node had written {index} entries")
-            }),
+            .map(|(index, _)| format!("was missing, though this node had written {index} entries")),
         (Ok((log, _)), true) => remembered.and_then(|head| cut_back(log, head)),
     };
     let Some(problem) = problem else {
-        return opened.map_err(audit_error);
+        return opened.map_err(|_| NodeError::Audit("the audit log could not be opened".into()));
     };
     drop(opened);
+    notes.repaired = true;
     let aside = if existed {
         Some(move_aside(path, now_ms)?)
     } else {
@@ -216,7 +260,7 @@ fn open_audit(
         format!("the audit log {problem}{kept}; its extent is unknown, this log starts anew")
     };
     notes.warnings.push(reason.clone());
-    let store = SledStore::open(path).map_err(|error| audit_error(error.to_string()))?;
+    let store = SledStore::open(path).map_err(|error| NodeError::Audit(error.to_string()))?;
     let db = store.db().clone();
     let log = AuditLog::resume(
         store,
@@ -227,7 +271,7 @@ fn open_audit(
         now_ms,
         reason,
     )
-    .map_err(|error| audit_error(error.to_string()))?;
+    .map_err(|error| NodeError::Audit(error.to_string()))?;
     Ok((log, db))
 }
 
@@ -254,6 +298,15 @@ fn own_from_audit(log: &AuditLog<SledStore>, federation: &FederationId) -> Optio
         .filter(|record| record.origin() == me)
 }
 
+/// Where the node's own chain stands at start.
+#[derive(Debug)]
+enum Start {
+    /// A clean restart (or a new node): sign above this record at once.
+    Known(Option<VerifiedRecord>),
+    /// Recover from peers first; the record found, if any, is a lower bound.
+    Recovering(Option<VerifiedRecord>),
+}
+
 /// Builds the state machine from the opened directory, decides where the own
 /// chain stands, and starts the audit writer.
 pub(super) fn restore(
@@ -270,6 +323,7 @@ pub(super) fn restore(
         log,
         audit_db,
         fresh,
+        new_node,
         mut notes,
     } = opened;
     let me = config.identity.node_id();
@@ -279,7 +333,16 @@ pub(super) fn restore(
         .and_then(|bytes| VerifiedRecord::from_bytes(bytes, Some(&federation)).ok())
         .filter(|record| record.origin() == me);
     let from_audit = own_from_audit(&log, &federation);
-    let own = newest_own(&store, from_store, from_audit, &mut notes)?;
+    let start = decide(
+        &store,
+        from_store,
+        from_audit,
+        fresh,
+        new_node,
+        loaded.recovering,
+        log.base().0 > 0,
+        &mut notes,
+    )?;
     let mut directory = DirectoryConfig::new(federation);
     directory.origin_rate = config.origin_rate;
     let roster = Arc::new(config.roster.clone());
@@ -291,18 +354,24 @@ pub(super) fn restore(
         member_list(&roster),
         now_ms,
     );
-    match &own {
-        Some(record) => state.restore_own(record.clone(), now_ms),
-        None if fresh && config.bootstrap.is_empty() => {}
-        None => {
-            notes.warnings.push(
-                "no record of this node's own chain is on disk: it signs nothing until its \
-                 peers have returned what they hold of it"
-                    .into(),
-            );
-            state.mark_lost(now_ms);
+    let own = match start {
+        Start::Known(own) => {
+            if let Some(record) = &own {
+                state.restore_own(record.clone(), now_ms);
+            }
+            own
         }
-    }
+        Start::Recovering(own) => {
+            if let Some(record) = &own {
+                state.restore_own(record.clone(), now_ms);
+            }
+            state.mark_lost(now_ms);
+            // Durably: a restart before recovery ends recovers again.
+            store.mark_recovering()?;
+            store.flush()?;
+            own
+        }
+    };
     restore_directory(&mut state, &store, loaded, federation, now_ms)?;
     state.add_bootstrap(config.bootstrap.iter().map(|(peer, _)| *peer));
     let mut announcement = Announcement {
@@ -339,29 +408,48 @@ pub(super) fn restore(
     })
 }
 
-/// The newer of the store's and the audit log's own record; the store is brought
-/// up to date when the log was ahead.
-fn newest_own(
+/// Where the own chain stands, from what the store and the audit log hold (see
+/// the module docs); brings the store up to date and notes what it did.
+#[allow(clippy::too_many_arguments)]
+fn decide(
     store: &DirectoryStore,
     from_store: Option<VerifiedRecord>,
     from_audit: Option<VerifiedRecord>,
+    fresh: bool,
+    new_node: bool,
+    was_recovering: bool,
+    audit_pruned: bool,
     notes: &mut Notes,
-) -> Result<Option<VerifiedRecord>, NodeError> {
-    let store_seq = from_store.as_ref().map(VerifiedRecord::seq);
-    let newest = match (from_store, from_audit) {
-        (Some(stored), Some(audited)) if audited.seq() > stored.seq() => Some(audited),
-        (Some(stored), _) => Some(stored),
-        (None, audited) => audited,
+) -> Result<Start, NodeError> {
+    let seq = |record: &Option<VerifiedRecord>| record.as_ref().map_or(0, VerifiedRecord::seq);
+    let (store_seq, audit_seq) = (seq(&from_store), seq(&from_audit));
+    // A clean restart: both parts agree, up to the one record a crash can catch
+    // between their two syncs (or the log pruned the publications it had).
+    let agree = store_seq.abs_diff(audit_seq) <= 1 || (audit_seq == 0 && audit_pruned);
+    let newest = if audit_seq > store_seq {
+        from_audit.clone()
+    } else {
+        from_store.clone()
     };
     if let Some(record) = &newest {
-        if store_seq != Some(record.seq()) {
+        if store_seq < record.seq() {
+            store.put_own(record.wire_bytes())?;
+            store.flush()?;
             notes.warnings.push(format!(
                 "the directory store held {}, but the audit log shows seq {} was signed: \
-                 continuing this node's chain from seq {}",
-                store_seq.map_or("no own record".to_string(), |seq| format!("seq {seq}")),
+                 continuing from seq {}",
+                if store_seq == 0 {
+                    "no own record".to_string()
+                } else {
+                    format!("seq {store_seq}")
+                },
                 record.seq(),
                 record.seq()
             ));
+        }
+        if audit_seq < record.seq() {
+            // Signed and synced to the store, but the log's sync was cut short:
+            // the log gets the evidence now.
             notes.entries.push(NewEntry {
                 at_ms: 0,
                 kind: EntryKind::Recovered,
@@ -369,17 +457,45 @@ fn newest_own(
                 origin: Some(record.origin()),
                 record: Some(record_key(&record.id())),
                 reason: format!(
-                    "took back this node's own record seq {} from its audit log (the \
-                     directory store was behind)",
+                    "this node's own record seq {}, found in its store: the audit log had \
+                     not recorded its publication",
                     record.seq()
                 ),
                 evidence: Some(record.wire_bytes().to_vec()),
             });
-            store.put_own(record.wire_bytes())?;
-            store.flush()?;
         }
     }
-    Ok(newest)
+    if was_recovering {
+        notes.warnings.push(
+            "this node was recovering its own chain when it stopped: it goes on recovering".into(),
+        );
+        return Ok(Start::Recovering(newest));
+    }
+    if fresh {
+        if new_node {
+            return Ok(Start::Known(None));
+        }
+        notes.warnings.push(
+            "no store and no audit log: this node may have lost its data (a new node's \
+             directory comes from `tidings init`); it signs nothing until a peer has shown \
+             what it holds of its chain"
+                .into(),
+        );
+        return Ok(Start::Recovering(None));
+    }
+    if notes.repaired || !agree {
+        if !agree {
+            notes.warnings.push(format!(
+                "the directory store (seq {store_seq}) and the audit log (seq {audit_seq}) \
+                 disagree about this node's latest record"
+            ));
+        }
+        notes.warnings.push(
+            "after a repair this node recovers its own chain from its peers before it signs".into(),
+        );
+        return Ok(Start::Recovering(newest));
+    }
+    Ok(Start::Known(newest))
 }
 
 fn restore_directory(

@@ -39,8 +39,14 @@ impl State {
     /// Tells the node it has lost its history (no own record on disk although it
     /// may have signed before): it signs nothing until it learned its latest
     /// record from peers.
+    ///
+    /// An own record restored before (from a disk that cannot be fully trusted)
+    /// is kept as a lower bound: newer ones from peers replace it, and the first
+    /// record signed after recovery jumps the chain well above it
+    /// ([`RECOVERY_SEQ_GAP`](crate::proto::limits::RECOVERY_SEQ_GAP)), so it
+    /// cannot collide with one signed before the loss that no peer had seen.
     pub fn mark_lost(&mut self, now_ms: u64) {
-        if self.own.is_none() && matches!(self.chain, Chain::Known) {
+        if matches!(self.chain, Chain::Known) {
             self.chain = Chain::Recovering {
                 since_ms: now_ms,
                 synced: false,
@@ -57,15 +63,13 @@ impl State {
                     return;
                 }
                 match &self.chain {
-                    Chain::Recovering { .. } => {
-                        // Ours from before the loss: take it back, durably.
-                        self.own = Some(record.clone());
-                        self.note_desired();
-                        self.outputs.push_back(Output::Audit(AuditEvent::Recovered {
-                            peer,
-                            record: record.clone(),
-                        }));
-                        self.outputs.push_back(Output::Persist(record.clone()));
+                    Chain::Recovering { .. } => self.take_back(peer, record),
+                    Chain::Known if self.recovered => {
+                        // Signed before the loss, and late to arrive: take it back
+                        // and sign above it again.
+                        self.take_back(peer, record);
+                        self.jump_next = true;
+                        self.desired_unpublished = self.desired.is_some();
                     }
                     Chain::Halted(_) => {}
                     Chain::Known => self.halt(peer, Halt::ForeignSigner(record.clone())),
@@ -76,6 +80,20 @@ impl State {
             }
             _ => {}
         }
+    }
+
+    /// Makes `record`, one of this node's own from before a loss, its latest, durably.
+    fn take_back(&mut self, peer: Option<NodeId>, record: &VerifiedRecord) {
+        self.own = Some(record.clone());
+        self.note_desired();
+        self.outputs.push_back(Output::Audit(AuditEvent::Recovered {
+            peer,
+            record: record.clone(),
+        }));
+        self.outputs.push_back(Output::Persist {
+            record: record.clone(),
+            jump_owed: true,
+        });
     }
 
     /// While recovering: notes whether `ranges` from a peer show it holds nothing
@@ -96,9 +114,13 @@ impl State {
             return;
         };
         if synced && now_ms >= since_ms.saturating_add(self.config.interval_ms) {
+            // It may sign again; its status says Known once the jumped record is
+            // durable (see `publish`).
             self.chain = Chain::Known;
-            self.outputs
-                .push_back(Output::ChainStatus(ChainStatus::Known));
+            self.jump_next = true;
+            self.recovered = true;
+            // Sign at once: the jump is due even if the announcement is unchanged.
+            self.desired_unpublished = self.desired.is_some();
         }
     }
 

@@ -302,6 +302,17 @@ fn restarted(net: &Net, seed: u8) -> State {
     )
 }
 
+/// The id of the record node 0 took back.
+fn recovered_id(audit: &[(usize, AuditEvent)]) -> crate::proto::RecordId {
+    audit
+        .iter()
+        .find_map(|(i, event)| match event {
+            AuditEvent::Recovered { record, .. } if *i == 0 => Some(record.id()),
+            _ => None,
+        })
+        .expect("a record was taken back")
+}
+
 fn position(outputs: &[Output], wanted: impl Fn(&Output) -> bool) -> Option<usize> {
     outputs.iter().position(wanted)
 }
@@ -311,7 +322,7 @@ fn a_publication_is_persisted_before_anything_reveals_it() {
     let mut net = Net::new(4, 3);
     net.nodes[0].handle_command(Command::Publish(announcement(&["a"])), NOW, &mut net.rng);
     let outputs = outputs(&mut net.nodes[0]);
-    let persist = position(&outputs, |o| matches!(o, Output::Persist(_))).unwrap();
+    let persist = position(&outputs, |o| matches!(o, Output::Persist { .. })).unwrap();
     let published = position(&outputs, |o| {
         matches!(o, Output::Audit(AuditEvent::Published(_)))
     })
@@ -363,7 +374,13 @@ fn a_node_that_lost_its_history_takes_its_chain_back_before_signing() {
         .collect();
     assert_eq!(recovered.len(), 1);
     let own = net.nodes[0].own_record().unwrap().clone();
-    assert_eq!(own.seq(), 3, "continues the chain instead of forking it");
+    assert!(
+        own.seq() >= NOW,
+        "continues the chain (well above what it took back: at least the time in ms) \
+         instead of forking it: {}",
+        own.seq()
+    );
+    assert_eq!(own.record().prev, recovered_id(&net.audit));
     assert_eq!(own.record().specialists[0].name, "c");
     net.rounds(3);
     assert!(net
@@ -407,7 +424,7 @@ fn a_record_of_its_key_signed_elsewhere_halts_the_node() {
     assert!(seen
         .iter()
         .any(|o| matches!(o, Output::Audit(AuditEvent::Halted { .. }))));
-    assert!(!seen.iter().any(|o| matches!(o, Output::Persist(_))));
+    assert!(!seen.iter().any(|o| matches!(o, Output::Persist { .. })));
     assert!(matches!(
         net.publish(0, &["b"]),
         Err(PublishError::Halted(_))
@@ -417,7 +434,7 @@ fn a_record_of_its_key_signed_elsewhere_halts_the_node() {
     net.nodes[0].handle_timeout(refresh, &mut net.rng);
     assert!(!outputs(&mut net.nodes[0])
         .iter()
-        .any(|o| matches!(o, Output::Persist(_))));
+        .any(|o| matches!(o, Output::Persist { .. })));
 }
 
 #[test]
@@ -562,7 +579,7 @@ fn a_publication_is_due_only_when_the_announcement_changed() {
     net.nodes[0].handle_timeout(net.now + 10, &mut net.rng);
     assert!(!outputs(&mut net.nodes[0])
         .iter()
-        .any(|o| matches!(o, Output::Persist(_))));
+        .any(|o| matches!(o, Output::Persist { .. })));
     // A restart with the same specialists in another order signs nothing either,
     // while another address is published at the next timeout.
     let own = net.nodes[0].own_record().unwrap().clone();
@@ -578,4 +595,50 @@ fn a_publication_is_due_only_when_the_announcement_changed() {
     assert!(back.poll_timeout() <= net.now);
     back.handle_timeout(net.now, &mut net.rng);
     assert_eq!(back.own_record().unwrap().seq(), 3);
+}
+
+#[test]
+fn a_peer_that_ends_recovery_early_cannot_make_the_node_fork() {
+    let mut net = Net::new(3, 2);
+    // Node 0 published seq 1..=3; only node 1 saw seq 3.
+    net.publish(0, &["a"]).unwrap();
+    net.publish(0, &["b"]).unwrap();
+    net.settle();
+    let lost = net
+        .command(0, Command::Publish(announcement(&["c"])))
+        .unwrap();
+    net.queue.clear();
+    let seen_by_one = Message::Records(vec![lost.wire_bytes().to_vec()]).encode();
+    let zero = net.nodes[0].node_id();
+    net.nodes[1].handle_frame(zero, &seen_by_one, net.now, &mut net.rng);
+    let _ = outputs(&mut net.nodes[1]);
+    // Node 0 loses everything; node 2 (which lacks seq 3) says it holds nothing
+    // of node 0, listing an empty root range.
+    net.nodes[0] = restarted(&net, 1);
+    net.nodes[0].mark_lost(net.now);
+    net.nodes[0].set_announcement(announcement(&["d"]));
+    let liar = net.nodes[2].node_id();
+    let empty = Message::Open {
+        clock_ms: net.now,
+        ranges: vec![Range {
+            prefix: crate::proto::wire::Prefix::ROOT,
+            summary: crate::proto::wire::Summary::Holdings(vec![]),
+        }],
+    };
+    net.now += 1000;
+    net.nodes[0].handle_frame(liar, &empty.encode(), net.now, &mut net.rng);
+    net.nodes[0].handle_timeout(net.now, &mut net.rng);
+    let after = net.nodes[0].own_record().unwrap().clone();
+    assert!(after.seq() >= crate::proto::limits::RECOVERY_SEQ_GAP);
+    // The record only node 1 had (seq 3) now meets the new one: no conflict.
+    net.settle();
+    net.rounds(4);
+    for node in &net.nodes {
+        assert!(!node.directory().is_quarantined(&zero));
+    }
+    assert!(matches!(net.nodes[0].chain_status(), ChainStatus::Known));
+    assert_eq!(
+        net.nodes[1].directory().entry(&zero).unwrap().record.id(),
+        after.id()
+    );
 }

@@ -1,0 +1,122 @@
+//! One live connection per admitted key.
+//!
+//! Every connection a key opens costs the node a receive loop and buffers; a key
+//! that opens many must not get more than one. When a second connection with the
+//! same peer comes up, one of the two is closed at once:
+//!
+//! - normally the newer one stays and the older one is closed (a peer that
+//!   restarted, reconnects, or opens connection after connection);
+//! - but when both sides dialled each other at about the same time (the older
+//!   connection is younger than [`RACE_WINDOW`] and was opened by the other side),
+//!   the one dialled by the smaller node id stays. Both sides apply the same rule,
+//!   so they keep the same connection instead of closing each other's.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tidings_keys::NodeId;
+
+/// Two connections opened by each side within this time are a race, settled by
+/// the node ids; otherwise the newer connection wins.
+pub(super) const RACE_WINDOW: Duration = Duration::from_secs(2);
+
+#[derive(Debug)]
+struct Live {
+    connection: quinn::Connection,
+    dialled_by: NodeId,
+    since: Instant,
+}
+
+/// The live connection of each peer.
+#[derive(Debug)]
+pub(super) struct ConnectionTable {
+    me: NodeId,
+    live: Mutex<HashMap<NodeId, Live>>,
+}
+
+impl ConnectionTable {
+    pub(super) fn new(me: NodeId) -> Self {
+        Self {
+            me,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Live>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Records a new connection with `peer`, opened by `dialled_by`, and closes
+    /// whichever of it and an existing one loses. Returns whether the new one
+    /// stays.
+    pub(super) fn admit(
+        &self,
+        peer: NodeId,
+        connection: quinn::Connection,
+        dialled_by: NodeId,
+    ) -> bool {
+        let mut live = self.lock();
+        let keep_new = match live.get(&peer) {
+            None => true,
+            Some(old) if old.connection.close_reason().is_some() => true,
+            Some(old) if old.dialled_by == dialled_by => true,
+            Some(old) if old.since.elapsed() > RACE_WINDOW => true,
+            Some(_) => dialled_by == self.me.min(peer),
+        };
+        if !keep_new {
+            connection.close(2u32.into(), b"a connection with this peer is already open");
+            return false;
+        }
+        let replaced = live.insert(
+            peer,
+            Live {
+                connection,
+                dialled_by,
+                since: Instant::now(),
+            },
+        );
+        if let Some(old) = replaced {
+            old.connection
+                .close(2u32.into(), b"replaced by a newer connection");
+        }
+        true
+    }
+
+    /// The open connection with `peer`, if any.
+    pub(super) fn current(&self, peer: &NodeId) -> Option<quinn::Connection> {
+        self.lock()
+            .get(peer)
+            .map(|live| live.connection.clone())
+            .filter(|connection| connection.close_reason().is_none())
+    }
+
+    /// Forgets `connection` if it is still the one recorded for `peer`.
+    pub(super) fn remove_if_current(&self, peer: &NodeId, connection: &quinn::Connection) {
+        let mut live = self.lock();
+        if live
+            .get(peer)
+            .is_some_and(|live| live.connection.stable_id() == connection.stable_id())
+        {
+            live.remove(peer);
+        }
+    }
+
+    /// Closes and forgets the connection with `peer`.
+    pub(super) fn close(&self, peer: &NodeId, reason: &'static [u8]) {
+        if let Some(live) = self.lock().remove(peer) {
+            live.connection.close(1u32.into(), reason);
+        }
+    }
+
+    /// Peers with an open connection.
+    pub(super) fn connected(&self) -> Vec<NodeId> {
+        self.lock()
+            .iter()
+            .filter(|(_, live)| live.connection.close_reason().is_none())
+            .map(|(peer, _)| *peer)
+            .collect()
+    }
+}
