@@ -162,14 +162,33 @@ mod sled_store {
         }
     }
 
+    /// How often, and how far apart, opening retries a lock still held by this
+    /// process's own just-closed handle.
+    const LOCK_ATTEMPTS: u32 = 100;
+    const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
     impl SledStore {
         /// Opens or creates the database at `path`.
         pub fn open(path: &Path) -> Result<Self, OpenError> {
             // The writer thread decides when to fsync (see `writer`); sled's own
             // background flusher would compete with the node for its cores.
             let config = sled::Config::new().path(path).flush_every_ms(None);
-            // sled may panic on some corrupt files; turn that into an error.
-            let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+            // A database this process has just closed keeps its file lock until
+            // sled's background work on it ends: wait a little for that. (Another
+            // process holding it is refused earlier, by the data directory lock.)
+            let mut attempts = 0;
+            let opened = loop {
+                // sled may panic on some corrupt files; turn that into an error.
+                let opened =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+                let locked = matches!(&opened, Ok(Err(sled::Error::Io(error)))
+                    if error.to_string().contains("could not acquire lock"));
+                if !locked || attempts == LOCK_ATTEMPTS {
+                    break opened;
+                }
+                attempts += 1;
+                std::thread::sleep(LOCK_RETRY);
+            };
             match opened {
                 Ok(Ok(db)) => Ok(Self {
                     db,

@@ -197,6 +197,18 @@ pub(crate) fn open(data_dir: &Path) -> anyhow::Result<AuditLog<SledStore>> {
             data_dir.display()
         );
     }
+    // The node's own lock: a node cannot start on this directory (and move a part
+    // it cannot open aside) while the command reads it. Held until the process
+    // ends.
+    match tidings::net::lock::DataDirLock::acquire(data_dir) {
+        Ok(lock) => std::mem::forget(lock),
+        Err(tidings::net::lock::LockError::Held { holder, .. }) => bail!(
+            "{} is in use by a running node ({holder}): stop it first, or query the running \
+             node: GET /v1/audit, GET /v1/provenance/{{record_id}}, `tidings show`",
+            data_dir.display()
+        ),
+        Err(error) => return Err(error.into()),
+    }
     let store = SledStore::open(&path)?;
     AuditLog::open_read_only(store)
         .with_context(|| format!("cannot read the audit log at {}", path.display()))

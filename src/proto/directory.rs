@@ -1,19 +1,24 @@
 //! The directory: each admitted origin's current record, and the one function that
 //! decides whether a received record gets in.
 //!
-//! [`Directory::ingest`] applies the acceptance rules of the design in order and
-//! returns a typed [`Verdict`]:
+//! [`Directory::ingest`] applies the acceptance rules in order and returns a typed
+//! [`Verdict`]. Every check that needs no signature comes before the signature, so
+//! a record that would be dropped anyway costs a decode and a hash, not a
+//! `verify_strict` (about 45 µs): a peer cannot make the node verify expired,
+//! stale, duplicate or rate-limited records.
 //!
 //! 1. size and decode → `Rejected(Malformed)`
 //! 2. federation, version → `Rejected(WrongFederation | UnsupportedVersion)` (read
 //!    from the record header, so a record of another version is named as such
 //!    rather than as garbage; the rest of the record is decoded after this step)
 //! 3. origin admitted, not quarantined → `Rejected(NotAdmitted)` / `Ignored(Quarantined)`
-//! 4. signature (`verify_strict`) → `Rejected(BadSignature)`
-//! 5. time: `Ignored(Expired)`, `Ignored(FutureDated)`, `Rejected(TtlTooLong)`
-//! 6. against the origin's current record: `Stale`, `Duplicate`, `Equivocation(proof)`
-//! 7. per-origin token bucket → `Ignored(RateLimited)`
-//! 8. otherwise `Accepted`: it replaces the origin's record.
+//! 4. time: `Ignored(Expired)`, `Ignored(FutureDated)`, `Rejected(TtlTooLong)`
+//! 5. against the origin's current record, by seq and id: `Stale`, `Duplicate`
+//! 6. per-origin token bucket (looked at, not yet taken) → `Ignored(RateLimited)`
+//! 7. signature (`verify_strict`) → `Rejected(BadSignature)`
+//! 8. against the origin's current record, signed: `Equivocation(proof)` (only a
+//!    verified record can make a proof)
+//! 9. otherwise `Accepted` (the token is taken): it replaces the origin's record.
 //!
 //! An equivocation quarantines the origin: its record leaves the directory and
 //! every later record from it is ignored. Only [`VerifiedRecord`]s are stored.
@@ -265,7 +270,7 @@ impl Directory {
         &self.roster
     }
 
-    /// Decides on a received signed record (steps 1 to 8) and applies the verdict.
+    /// Decides on a received signed record (steps 1 to 9) and applies the verdict.
     pub fn ingest(&mut self, bytes: &[u8], source: Source, now_ms: u64) -> Verdict {
         let cache_key = self.cache.as_ref().map(|_| *blake3::hash(bytes).as_bytes());
         if let (Some(cache), Some(key)) = (&self.cache, &cache_key) {
@@ -277,10 +282,18 @@ impl Directory {
             Ok(unverified) => unverified,
             Err(error) => return Verdict::Rejected(error.into()),
         };
-        if let Some(verdict) = self.check_admission(unverified.origin()) {
+        let origin = *unverified.origin();
+        if let Some(verdict) = self.check_admission(&origin) {
             return verdict;
         }
-        let origin = *unverified.origin();
+        let reference = RecordRef {
+            origin,
+            seq: unverified.record().seq,
+            id: unverified.id(),
+        };
+        if let Some(verdict) = self.check_unsigned(unverified.record(), reference, now_ms) {
+            return verdict;
+        }
         let key = match self.keys.get(&origin) {
             Some(key) => Ok(*key),
             None => origin.verifying_key(),
@@ -301,6 +314,37 @@ impl Directory {
             }
             Err(error) => Verdict::Rejected(error.into()),
         }
+    }
+
+    /// Steps 4 to 6, on what a record claims before its signature is checked.
+    fn check_unsigned(
+        &mut self,
+        record: &crate::proto::record::Record,
+        reference: RecordRef,
+        now_ms: u64,
+    ) -> Option<Verdict> {
+        if let Some(verdict) = self.check_time(record, reference, now_ms) {
+            return Some(verdict);
+        }
+        if let Some(current) = self.entries.get(&reference.origin) {
+            let current = &current.record;
+            if reference.seq < current.seq() {
+                return Some(Verdict::Stale {
+                    record: reference,
+                    current_seq: current.seq(),
+                });
+            }
+            if reference.id == current.id() {
+                return Some(Verdict::Duplicate(reference));
+            }
+        }
+        let limit = self.config.origin_rate;
+        let has_token = self
+            .buckets
+            .entry(reference.origin)
+            .or_insert_with(|| TokenBucket::full(limit, now_ms))
+            .has_token(limit, now_ms);
+        (!has_token).then_some(Verdict::Ignored(Ignored::RateLimited(reference)))
     }
 
     /// Decides on a record that was already verified (a local publication, a
@@ -330,9 +374,9 @@ impl Directory {
         }
     }
 
-    /// Steps 5 to 8 for a verified record of an admitted, unquarantined origin.
+    /// Steps 4 to 9 for a verified record of an admitted, unquarantined origin.
     fn decide(&mut self, record: VerifiedRecord, source: Source, now_ms: u64) -> Verdict {
-        if let Some(verdict) = self.check_time(&record, now_ms) {
+        if let Some(verdict) = self.check_time(record.record(), RecordRef::from(&record), now_ms) {
             return verdict;
         }
         let origin = record.origin();
@@ -360,10 +404,13 @@ impl Directory {
         Verdict::Accepted { record, replaced }
     }
 
-    fn check_time(&self, record: &VerifiedRecord, now_ms: u64) -> Option<Verdict> {
-        let fields = record.record();
-        let reference = RecordRef::from(record);
-        if record.is_expired(now_ms) {
+    fn check_time(
+        &self,
+        fields: &crate::proto::record::Record,
+        reference: RecordRef,
+        now_ms: u64,
+    ) -> Option<Verdict> {
+        if fields.expires_at_ms <= now_ms {
             return Some(Verdict::Ignored(Ignored::Expired(reference)));
         }
         let ahead_ms = fields.issued_at_ms.saturating_sub(now_ms);

@@ -49,6 +49,12 @@ impl TokenBucket {
         self.last_ms = self.last_ms.max(now_ms);
     }
 
+    /// Whether a token is there (refilled to `now_ms`), without taking it.
+    pub fn has_token(&mut self, limit: RateLimit, now_ms: u64) -> bool {
+        self.refill(limit, now_ms);
+        self.milli_tokens >= MILLI
+    }
+
     /// Takes one token if there is one.
     pub fn try_take(&mut self, limit: RateLimit, now_ms: u64) -> bool {
         self.refill(limit, now_ms);

@@ -55,10 +55,13 @@ use super::limits::{
     RECOVERY_SEQ_GAP,
 };
 use super::membership::{BackoffPolicy, Membership};
-use super::record::{Announcement, Record, Specialist, VerifiedRecord};
+use super::record::{Announcement, Record, RecordId, Specialist, VerifiedRecord};
 use super::score::{Offence, Penalty, ScorePolicy, Scores};
 use super::verdict::{Verdict, VerdictKind};
 use super::wire::{Message, Range};
+
+/// Most (peer, record) pairs remembered as sent within the current interval.
+const MAX_SENT_REMEMBERED: usize = 65_536;
 
 mod own;
 
@@ -169,6 +172,9 @@ pub struct State {
     retry_publish_ms: u64,
     next_round_ms: u64,
     pending_wants: BTreeMap<(NodeId, NodeId), u64>,
+    /// Records sent to each peer within the last interval: not sent again however
+    /// often the peer asks (see [`State::handle_frame`]).
+    sent: BTreeMap<(NodeId, RecordId), u64>,
     clock: ClockWatch,
     counters: Counters,
     outputs: VecDeque<Output>,
@@ -202,6 +208,7 @@ impl State {
             recovered: false,
             retry_publish_ms: 0,
             pending_wants: BTreeMap::new(),
+            sent: BTreeMap::new(),
             clock: ClockWatch::default(),
             counters: Counters::default(),
             outputs: VecDeque::new(),
@@ -482,6 +489,8 @@ impl State {
 
     fn round<R: Rng + ?Sized>(&mut self, now_ms: u64, rng: &mut R) {
         self.check_promises(now_ms);
+        let window_start = now_ms.saturating_sub(self.config.interval_ms);
+        self.sent.retain(|_, at| *at > window_start);
         self.membership.expire(now_ms);
         self.scores.prune(now_ms);
         let peers = self.pick(self.config.fanout, now_ms, rng, &[]);
@@ -609,7 +618,7 @@ impl State {
                     self.after_verdict(Some(from), verdict, now_ms, rng);
                 }
             }
-            Message::Want(origins) => self.on_want(from, &origins),
+            Message::Want(origins) => self.on_want(from, &origins, now_ms),
             Message::Proofs(proofs) => {
                 for bytes in proofs {
                     self.on_proof(from, &bytes, now_ms, rng);
@@ -621,7 +630,7 @@ impl State {
     fn on_sync(&mut self, from: NodeId, ranges: &[Range], now_ms: u64) {
         let roster = self.directory.roster().clone();
         let result = gossip::reconcile(&self.directory, ranges, |origin| roster.contains(origin));
-        self.push_holdings(from, &result.push);
+        self.push_holdings(from, &result.push, now_ms);
         if !result.reply.is_empty() {
             self.send(from, Message::Sync(result.reply));
         }
@@ -634,12 +643,12 @@ impl State {
         }
     }
 
-    fn on_want(&mut self, from: NodeId, origins: &[NodeId]) {
-        self.push_holdings(from, origins);
+    fn on_want(&mut self, from: NodeId, origins: &[NodeId], now_ms: u64) {
+        self.push_holdings(from, origins, now_ms);
     }
 
     /// Sends `to` this node's proof or record for each origin: proofs first.
-    fn push_holdings(&mut self, to: NodeId, origins: &[NodeId]) {
+    fn push_holdings(&mut self, to: NodeId, origins: &[NodeId], now_ms: u64) {
         let proofs: Vec<Vec<u8>> = origins
             .iter()
             .filter_map(|origin| self.directory.proof(origin))
@@ -653,13 +662,21 @@ impl State {
         for chunk in proofs.chunks(MAX_PROOFS_PER_MESSAGE) {
             self.send(to, Message::Proofs(chunk.to_vec()));
         }
-        self.send_records(to, &records);
+        self.send_records(to, &records, now_ms);
     }
 
-    fn send_records(&mut self, to: NodeId, records: &[VerifiedRecord]) {
+    fn send_records(&mut self, to: NodeId, records: &[VerifiedRecord], now_ms: u64) {
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut batch_bytes = 0;
         for record in records {
+            // Each record goes to a peer at most once an interval, whatever and
+            // however often it asks: replies cannot be amplified by repetition.
+            if self.sent.contains_key(&(to, record.id())) {
+                continue;
+            }
+            if self.sent.len() < MAX_SENT_REMEMBERED {
+                self.sent.insert((to, record.id()), now_ms);
+            }
             let bytes = record.wire_bytes();
             let full = batch.len() == MAX_RECORDS_PER_MESSAGE
                 || batch_bytes + bytes.len() + 16 > MAX_FRAME_BYTES;
@@ -797,7 +814,7 @@ impl State {
     ) {
         let except: Vec<NodeId> = source.into_iter().chain([record.origin()]).collect();
         for peer in self.pick(self.config.rumor_fanout, now_ms, rng, &except) {
-            self.send_records(peer, std::slice::from_ref(record));
+            self.send_records(peer, std::slice::from_ref(record), now_ms);
         }
     }
 

@@ -15,7 +15,9 @@
 //! | 5 | `Open` | the sender's clock, then ranges as in `Sync`: the opening of an exchange |
 //!
 //! Records and proofs travel as opaque bytes: the directory decodes and verifies
-//! each one on its own, so one bad record costs only its own verdict.
+//! each one on its own, so one bad record costs only its own verdict. Ranges must
+//! come in order and be disjoint, and wanted origins sorted and unique: a request
+//! that names one thing many times is malformed rather than served many times.
 
 use std::ops::RangeInclusive;
 
@@ -219,9 +221,16 @@ impl Message {
             )?),
             TYPE_WANT => {
                 let count = reader.count(Field::Wants, MAX_WANTS)?;
-                let mut origins = Vec::with_capacity(count);
+                let mut origins: Vec<NodeId> = Vec::with_capacity(count);
                 for _ in 0..count {
-                    origins.push(NodeId::from_bytes(reader.array()?));
+                    let origin = NodeId::from_bytes(reader.array()?);
+                    // Sorted and unique: asking twice for one record gets it once.
+                    if origins.last().is_some_and(|last| *last >= origin) {
+                        return Err(DecodeError::NotSorted {
+                            field: Field::Wants,
+                        });
+                    }
+                    origins.push(origin);
                 }
                 Message::Want(origins)
             }
@@ -289,6 +298,15 @@ fn decode_ranges(reader: &mut Reader<'_>) -> Result<Vec<Range>, DecodeError> {
                 })
             }
         };
+        // Sorted and disjoint: no origin is described twice in one message.
+        if ranges
+            .last()
+            .is_some_and(|last: &Range| last.prefix.range().end() >= prefix.range().start())
+        {
+            return Err(DecodeError::NotSorted {
+                field: Field::Ranges,
+            });
+        }
         ranges.push(Range { prefix, summary });
     }
     Ok(ranges)
@@ -377,7 +395,7 @@ mod tests {
         let messages = [
             Message::Sync(vec![
                 Range {
-                    prefix: Prefix::ROOT,
+                    prefix: Prefix::new(1, 0x3).unwrap(),
                     summary: Summary::Fingerprint {
                         fingerprint: 0xdead_beef,
                         count: 3,
@@ -444,6 +462,36 @@ mod tests {
         }]);
         assert!(matches!(
             Message::decode(&unsorted.encode()),
+            Err(DecodeError::NotSorted { .. })
+        ));
+        // A want naming one origin twice, or out of order; overlapping or
+        // repeated ranges.
+        let twice = Message::Want(vec![
+            NodeId::from_bytes([4; 32]),
+            NodeId::from_bytes([4; 32]),
+        ]);
+        assert!(matches!(
+            Message::decode(&twice.encode()),
+            Err(DecodeError::NotSorted { .. })
+        ));
+        let nothing = Range {
+            prefix: Prefix::ROOT,
+            summary: Summary::Holdings(vec![]),
+        };
+        let repeated = Message::Sync(vec![nothing.clone(), nothing.clone()]);
+        assert!(matches!(
+            Message::decode(&repeated.encode()),
+            Err(DecodeError::NotSorted { .. })
+        ));
+        let nested = Message::Sync(vec![
+            nothing,
+            Range {
+                prefix: Prefix::new(1, 3).unwrap(),
+                summary: Summary::Holdings(vec![]),
+            },
+        ]);
+        assert!(matches!(
+            Message::decode(&nested.encode()),
             Err(DecodeError::NotSorted { .. })
         ));
         let mut trailing = Message::Want(vec![]).encode();

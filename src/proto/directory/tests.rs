@@ -734,7 +734,13 @@ fn a_shared_cache_gives_the_same_verdicts() {
     );
     assert!(std::ptr::eq(x.record(), y.record()));
     // Bad bytes are never cached; a quarantined origin is still ignored on a hit.
-    let mut bad = record.wire_bytes().to_vec();
+    // (The held record with a spoiled signature is only a duplicate: its id is
+    // the held one, and it is dropped before any signature check.)
+    let mut spoiled = record.wire_bytes().to_vec();
+    *spoiled.last_mut().unwrap() ^= 1;
+    assert_eq!(ingest(&mut a, &spoiled).kind(), VerdictKind::Duplicate);
+    let next = federation.next(0, &record, &["c"], 1);
+    let mut bad = next.wire_bytes().to_vec();
     *bad.last_mut().unwrap() ^= 1;
     assert!(matches!(ingest(&mut a, &bad), Verdict::Rejected(_)));
     assert_eq!(cache.len(), 1);
@@ -746,5 +752,58 @@ fn a_shared_cache_gives_the_same_verdicts() {
     assert!(matches!(
         ingest(&mut b, record.wire_bytes()),
         Verdict::Ignored(Ignored::Quarantined(_))
+    ));
+}
+
+#[test]
+fn records_dropped_anyway_are_dropped_before_their_signature_is_checked() {
+    let federation = Federation::new(2);
+    let mut directory = federation.directory();
+    let held = federation.sign(0, federation.first(0, &["a"]));
+    assert!(matches!(
+        ingest(&mut directory, held.wire_bytes()),
+        Verdict::Accepted { .. }
+    ));
+    let spoil = |record: &VerifiedRecord| {
+        let mut bytes = record.wire_bytes().to_vec();
+        *bytes.last_mut().unwrap() ^= 1;
+        bytes
+    };
+    // Each of these carries a broken signature, yet gets the cheap verdict: the
+    // signature was never looked at.
+    let mut expired = federation.first(1, &["x"]);
+    expired.issued_at_ms = NOW - 10_000;
+    expired.expires_at_ms = NOW - 1;
+    let expired = federation.sign(1, expired);
+    assert_eq!(
+        ingest(&mut directory, &spoil(&expired)).kind(),
+        VerdictKind::Expired
+    );
+    let mut future = federation.first(1, &["x"]);
+    future.issued_at_ms = NOW + 3_600_000;
+    future.expires_at_ms = NOW + 7_200_000;
+    let future = federation.sign(1, future);
+    assert_eq!(
+        ingest(&mut directory, &spoil(&future)).kind(),
+        VerdictKind::FutureDated
+    );
+    let newer = federation.next(0, &held, &["b"], 1);
+    assert!(matches!(
+        ingest(&mut directory, newer.wire_bytes()),
+        Verdict::Accepted { .. }
+    ));
+    assert_eq!(
+        ingest(&mut directory, &spoil(&held)).kind(),
+        VerdictKind::Stale
+    );
+    assert_eq!(
+        ingest(&mut directory, &spoil(&newer)).kind(),
+        VerdictKind::Duplicate
+    );
+    // A fresh record with a broken signature is still refused and blamed.
+    let third = federation.next(0, &newer, &["c"], 2);
+    assert!(matches!(
+        rejection(ingest(&mut directory, &spoil(&third))),
+        Rejection::BadSignature(_)
     ));
 }

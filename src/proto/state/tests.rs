@@ -642,3 +642,48 @@ fn a_peer_that_ends_recovery_early_cannot_make_the_node_fork() {
         after.id()
     );
 }
+
+#[test]
+fn repeated_requests_get_each_record_once_an_interval() {
+    let mut net = Net::new(4, 0);
+    for i in 0..4 {
+        net.publish(i, &["s"]).unwrap();
+    }
+    net.rounds(6);
+    assert_eq!(net.nodes[0].directory().len(), 4);
+    let asker = net.nodes[1].node_id();
+    let _ = outputs(&mut net.nodes[0]);
+    let records_sent = |state: &mut State| -> usize {
+        outputs(state)
+            .iter()
+            .map(|output| match output {
+                Output::Send {
+                    message: Message::Records(records),
+                    ..
+                } => records.len(),
+                _ => 0,
+            })
+            .sum()
+    };
+    // "I hold nothing", over the whole id space.
+    let nothing = Message::Sync(vec![Range {
+        prefix: crate::proto::wire::Prefix::ROOT,
+        summary: crate::proto::wire::Summary::Holdings(vec![]),
+    }])
+    .encode();
+    net.nodes[0].handle_frame(asker, &nothing, net.now, &mut net.rng);
+    assert_eq!(records_sent(&mut net.nodes[0]), 4, "each record once");
+    // Asked again, at once and by a want naming them all: nothing more.
+    net.nodes[0].handle_frame(asker, &nothing, net.now + 10, &mut net.rng);
+    let mut all: Vec<NodeId> = net.nodes.iter().map(State::node_id).collect();
+    all.sort();
+    let want = Message::Want(all).encode();
+    net.nodes[0].handle_frame(asker, &want, net.now + 20, &mut net.rng);
+    assert_eq!(records_sent(&mut net.nodes[0]), 0);
+    // A later interval may send them again (a lost reply is repaired).
+    net.now += 2000;
+    net.nodes[0].handle_timeout(net.now, &mut net.rng);
+    let _ = outputs(&mut net.nodes[0]);
+    net.nodes[0].handle_frame(asker, &want, net.now, &mut net.rng);
+    assert_eq!(records_sent(&mut net.nodes[0]), 4);
+}
