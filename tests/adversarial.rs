@@ -148,11 +148,14 @@ async fn every_class_of_bad_input_is_refused_and_audited() {
     })
     .await;
 
-    // A stream flood: budget exceeded, penalised, banned.
+    // A flood of duplicates (node 2's current record, 256 copies a frame): each
+    // copy changes nothing and is charged; the work budget runs out, the flooder
+    // is penalised, then banned.
     let flood = rogue(14, &first).await;
-    let want = Message::Want(vec![]).encode();
-    for _ in 0..1000 {
-        if send_frame(&flood, &want).await.is_err() {
+    let held = first.record(second.node_id()).await.unwrap().unwrap();
+    let copies = Message::Records(vec![held.wire_bytes().to_vec(); 256]).encode();
+    for _ in 0..2000 {
+        if send_frame(&flood, &copies).await.is_err() {
             break;
         }
     }

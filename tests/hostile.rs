@@ -9,9 +9,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use common::cluster::Cluster;
 use common::{config, identity, roster};
+use tidings::keys::{FederationId, NodeId};
 use tidings::net::node::Node;
-use tidings::net::transport::Transport;
+use tidings::net::transport::{FrameWriter, Transport};
+use tidings::proto::wire::Message;
+use tidings::proto::{Announcement, Record, VerifiedRecord};
 use tokio::net::UdpSocket;
 
 /// A UDP relay that passes a client's packets to `server` and drops every answer:
@@ -148,4 +152,240 @@ async fn a_record_listing_another_members_address_is_blamed_on_its_origin() {
     victim.shutdown().await.unwrap();
     liar.shutdown().await.unwrap();
     honest.shutdown().await.unwrap();
+}
+
+/// User and system CPU time of process `pid` so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second: u64 = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100);
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// The share of a core process `pid` used while `during` ran.
+fn core_share(pid: u32, during: impl FnOnce()) -> f64 {
+    let (cpu, wall) = (cpu_time(pid), Instant::now());
+    during();
+    (cpu_time(pid) - cpu).as_secs_f64() / wall.elapsed().as_secs_f64()
+}
+
+/// The flood an admitted key sends: its current record, then frame after frame of
+/// records that change nothing — 256 duplicates, 256 stale copies, 256 expired
+/// ones, and 15 different records of 60 KiB each (accepted until the origin's rate
+/// limit, then rate-limited or stale).
+fn flood_frames(identity: &tidings::keys::Identity, federation: FederationId) -> Vec<Vec<u8>> {
+    use tidings::proto::limits::DEFAULT_TTL_MS;
+    let now = now_ms();
+    let me = identity.node_id();
+    let sign = |record| VerifiedRecord::sign(identity, record).unwrap();
+    let first = sign(Record::first(
+        federation,
+        me,
+        announcement("a", 0),
+        now,
+        DEFAULT_TTL_MS,
+    ));
+    let current = sign(Record::next(
+        &first,
+        announcement("b", 0),
+        now,
+        DEFAULT_TTL_MS,
+    ));
+    let expired = sign(Record::next(
+        &current,
+        announcement("old", 0),
+        now - 3 * DEFAULT_TTL_MS,
+        DEFAULT_TTL_MS,
+    ));
+    let mut big = Vec::new();
+    let mut previous = current.clone();
+    for i in 0..15 {
+        let record = sign(Record::next(
+            &previous,
+            announcement(&format!("big{i}"), 47),
+            now,
+            DEFAULT_TTL_MS,
+        ));
+        assert!(
+            record.wire_bytes().len() > 60_000,
+            "{}",
+            record.wire_bytes().len()
+        );
+        big.push(record.wire_bytes().to_vec());
+        previous = record;
+    }
+    let copies = |record: &VerifiedRecord| {
+        Message::Records(vec![record.wire_bytes().to_vec(); 256]).encode()
+    };
+    vec![
+        Message::Records(vec![current.wire_bytes().to_vec()]).encode(),
+        copies(&current),
+        copies(&first),
+        copies(&expired),
+        Message::Records(big).encode(),
+    ]
+}
+
+/// An announcement of one specialist `name`, padded with `extra` specialists of
+/// about 1.6 KiB each.
+fn announcement(name: &str, extra: usize) -> Announcement {
+    let mut specialists = vec![common::specialist(name, "flood")];
+    for i in 0..extra {
+        let mut padded = common::specialist(&format!("{name}-{i}"), "flood");
+        padded.endpoint = format!("https://{}.example/", "e".repeat(480));
+        for key in 0..3 {
+            padded.meta.insert(format!("k{key}"), "v".repeat(250));
+        }
+        specialists.push(padded);
+    }
+    Announcement {
+        addrs: vec![],
+        specialists,
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Dials `target` as `identity` and sends `frames` over and over (the first one
+/// once per connection) until `until`, dialling again whenever the connection is
+/// closed. Returns (frames sent, connections made).
+async fn flood(
+    identity: Arc<tidings::keys::Identity>,
+    roster: tidings::keys::Roster,
+    target: (NodeId, SocketAddr),
+    frames: Vec<Vec<u8>>,
+    until: Instant,
+) -> (u64, u64) {
+    let transport = Transport::bind(
+        &identity,
+        Arc::new(RwLock::new(roster)),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let (mut sent, mut connections) = (0u64, 0u64);
+    while Instant::now() < until {
+        let Ok(connection) = transport.dial(target.0, target.1).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        connections += 1;
+        let Ok(mut writer) = FrameWriter::open(&connection).await else {
+            continue;
+        };
+        let mut next = 0;
+        while Instant::now() < until {
+            let sending = writer.send(&frames[next]);
+            match tokio::time::timeout_at(until.into(), sending).await {
+                Ok(Ok(())) => sent += 1,
+                _ => break,
+            }
+            next = if next + 1 == frames.len() {
+                1
+            } else {
+                next + 1
+            };
+        }
+    }
+    (sent, connections)
+}
+
+#[test]
+fn a_flood_from_one_admitted_key_costs_a_bounded_share_of_a_core() {
+    const INTERVAL_MS: u64 = 1000;
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::init(root.path(), 4, INTERVAL_MS, &[]);
+    // n0 is the victim, n1 and n2 are honest, n3's key is the attacker's.
+    for index in 0..3 {
+        cluster.start(index);
+    }
+    for index in 0..3 {
+        cluster.wait_ready(index, Duration::from_secs(20));
+    }
+    let attacker =
+        Arc::new(tidings::keys::Identity::load(&cluster.members[3].dir.join("node.key")).unwrap());
+    let members = tidings::keys::Roster::load(&root.path().join("roster.toml")).unwrap();
+    let frames = flood_frames(&attacker, cluster.federation);
+    let victim = cluster.pid(0);
+    let target = (cluster.members[0].id, cluster.members[0].listen);
+    let idle = core_share(victim, || std::thread::sleep(Duration::from_secs(5)));
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let until = Instant::now() + Duration::from_secs(12);
+    let attack = runtime.spawn(flood(attacker.clone(), members, target, frames, until));
+    let mut reached = None;
+    let flooded = core_share(victim, || {
+        std::thread::sleep(Duration::from_secs(4));
+        // An honest update in the middle of the flood.
+        let announced = Instant::now();
+        cluster
+            .announce(1, "fresh-during-flood", "https://fresh.example/")
+            .unwrap();
+        let has_it = |index| {
+            cluster
+                .get(index, "/v1/specialists?name=fresh-during-flood")
+                .is_some_and(|found| {
+                    found["specialists"]
+                        .as_array()
+                        .is_some_and(|list| !list.is_empty())
+                })
+        };
+        while announced.elapsed() < Duration::from_secs(20) {
+            if has_it(0) && has_it(2) {
+                reached = Some(announced.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    });
+    let (sent, connections) = runtime.block_on(attack).unwrap();
+    let checks = cluster.metric(0, "tidings_signature_checks_total").unwrap();
+    let dropped = cluster
+        .metric(0, "tidings_frames_over_budget_total")
+        .unwrap();
+    println!(
+        "flood: {sent} frames over {connections} connections; victim CPU {:.1}% of a core \
+         (idle {:.1}%); {checks} signatures checked, {dropped} frames dropped over budget; \
+         honest update reached every honest node after {reached:?}",
+        flooded * 100.0,
+        idle * 100.0
+    );
+    let members = cluster.get(0, "/v1/members").unwrap();
+    let attacker_id = attacker.node_id().to_string();
+    let listed = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|member| member["id"] == attacker_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(listed["banned"], true, "{listed}");
+    let reached = reached.expect("the honest update reached every honest node");
+    assert!(
+        reached < Duration::from_millis(2 * INTERVAL_MS),
+        "the honest update took {reached:?}"
+    );
+    // The attacker's records cost at most a handful of signature checks: its
+    // first records, up to its own rate limit.
+    assert!(checks < 200.0, "{checks} signatures checked");
+    assert!(
+        flooded < 0.25,
+        "the victim spent {:.1}% of a core",
+        flooded * 100.0
+    );
 }

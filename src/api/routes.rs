@@ -443,6 +443,30 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, Problem> {
             stats.persist_seconds
         )],
     );
+    metric(
+        "tidings_inbox_bytes",
+        "gauge",
+        "Bytes of received frames waiting for the node.",
+        vec![format!("tidings_inbox_bytes {}", stats.inbox_bytes)],
+    );
+    metric(
+        "tidings_frames_over_budget_total",
+        "counter",
+        "Frames dropped unread because their peer had spent its work budget.",
+        vec![format!(
+            "tidings_frames_over_budget_total {}",
+            stats.frames_over_budget
+        )],
+    );
+    metric(
+        "tidings_signature_checks_total",
+        "counter",
+        "Signatures of received records and proofs checked.",
+        vec![format!(
+            "tidings_signature_checks_total {}",
+            stats.signature_checks
+        )],
+    );
     let health = state.client.health();
     let flag = |on: bool| u8::from(on);
     metric(

@@ -5,7 +5,7 @@
 //! Byzantine members run ordinary nodes too (they are admitted members); their
 //! misbehaviour goes in through a second QUIC endpoint bound with their own key,
 //! which passes TLS admission like any member: forged records, a second history, a
-//! flood of frames.
+//! flood of replayed records.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -468,14 +468,22 @@ async fn script(demo: &Demo) -> anyhow::Result<(Summary, RecordId)> {
     ));
 
     if let Some(flooder) = flooder {
-        demo.say("\n5. the flooder sends 2,000 frames to node-1 while node-2 publishes an update");
+        demo.say(
+            "\n5. the flooder replays node-2's record to node-1, 256 copies a frame, while node-2 publishes an update",
+        );
         let flood_to = demo.members[0].node.client();
         let flooder_id = demo.members[flooder].node.node_id();
         let identity = demo.members[flooder].identity.clone();
         let roster = demo.roster.clone();
+        let replayed = flood_to
+            .record(demo.members[1].node.node_id())
+            .await?
+            .context("node-1 holds node-2's record")?;
         let flooding = tokio::spawn(async move {
             let transport = Transport::bind(&identity, roster, "127.0.0.1:0".parse()?)?;
-            let frame = Message::Want(vec![]).encode();
+            // Each copy changes nothing: node-1 charges each to the flooder's work
+            // budget, drops its frames once the budget is spent, and bans it.
+            let frame = Message::Records(vec![replayed.wire_bytes().to_vec(); 256]).encode();
             let mut sent = 0;
             // A connection replaced by the flooder's own node is dialled again,
             // until the frames are out or node-1 bans the flooder.
@@ -543,7 +551,7 @@ async fn script(demo: &Demo) -> anyhow::Result<(Summary, RecordId)> {
             }
         }
         demo.say(&format!(
-            "   node-1 rate-limits the flood and bans the flooder (banned at {} node(s)); node-2's update reached {} of {} honest nodes",
+            "   node-1 charges the flood to the flooder's work budget and bans it (banned at {} node(s)); node-2's update reached {} of {} honest nodes",
             summary.flooder_banned_by, summary.update_during_flood_reached, demo.honest
         ));
     }

@@ -9,7 +9,13 @@
 //! - above [`VALIDATE_ABOVE`] pending in all, or above the per-address bound, a
 //!   caller whose address QUIC has not yet validated gets a Retry (a stateless
 //!   round trip that proves it receives at its address) instead of state;
-//! - beyond the bounds, validated or not, the attempt is refused at once.
+//! - beyond the bounds, validated or not, the attempt is refused at once;
+//! - an address whose handshakes keep coming to nothing (they fail, present a key
+//!   off the roster, or a banned key) is refused at once beyond
+//!   [`WASTED_BURST`] such handshakes, then admitted [`WASTED_PER_SECOND`] times
+//!   a second: a banned key that dials again and again costs a few handshakes a
+//!   second, not a core. Honest nodes behind the same address share its budget,
+//!   but they keep their connections open and rarely dial.
 //!
 //! An admitted peer's own handshake therefore never waits behind unanswered ones,
 //! and a flood from spoofed addresses costs the node nothing but Retry packets.
@@ -17,7 +23,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest a handshake may take before it is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -30,6 +36,17 @@ pub const TOTAL: usize = 256;
 
 /// Pending handshakes above which unvalidated addresses must answer a Retry.
 pub const VALIDATE_ABOVE: usize = 32;
+
+/// Handshakes from one address that may come to nothing at once.
+pub const WASTED_BURST: u32 = 16;
+
+/// Handshakes from one address that may come to nothing per second, after the burst.
+pub const WASTED_PER_SECOND: u32 = 2;
+
+/// Addresses whose wasted handshakes are remembered; beyond it the oldest
+/// memories are dropped (a spoofed-address flood never reaches here: it gets
+/// Retry packets).
+const WASTED_REMEMBERED: usize = 4096;
 
 /// What to do with an incoming attempt.
 #[derive(Debug)]
@@ -46,6 +63,22 @@ pub enum Decision {
 struct Pending {
     total: usize,
     by_source: HashMap<IpAddr, usize>,
+    /// Per address: wasted-handshake allowance left (in thousandths), and when.
+    wasted: HashMap<IpAddr, (u64, Instant)>,
+}
+
+impl Pending {
+    fn allowance(&self, source: &IpAddr, now: Instant) -> u64 {
+        let full = u64::from(WASTED_BURST) * 1000;
+        match self.wasted.get(source) {
+            None => full,
+            Some((left, at)) => {
+                let gained = now.saturating_duration_since(*at).as_millis() as u64
+                    * u64::from(WASTED_PER_SECOND);
+                left.saturating_add(gained).min(full)
+            }
+        }
+    }
 }
 
 /// The pending-handshake counters.
@@ -68,6 +101,9 @@ impl Gate {
             .pending
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
+        if pending.allowance(&source, Instant::now()) < 1000 {
+            return Decision::Refuse;
+        }
         let from_source = pending.by_source.get(&source).copied().unwrap_or(0);
         let crowded = from_source >= PER_SOURCE || pending.total >= VALIDATE_ABOVE;
         if pending.total >= TOTAL || (crowded && validated && from_source >= PER_SOURCE) {
@@ -82,6 +118,33 @@ impl Gate {
             gate: self.clone(),
             source,
         })
+    }
+
+    /// Notes that a handshake from `source` came to nothing: it failed, or
+    /// presented a key that is not admitted or is banned.
+    pub fn wasted(&self, source: IpAddr) {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let now = Instant::now();
+        let left = pending.allowance(&source, now).saturating_sub(1000);
+        if pending.wasted.len() >= WASTED_REMEMBERED && !pending.wasted.contains_key(&source) {
+            let full = u64::from(WASTED_BURST) * 1000;
+            let refilled: Vec<IpAddr> = pending
+                .wasted
+                .keys()
+                .filter(|ip| pending.allowance(ip, now) >= full)
+                .copied()
+                .collect();
+            for ip in refilled {
+                pending.wasted.remove(&ip);
+            }
+            if pending.wasted.len() >= WASTED_REMEMBERED {
+                return;
+            }
+        }
+        pending.wasted.insert(source, (left, now));
     }
 
     /// Handshakes pending now.
@@ -132,6 +195,21 @@ mod tests {
         assert!(matches!(gate.admit(ip(1), true), Decision::Refuse));
         assert!(matches!(gate.admit(ip(2), true), Decision::Accept(_)));
         drop(tickets.pop());
+        assert!(matches!(gate.admit(ip(1), true), Decision::Accept(_)));
+    }
+
+    #[test]
+    fn an_address_whose_handshakes_come_to_nothing_is_slowed() {
+        let gate = Gate::default();
+        for _ in 0..WASTED_BURST {
+            assert!(matches!(gate.admit(ip(1), true), Decision::Accept(_)));
+            gate.wasted(ip(1));
+        }
+        assert!(matches!(gate.admit(ip(1), true), Decision::Refuse));
+        assert!(matches!(gate.admit(ip(2), true), Decision::Accept(_)));
+        std::thread::sleep(Duration::from_millis(
+            1000 / u64::from(WASTED_PER_SECOND) + 50,
+        ));
         assert!(matches!(gate.admit(ip(1), true), Decision::Accept(_)));
     }
 

@@ -232,6 +232,8 @@ pub struct Directory {
     buckets: BTreeMap<NodeId, TokenBucket>,
     /// XOR of the fingerprints of every holding, kept up to date on each change.
     fingerprint: u64,
+    /// Signatures checked so far (cache hits are not checks).
+    signature_checks: u64,
 }
 
 impl Directory {
@@ -246,6 +248,7 @@ impl Directory {
             quarantine: BTreeMap::new(),
             buckets: BTreeMap::new(),
             fingerprint: 0,
+            signature_checks: 0,
         }
     }
 
@@ -258,6 +261,12 @@ impl Directory {
     /// Shares `cache` of verified records with other directories.
     pub fn set_cache(&mut self, cache: Arc<VerifiedCache>) {
         self.cache = Some(cache);
+    }
+
+    /// How many signatures [`Directory::ingest`] has checked: what received
+    /// records have cost (a caller charges the difference to their sender).
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks
     }
 
     /// The rules in force.
@@ -298,6 +307,7 @@ impl Directory {
             Some(key) => Ok(*key),
             None => origin.verifying_key(),
         };
+        self.signature_checks += 1;
         let verified = match key {
             Ok(key) => {
                 self.keys.insert(origin, key);
@@ -454,7 +464,19 @@ impl Directory {
     }
 
     /// Checks a received equivocation proof and quarantines its origin.
+    ///
+    /// A proof about an origin that is not admitted, or already quarantined,
+    /// changes nothing: it is answered before its two signatures are checked.
     pub fn ingest_proof(&mut self, proof: &EquivocationProof) -> ProofVerdict {
+        if let Some(origin) = proof.claimed_origin() {
+            if !self.roster.contains(&origin) {
+                return ProofVerdict::NotAdmitted(origin);
+            }
+            if self.quarantine.contains_key(&origin) {
+                return ProofVerdict::AlreadyQuarantined(origin);
+            }
+        }
+        self.signature_checks += 2;
         let verified = match proof.verify(Some(&self.config.federation)) {
             Ok(verified) => verified,
             Err(error) => return ProofVerdict::Rejected(error),

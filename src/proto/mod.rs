@@ -15,13 +15,15 @@
 //! - [`directory`]: current record per origin, and the acceptance rules.
 //! - [`wire`]: the messages nodes exchange, framed and bounded.
 //! - [`gossip`]: set reconciliation over a prefix trie of fingerprints.
-//! - [`membership`], [`score`]: whom to gossip with; what misbehaviour costs.
+//! - [`membership`], [`score`], [`budget`]: whom to gossip with; what misbehaviour
+//!   costs; what work each peer's input may cause.
 //! - [`state`]: the node state machine (`handle_*` in, `poll_output` and
 //!   `poll_timeout` out).
 //! - [`event`]: what the state machine asks its driver to do, and the durability
 //!   contract.
 //! - [`clock`]: this node's clock offset from its peers'.
 
+pub mod budget;
 pub mod clock;
 pub mod codec;
 pub mod directory;

@@ -4,15 +4,15 @@
 //! that reaches the threshold is banned for a while (the caller disconnects it and
 //! audits the ban) and its score starts afresh when the ban ends. Only `Rejected`
 //! inputs and protocol abuse are offences: an honest peer never sends them.
-//! Separately, every peer has a message budget (a token bucket); messages beyond
-//! it are dropped and count as flooding.
+//! Separately, every peer has a work budget (see [`super::budget`]); input beyond
+//! it is dropped and counts as flooding.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use tidings_keys::NodeId;
 
-use super::rate::{RateLimit, TokenBucket};
+use super::budget::WorkLimit;
 use super::verdict::VerdictKind;
 
 /// Penalty points drain at one per this many milliseconds.
@@ -27,7 +27,7 @@ pub enum Offence {
     MalformedFrame,
     /// It sent an equivocation proof that proves nothing.
     InvalidProof,
-    /// It sent messages beyond its budget.
+    /// It sent input beyond its work budget.
     Flooding,
     /// It listed a record, was asked for it, and did not deliver.
     BrokenPromise,
@@ -52,7 +52,7 @@ impl fmt::Display for Offence {
             Offence::Rejected(kind) => write!(f, "sent a rejected record ({kind})"),
             Offence::MalformedFrame => f.write_str("sent a malformed frame"),
             Offence::InvalidProof => f.write_str("sent an invalid equivocation proof"),
-            Offence::Flooding => f.write_str("exceeded its message budget"),
+            Offence::Flooding => f.write_str("exceeded its work budget"),
             Offence::BrokenPromise => f.write_str("did not deliver a record it listed"),
         }
     }
@@ -65,8 +65,8 @@ pub struct ScorePolicy {
     pub ban_threshold: u32,
     /// How long a ban lasts.
     pub ban_ms: u64,
-    /// Messages a peer may send.
-    pub message_rate: RateLimit,
+    /// The work a peer's input may cause.
+    pub work: WorkLimit,
 }
 
 impl Default for ScorePolicy {
@@ -74,10 +74,7 @@ impl Default for ScorePolicy {
         Self {
             ban_threshold: 100,
             ban_ms: 10 * 60 * 1000,
-            message_rate: RateLimit {
-                burst: 400,
-                per_minute: 6000,
-            },
+            work: WorkLimit::DEFAULT,
         }
     }
 }
@@ -105,12 +102,11 @@ pub enum Penalty {
     },
 }
 
-/// Scores and message budgets of every peer that has had any.
+/// Scores of every peer that has had any.
 #[derive(Debug, Clone, Default)]
 pub struct Scores {
     policy: ScorePolicy,
     peers: BTreeMap<NodeId, PeerScore>,
-    budgets: BTreeMap<NodeId, TokenBucket>,
 }
 
 impl Scores {
@@ -135,7 +131,6 @@ impl Scores {
         let points = self.points(&peer, now_ms).saturating_add(offence.penalty());
         if points >= self.policy.ban_threshold {
             self.peers.remove(&peer);
-            self.budgets.remove(&peer);
             return Penalty::Banned {
                 points,
                 until_ms: now_ms.saturating_add(self.policy.ban_ms),
@@ -149,15 +144,6 @@ impl Scores {
             },
         );
         Penalty::Penalised { points }
-    }
-
-    /// Takes one message from `peer`'s budget; false means it is flooding.
-    pub fn allow_message(&mut self, peer: NodeId, now_ms: u64) -> bool {
-        let limit = self.policy.message_rate;
-        self.budgets
-            .entry(peer)
-            .or_insert_with(|| TokenBucket::full(limit, now_ms))
-            .try_take(limit, now_ms)
     }
 
     /// Drops state of peers whose points have fully drained.
@@ -213,14 +199,5 @@ mod tests {
             let outcome = scores.penalise(peer, Offence::BrokenPromise, second * 1000);
             assert!(matches!(outcome, Penalty::Penalised { .. }));
         }
-    }
-
-    #[test]
-    fn message_budget() {
-        let mut scores = Scores::new(ScorePolicy::default());
-        let peer = NodeId::from_bytes([3; 32]);
-        let allowed = (0..1000).filter(|_| scores.allow_message(peer, 0)).count();
-        assert_eq!(allowed, 400);
-        assert!(scores.allow_message(peer, 1000), "refills at 100 a second");
     }
 }

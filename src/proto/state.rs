@@ -44,6 +44,7 @@ use std::sync::Arc;
 use rand::Rng;
 use tidings_keys::{Identity, NodeId, Roster};
 
+use super::budget::{cost, WorkBudgets};
 use super::clock::ClockWatch;
 use super::codec::DecodeError;
 use super::directory::{Directory, DirectoryConfig, ProofVerdict, Source};
@@ -58,7 +59,7 @@ use super::membership::{BackoffPolicy, Membership};
 use super::record::{Announcement, Record, RecordId, Specialist, VerifiedRecord};
 use super::score::{Offence, Penalty, ScorePolicy, Scores};
 use super::verdict::{Verdict, VerdictKind};
-use super::wire::{Message, Range};
+use super::wire::{Message, Range, Summary};
 
 /// Most (peer, record) pairs remembered as sent within the current interval.
 const MAX_SENT_REMEMBERED: usize = 65_536;
@@ -155,6 +156,7 @@ pub struct State {
     directory: Directory,
     membership: Membership,
     scores: Scores,
+    work: WorkBudgets,
     /// What this node wants announced; published whenever its chain allows.
     desired: Option<Announcement>,
     /// Whether `desired` differs from the node's current record (kept with both,
@@ -197,6 +199,7 @@ impl State {
             me,
             next_round_ms: now_ms.saturating_add(gossip.interval_ms),
             scores: Scores::new(gossip.score),
+            work: WorkBudgets::new(gossip.score.work),
             config: gossip,
             directory: Directory::new(directory, roster),
             membership: Membership::new(me, members),
@@ -268,6 +271,11 @@ impl State {
     /// Current penalty points of `peer`.
     pub fn peer_points(&self, peer: &NodeId, now_ms: u64) -> u32 {
         self.scores.points(peer, now_ms)
+    }
+
+    /// Work units `peer` has left in its budget (see [`super::budget`]).
+    pub fn work_left(&self, peer: &NodeId, now_ms: u64) -> i64 {
+        self.work.remaining(peer, now_ms)
     }
 
     /// Whether `peer` is banned.
@@ -493,6 +501,7 @@ impl State {
         self.sent.retain(|_, at| *at > window_start);
         self.membership.expire(now_ms);
         self.scores.prune(now_ms);
+        self.work.prune(now_ms);
         let peers = self.pick(self.config.fanout, now_ms, rng, &[]);
         let opening = gossip::opening(&self.directory, now_ms);
         for peer in peers {
@@ -578,11 +587,24 @@ impl State {
             self.counters.frames_refused += 1;
             return;
         }
-        if !self.scores.allow_message(from, now_ms) {
+        if !self.work.has_budget(&from, now_ms) {
             self.counters.frames_flooded += 1;
             self.penalise(from, Offence::Flooding, now_ms);
             return;
         }
+        let units = cost::FRAME + cost::bytes(bytes.len()) + self.serve(from, bytes, now_ms, rng);
+        self.work.charge(from, units, now_ms);
+    }
+
+    /// Decodes and acts on one frame from `from`; returns the work units it cost
+    /// beyond receiving it (see [`super::budget`]).
+    fn serve<R: Rng + ?Sized>(
+        &mut self,
+        from: NodeId,
+        bytes: &[u8],
+        now_ms: u64,
+        rng: &mut R,
+    ) -> u64 {
         let message = match Message::decode(bytes) {
             Ok(message) => message,
             Err(error) => {
@@ -593,7 +615,7 @@ impl State {
                         error,
                     }));
                 self.penalise(from, Offence::MalformedFrame, now_ms);
-                return;
+                return cost::AUDIT_ENTRY;
             }
         };
         self.membership.reached(&from);
@@ -606,31 +628,52 @@ impl State {
                     });
                 }
                 self.note_own_holding(from, &ranges, now_ms);
-                self.on_sync(from, &ranges, now_ms);
+                self.on_sync(from, &ranges, now_ms)
             }
             Message::Sync(ranges) => {
                 self.note_own_holding(from, &ranges, now_ms);
-                self.on_sync(from, &ranges, now_ms);
+                self.on_sync(from, &ranges, now_ms)
             }
             Message::Records(records) => {
+                let mut units = 0;
                 for bytes in records {
+                    let checks = self.directory.signature_checks();
                     let verdict = self.directory.ingest(&bytes, Source::Peer(from), now_ms);
+                    let checked = self.directory.signature_checks() - checks;
+                    units += wasted_record_cost(&verdict, bytes.len(), checked);
                     self.after_verdict(Some(from), verdict, now_ms, rng);
                 }
+                units
             }
             Message::Want(origins) => self.on_want(from, &origins, now_ms),
             Message::Proofs(proofs) => {
+                let mut units = 0;
                 for bytes in proofs {
-                    self.on_proof(from, &bytes, now_ms, rng);
+                    let checks = self.directory.signature_checks();
+                    let useful = self.on_proof(from, &bytes, now_ms, rng);
+                    let checked = self.directory.signature_checks() - checks;
+                    if !useful {
+                        units += cost::WASTED_RECORD
+                            + cost::bytes(bytes.len())
+                            + checked * cost::SIGNATURE;
+                    }
                 }
+                units
             }
         }
     }
 
-    fn on_sync(&mut self, from: NodeId, ranges: &[Range], now_ms: u64) {
+    /// Answers a peer's ranges; returns the work units the answer cost.
+    fn on_sync(&mut self, from: NodeId, ranges: &[Range], now_ms: u64) -> u64 {
         let roster = self.directory.roster().clone();
         let result = gossip::reconcile(&self.directory, ranges, |origin| roster.contains(origin));
-        self.push_holdings(from, &result.push, now_ms);
+        let mut units = self.push_holdings(from, &result.push, now_ms);
+        for range in ranges.iter().chain(&result.reply) {
+            units += cost::RANGE;
+            if let Summary::Holdings(holdings) = &range.summary {
+                units += cost::HOLDING * holdings.len() as u64;
+            }
+        }
         if !result.reply.is_empty() {
             self.send(from, Message::Sync(result.reply));
         }
@@ -641,43 +684,66 @@ impl State {
             }
             self.send(from, Message::Want(result.want));
         }
+        units
     }
 
-    fn on_want(&mut self, from: NodeId, origins: &[NodeId], now_ms: u64) {
-        self.push_holdings(from, origins, now_ms);
+    fn on_want(&mut self, from: NodeId, origins: &[NodeId], now_ms: u64) -> u64 {
+        self.push_holdings(from, origins, now_ms)
     }
 
     /// Sends `to` this node's proof or record for each origin: proofs first.
-    fn push_holdings(&mut self, to: NodeId, origins: &[NodeId], now_ms: u64) {
-        let proofs: Vec<Vec<u8>> = origins
+    /// Returns the work units of what was sent, which `to` asked for.
+    fn push_holdings(&mut self, to: NodeId, origins: &[NodeId], now_ms: u64) -> u64 {
+        let proofs: Vec<(RecordId, Vec<u8>)> = origins
             .iter()
             .filter_map(|origin| self.directory.proof(origin))
-            .map(EquivocationProof::encode)
+            .map(|proof| (proof.record_ids().0, proof.encode()))
             .collect();
         let records: Vec<VerifiedRecord> = origins
             .iter()
             .filter_map(|origin| self.directory.entry(origin))
             .map(|entry| entry.record.clone())
             .collect();
-        for chunk in proofs.chunks(MAX_PROOFS_PER_MESSAGE) {
+        let mut units = 0;
+        let mut fresh = Vec::new();
+        for (id, proof) in proofs {
+            if self.mark_sent(to, id, now_ms) {
+                units += cost::RECORD_SENT + cost::bytes(proof.len());
+                fresh.push(proof);
+            }
+        }
+        for chunk in fresh.chunks(MAX_PROOFS_PER_MESSAGE) {
             self.send(to, Message::Proofs(chunk.to_vec()));
         }
-        self.send_records(to, &records, now_ms);
+        units + self.send_records(to, &records, now_ms)
     }
 
-    fn send_records(&mut self, to: NodeId, records: &[VerifiedRecord], now_ms: u64) {
+    /// Notes that `id` goes to `to` now; false if it went there within the last
+    /// interval. Each record or proof goes to a peer at most once an interval,
+    /// whatever and however often it asks: replies cannot be amplified by
+    /// repetition.
+    fn mark_sent(&mut self, to: NodeId, id: RecordId, now_ms: u64) -> bool {
+        if self.sent.contains_key(&(to, id)) {
+            return false;
+        }
+        if self.sent.len() < MAX_SENT_REMEMBERED {
+            self.sent.insert((to, id), now_ms);
+        }
+        true
+    }
+
+    /// Sends `records` to `to`, but none it was sent within the last interval.
+    /// Returns the work units of what was sent.
+    fn send_records(&mut self, to: NodeId, records: &[VerifiedRecord], now_ms: u64) -> u64 {
+        let mut units = 0;
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut batch_bytes = 0;
         for record in records {
-            // Each record goes to a peer at most once an interval, whatever and
-            // however often it asks: replies cannot be amplified by repetition.
-            if self.sent.contains_key(&(to, record.id())) {
+            if !self.mark_sent(to, record.id(), now_ms) {
                 continue;
             }
-            if self.sent.len() < MAX_SENT_REMEMBERED {
-                self.sent.insert((to, record.id()), now_ms);
-            }
             let bytes = record.wire_bytes();
+            units += cost::RECORD_SENT + cost::bytes(bytes.len());
             let full = batch.len() == MAX_RECORDS_PER_MESSAGE
                 || batch_bytes + bytes.len() + 16 > MAX_FRAME_BYTES;
             if full {
@@ -696,9 +762,17 @@ impl State {
         if !batch.is_empty() {
             self.send(to, Message::Records(batch));
         }
+        units
     }
 
-    fn on_proof<R: Rng + ?Sized>(&mut self, from: NodeId, bytes: &[u8], now_ms: u64, rng: &mut R) {
+    /// Acts on a received proof; true if it quarantined an origin (useful work).
+    fn on_proof<R: Rng + ?Sized>(
+        &mut self,
+        from: NodeId,
+        bytes: &[u8],
+        now_ms: u64,
+        rng: &mut R,
+    ) -> bool {
         let proof = match EquivocationProof::decode(bytes) {
             Ok(proof) => proof,
             Err(error) => {
@@ -708,7 +782,7 @@ impl State {
                         error,
                     }));
                 self.penalise(from, Offence::InvalidProof, now_ms);
-                return;
+                return false;
             }
         };
         let verdict = self.directory.ingest_proof(&proof);
@@ -743,6 +817,7 @@ impl State {
             }
             self.rumor_proof(&proof, Some(from), now_ms, rng);
         }
+        quarantined.is_some()
     }
 
     fn after_verdict<R: Rng + ?Sized>(
@@ -863,6 +938,7 @@ impl State {
             }
             Penalty::Banned { until_ms, .. } => {
                 self.membership.ban(peer, until_ms);
+                self.work.forget(&peer);
                 self.pending_wants.retain(|(from, _), _| *from != peer);
                 self.outputs.push_back(Output::Audit(AuditEvent::Banned {
                     peer,
@@ -886,3 +962,20 @@ pub fn announcement_of(record: &VerifiedRecord) -> Announcement {
 
 #[cfg(test)]
 mod tests;
+
+/// The work units a received record cost if it changed nothing: decoding and
+/// hashing it, the signatures checked, and its audit entry. An accepted record or
+/// a detected equivocation is useful and costs nothing (see [`super::budget`]).
+fn wasted_record_cost(verdict: &Verdict, len: usize, signatures: u64) -> u64 {
+    match verdict.kind() {
+        VerdictKind::Accepted | VerdictKind::Equivocation => 0,
+        kind => {
+            let audit = if kind == VerdictKind::Duplicate {
+                0
+            } else {
+                cost::AUDIT_ENTRY
+            };
+            cost::WASTED_RECORD + cost::bytes(len) + signatures * cost::SIGNATURE + audit
+        }
+    }
+}

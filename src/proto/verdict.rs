@@ -1,9 +1,10 @@
 //! Verdicts: what a node decided about one input, and why.
 //!
 //! `Rejected` means the sending peer misbehaved (an honest peer verifies before it
-//! relays), so it costs that peer score. `Ignored` costs nothing: clock skew, races
-//! and rate limits happen to honest peers too. Every verdict but `Duplicate` is
-//! audited; duplicates are only counted.
+//! relays), so it costs that peer score. `Ignored` costs no score: clock skew, races
+//! and rate limits happen to honest peers too; like every input that changes
+//! nothing, it is charged to the peer's work budget (see [`super::budget`]). Every
+//! verdict but `Duplicate` is audited; duplicates are only counted.
 
 use std::fmt;
 

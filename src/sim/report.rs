@@ -45,7 +45,8 @@ pub struct TrialReport {
     pub idle_bytes_per_exchange: Option<f64>,
     /// Forged records found accepted at honest nodes (sum over rounds).
     pub forged_accepted: u64,
-    /// For each adversary role, honest nodes that banned one of its members.
+    /// For each role, honest nodes that banned one of its members (an honest role
+    /// here would be a defect: honest peers are never banned).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bans: Vec<(Role, u64)>,
     /// Crashes at random moments.

@@ -155,6 +155,10 @@ fn a_third_byzantine_cannot_stop_honest_nodes() {
         .collect();
     assert!(bans.contains(&adversary::Role::Flooding), "{bans:?}");
     assert!(bans.contains(&adversary::Role::Forging), "{bans:?}");
+    assert!(
+        !bans.contains(&adversary::Role::Honest),
+        "no honest node is ever banned: {bans:?}"
+    );
 }
 
 fn crashes(durable_before_send: bool, disk_loss: f64) -> Scenario {

@@ -511,10 +511,9 @@ impl<'a> World<'a> {
         for &i in &self.honest {
             let mut seen = HashSet::new();
             for node in &self.nodes {
-                if !node.role.is_honest()
-                    && self.nodes[i]
-                        .state
-                        .is_banned(&node.state.node_id(), self.now)
+                if self.nodes[i]
+                    .state
+                    .is_banned(&node.state.node_id(), self.now)
                     && seen.insert(node.role)
                 {
                     *bans.entry(node.role).or_insert(0) += 1;

@@ -51,6 +51,8 @@ pub fn tidings(dir: &Path, args: &[&str]) -> String {
 pub struct Member {
     pub name: String,
     pub id: NodeId,
+    /// Its QUIC address.
+    pub listen: std::net::SocketAddr,
     pub api: String,
     pub dir: PathBuf,
     child: Option<Child>,
@@ -118,6 +120,7 @@ impl Cluster {
                 dir: root.join(&name),
                 name,
                 id,
+                listen: format!("127.0.0.1:{port}").parse().unwrap(),
                 api: format!("http://127.0.0.1:{api}"),
                 child: None,
                 log: Arc::default(),
@@ -229,6 +232,14 @@ impl Cluster {
             }
         };
         response.json().ok()
+    }
+
+    /// The value of metric `name` (without labels) at member `index`.
+    pub fn metric(&self, index: usize, name: &str) -> Option<f64> {
+        let url = format!("{}/metrics", self.members[index].api);
+        let text = self.http.get(url).send().ok()?.text().ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
     }
 
     /// The node's health document, once its API answers.

@@ -30,6 +30,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use super::client::{Command as ClientCommand, Health, Signing};
+use super::inbox::Inbox;
 use super::links::{Links, NetEvent};
 use super::metrics::{Latency, NodeStats};
 use super::startup::Notes;
@@ -142,6 +143,7 @@ impl Actor {
         let Some(mut events) = self.events.take() else {
             return Err(NodeError::Stopped);
         };
+        let inbox = self.links.inbox();
         let mut flush = tokio::time::interval(STORE_FLUSH_EVERY);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut result = self.drain().await;
@@ -155,16 +157,18 @@ impl Actor {
                 continue;
             }
             // Biased: a stop overtakes queued input, and timers are never starved
-            // by a busy network. Commands and network events are then served
-            // fairly, so neither a busy API nor a busy network starves the other.
+            // by a busy network. Commands, network events and frames are then
+            // served fairly, so neither a busy API nor a busy network starves the
+            // other (and the inbox serves peers in turn).
             result = tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
                 _ = tokio::time::sleep(wait) => self.timeout().await,
                 _ = flush.tick() => self.flush_store().await,
-                input = next_input(&mut commands, &mut events) => match input {
+                input = next_input(&mut commands, &mut events, &inbox) => match input {
                     Some(Input::Command(command)) => self.command(command).await,
                     Some(Input::Event(event)) => self.event(event).await,
+                    Some(Input::Frame(from, bytes)) => self.frame(from, &bytes).await,
                     None => break,
                 },
             };
@@ -228,13 +232,16 @@ impl Actor {
         self.drain().await
     }
 
+    async fn frame(&mut self, from: NodeId, bytes: &[u8]) -> Result<(), NodeError> {
+        let now = self.time.now_ms();
+        self.latency.answered(&from);
+        self.state.handle_frame(from, bytes, now, &mut self.rng);
+        self.drain().await
+    }
+
     async fn event(&mut self, event: NetEvent) -> Result<(), NodeError> {
         let now = self.time.now_ms();
         match event {
-            NetEvent::Frame { from, bytes } => {
-                self.latency.answered(&from);
-                self.state.handle_frame(from, &bytes, now, &mut self.rng);
-            }
             NetEvent::BadFrame { from, reason } => {
                 let error = DecodeError::Invalid {
                     field: Field::Frame,
@@ -347,7 +354,10 @@ impl Actor {
                 Output::ClockOffset { offset_ms, warning } => {
                     self.clock_offset(offset_ms, warning, now)
                 }
-                Output::Disconnect { peer, .. } => self.links.disconnect(&peer, b"banned"),
+                Output::Disconnect { peer, until_ms } => {
+                    let ban = Duration::from_millis(until_ms.saturating_sub(now));
+                    self.links.ban(&peer, ban);
+                }
             }
         }
         self.hand_over_audit().await
@@ -601,6 +611,9 @@ impl Actor {
             audit_lag: self.audit.lag(),
             persisted: self.persisted,
             persist_seconds: self.persist_seconds,
+            inbox_bytes: self.links.inbox().bytes(),
+            frames_over_budget: counters.frames_flooded,
+            signature_checks: directory.signature_checks(),
             ..NodeStats::default()
         };
         self.latency.fill(&mut stats);
@@ -612,17 +625,20 @@ impl Actor {
 enum Input {
     Command(ClientCommand),
     Event(NetEvent),
+    Frame(NodeId, Vec<u8>),
 }
 
-/// The next command or network event, whichever is ready, chosen at random when
-/// both are; `None` when the node's handles are gone.
+/// The next command, network event or frame, whichever is ready, chosen at
+/// random when several are; `None` when the node's handles are gone.
 async fn next_input(
     commands: &mut mpsc::Receiver<ClientCommand>,
     events: &mut mpsc::Receiver<NetEvent>,
+    inbox: &Inbox,
 ) -> Option<Input> {
     tokio::select! {
         command = commands.recv() => command.map(Input::Command),
         Some(event) = events.recv() => Some(Input::Event(event)),
+        (from, bytes) = inbox.take() => Some(Input::Frame(from, bytes)),
     }
 }
 

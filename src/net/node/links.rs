@@ -1,11 +1,12 @@
 //! Connections to peers: one receive loop per connection, one send task per peer.
 //!
-//! A receive loop reads its peer's message stream frame by frame and hands each
-//! frame to the actor, awaiting room in the actor's queue before it reads the
-//! next: when the actor falls behind, the loops stop reading, QUIC stops granting
-//! stream credit, and the peers' sends wait. Nothing reads ahead of the actor. A
-//! stream the peer resets, or a frame that breaks the framing, is reported to the
-//! actor, which charges the peer.
+//! A receive loop reads its peer's message stream frame by frame and puts each
+//! frame in the peer's queue of the actor's [`Inbox`], awaiting room there before
+//! it reads the next: when the actor falls behind on a peer, that peer's loop
+//! stops reading, QUIC stops granting it stream credit, and its sends wait, while
+//! other peers' frames are still served in turn. A stream the peer resets, or a
+//! frame that breaks the framing, is reported to the actor, which charges the
+//! peer.
 //!
 //! A send task owns the outgoing message stream to one peer: it dials the peer
 //! once if no connection is open (see [`table`](super::table) for which
@@ -25,8 +26,9 @@ use tidings_keys::NodeId;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::inbox::Inbox;
 use super::metrics::Traffic;
-use super::table::ConnectionTable;
+use super::table::{Admission, ConnectionTable};
 use crate::net::gate::{Decision, Gate};
 use crate::net::tls::Refusal;
 use crate::net::transport::{FrameReader, FrameWriter, NetError, Transport};
@@ -40,14 +42,12 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// A send task with nothing to send for this long ends (it is restarted on demand).
 const LINK_IDLE: Duration = Duration::from_secs(60);
 
-/// Frames and connection news queued for the actor.
+/// Connection news queued for the actor (frames go to the [`Inbox`]).
 pub(super) const EVENT_QUEUE: usize = 4096;
 
-/// What the network tasks tell the actor.
+/// What the network tasks tell the actor, besides frames.
 #[derive(Debug)]
 pub(super) enum NetEvent {
-    /// A frame from an authenticated peer.
-    Frame { from: NodeId, bytes: Vec<u8> },
     /// A frame the transport refused (oversized, truncated, dripped), or a
     /// message stream the peer reset.
     BadFrame { from: NodeId, reason: &'static str },
@@ -78,6 +78,7 @@ struct Shared {
     transport: Transport,
     table: Arc<ConnectionTable>,
     events: mpsc::Sender<NetEvent>,
+    inbox: Arc<Inbox>,
     traffic: Arc<Traffic>,
     me: NodeId,
 }
@@ -104,6 +105,7 @@ impl Links {
             transport,
             table: Arc::new(ConnectionTable::new(me)),
             events,
+            inbox: Arc::default(),
             traffic: Arc::default(),
             me,
         };
@@ -115,6 +117,11 @@ impl Links {
             dropped: 0,
         };
         (links, receiver)
+    }
+
+    /// Frames received and not yet taken by the actor.
+    pub(super) fn inbox(&self) -> Arc<Inbox> {
+        self.shared.inbox.clone()
     }
 
     /// Bytes sent and received so far.
@@ -166,9 +173,11 @@ impl Links {
     }
 
     /// Closes the connection to `peer` (a ban).
-    pub(super) fn disconnect(&mut self, peer: &NodeId, reason: &'static [u8]) {
+    /// Closes the connection with a banned `peer` and refuses its connections
+    /// for `ban`.
+    pub(super) fn ban(&mut self, peer: &NodeId, ban: Duration) {
         self.senders.remove(peer);
-        self.shared.table.close(peer, reason);
+        self.shared.table.ban(peer, ban);
     }
 
     /// Peers with an open connection.
@@ -178,6 +187,7 @@ impl Links {
 
     /// Stops every send task and closes the endpoint.
     pub(super) async fn close(&mut self) {
+        self.shared.inbox.close();
         self.senders.clear();
         self.shared.transport.close();
         self.shared.transport.wait_idle().await;
@@ -205,21 +215,29 @@ async fn accept_loop(shared: Shared) {
             }
         };
         let shared = shared.clone();
+        let gate = gate.clone();
         tokio::spawn(async move {
             let result = Transport::handshake(incoming).await;
             drop(ticket);
             match result {
                 Ok((peer, connection)) => {
-                    if shared.table.admit(peer, connection.clone(), peer) {
-                        tokio::spawn(receive_loop(peer, connection, shared.clone()));
-                        let connected = NetEvent::Connected {
-                            peer,
-                            inbound: true,
-                        };
-                        let _ = shared.events.send(connected).await;
+                    match shared.table.admit(peer, connection.clone(), peer) {
+                        Admission::Kept => {
+                            tokio::spawn(receive_loop(peer, connection, shared.clone()));
+                            let connected = NetEvent::Connected {
+                                peer,
+                                inbound: true,
+                            };
+                            let _ = shared.events.send(connected).await;
+                        }
+                        Admission::Lost => {}
+                        Admission::Banned => gate.wasted(source.ip()),
                     }
                 }
-                Err(error) => debug!(%error, "incoming connection failed"),
+                Err(error) => {
+                    debug!(%error, "incoming connection failed");
+                    gate.wasted(source.ip());
+                }
             }
             let _ = report_refusals(&shared.transport, &shared.events).await;
         });
@@ -237,8 +255,8 @@ async fn report_refusals(
     Ok(())
 }
 
-/// Reads one connection's incoming streams, one frame at a time, each handed to
-/// the actor before the next is read.
+/// Reads one connection's incoming streams, one frame at a time, each queued in
+/// the inbox before the next is read.
 async fn receive_loop(peer: NodeId, connection: quinn::Connection, shared: Shared) {
     while let Ok(stream) = connection.accept_uni().await {
         let mut reader = FrameReader::new(stream);
@@ -246,8 +264,7 @@ async fn receive_loop(peer: NodeId, connection: quinn::Connection, shared: Share
             let reason = match reader.next().await {
                 Ok(Some(bytes)) => {
                     shared.traffic.add_received(bytes.len() + 4);
-                    let frame = NetEvent::Frame { from: peer, bytes };
-                    if shared.events.send(frame).await.is_err() {
+                    if shared.inbox.put(peer, bytes).await.is_err() {
                         return;
                     }
                     continue;
@@ -341,9 +358,11 @@ async fn dial(
     };
     match dialled {
         Ok(connection) => {
-            if !shared.table.admit(peer, connection.clone(), shared.me) {
+            match shared.table.admit(peer, connection.clone(), shared.me) {
+                Admission::Kept => {}
                 // The peer's own connection to us won the tie-break; use it.
-                return shared.table.current(&peer);
+                Admission::Lost => return shared.table.current(&peer),
+                Admission::Banned => return None,
             }
             tokio::spawn(receive_loop(peer, connection.clone(), shared.clone()));
             let _ = shared

@@ -39,6 +39,12 @@ pub struct NodeStats {
     pub persisted: u64,
     /// Time spent making them durable (store and audit log synced), seconds.
     pub persist_seconds: f64,
+    /// Bytes of received frames waiting for the node.
+    pub inbox_bytes: usize,
+    /// Frames dropped unread because their peer had spent its work budget.
+    pub frames_over_budget: u64,
+    /// Signatures of received records and proofs checked.
+    pub signature_checks: u64,
 }
 
 /// Bytes moved, counted by the network tasks.

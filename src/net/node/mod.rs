@@ -27,6 +27,7 @@
 
 mod actor;
 pub mod client;
+mod inbox;
 mod links;
 pub mod metrics;
 mod startup;

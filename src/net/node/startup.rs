@@ -38,7 +38,7 @@ use tracing::debug;
 use super::{NodeConfig, NodeError};
 use crate::net::lock::DataDirLock;
 use crate::net::store::{DirectoryStore, Loaded};
-use crate::proto::directory::DirectoryConfig;
+use crate::proto::directory::{DirectoryConfig, VerifiedCache};
 use crate::proto::membership::member_list;
 use crate::proto::state::{announcement_of, State};
 use crate::proto::{Announcement, EquivocationProof, Record, Verdict, VerifiedRecord};
@@ -47,6 +47,10 @@ use crate::recording::record_key;
 /// How many entries about its own origin a node looks back through for its
 /// latest publication.
 const OWN_SCAN: usize = 1_000_000;
+
+/// Recently verified records kept (they are shared with the directory, so the
+/// cache holds little beyond what the directory holds).
+const VERIFIED_CACHE_RECORDS: usize = 1024;
 
 /// The marker `tidings init` leaves in the data directory of a new key.
 pub const NEW_NODE_MARKER: &str = "new-node";
@@ -354,6 +358,9 @@ pub(super) fn restore(
         member_list(&roster),
         now_ms,
     );
+    // Records this node verified recently: the same bytes again (from another
+    // peer, or after the origin moved on) skip the signature check.
+    state.set_verified_cache(Arc::new(VerifiedCache::new(VERIFIED_CACHE_RECORDS)));
     let own = match start {
         Start::Known(own) => {
             if let Some(record) = &own {

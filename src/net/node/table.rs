@@ -10,6 +10,9 @@
 //!   connection is younger than [`RACE_WINDOW`] and was opened by the other side),
 //!   the one dialled by the smaller node id stays. Both sides apply the same rule,
 //!   so they keep the same connection instead of closing each other's.
+//!
+//! A banned peer's connection is closed, and its new connections are closed as
+//! soon as their handshake ends, until the ban is over: its frames are never read.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +23,17 @@ use tidings_keys::NodeId;
 /// Two connections opened by each side within this time are a race, settled by
 /// the node ids; otherwise the newer connection wins.
 pub(super) const RACE_WINDOW: Duration = Duration::from_secs(2);
+
+/// What became of a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admission {
+    /// It is the peer's live connection now.
+    Kept,
+    /// The peer's other connection won the race; this one was closed.
+    Lost,
+    /// The peer is banned; this one was closed.
+    Banned,
+}
 
 #[derive(Debug)]
 struct Live {
@@ -33,6 +47,8 @@ struct Live {
 pub(super) struct ConnectionTable {
     me: NodeId,
     live: Mutex<HashMap<NodeId, Live>>,
+    /// Banned peers and when their ban ends.
+    banned: Mutex<HashMap<NodeId, Instant>>,
 }
 
 impl ConnectionTable {
@@ -40,6 +56,7 @@ impl ConnectionTable {
         Self {
             me,
             live: Mutex::new(HashMap::new()),
+            banned: Mutex::new(HashMap::new()),
         }
     }
 
@@ -50,14 +67,17 @@ impl ConnectionTable {
     }
 
     /// Records a new connection with `peer`, opened by `dialled_by`, and closes
-    /// whichever of it and an existing one loses. Returns whether the new one
-    /// stays.
+    /// whichever of it and an existing one loses.
     pub(super) fn admit(
         &self,
         peer: NodeId,
         connection: quinn::Connection,
         dialled_by: NodeId,
-    ) -> bool {
+    ) -> Admission {
+        if self.is_banned(&peer) {
+            connection.close(1u32.into(), b"banned");
+            return Admission::Banned;
+        }
         let mut live = self.lock();
         let keep_new = match live.get(&peer) {
             None => true,
@@ -68,7 +88,7 @@ impl ConnectionTable {
         };
         if !keep_new {
             connection.close(2u32.into(), b"a connection with this peer is already open");
-            return false;
+            return Admission::Lost;
         }
         let replaced = live.insert(
             peer,
@@ -82,7 +102,7 @@ impl ConnectionTable {
             old.connection
                 .close(2u32.into(), b"replaced by a newer connection");
         }
-        true
+        Admission::Kept
     }
 
     /// The open connection with `peer`, if any.
@@ -109,6 +129,28 @@ impl ConnectionTable {
         if let Some(live) = self.lock().remove(peer) {
             live.connection.close(1u32.into(), reason);
         }
+    }
+
+    /// Closes the connection with `peer` and refuses its connections for `ban`.
+    pub(super) fn ban(&self, peer: &NodeId, ban: Duration) {
+        let now = Instant::now();
+        {
+            let mut banned = self
+                .banned
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            banned.retain(|_, until| *until > now);
+            banned.insert(*peer, now + ban);
+        }
+        self.close(peer, b"banned");
+    }
+
+    fn is_banned(&self, peer: &NodeId) -> bool {
+        self.banned
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(peer)
+            .is_some_and(|until| *until > Instant::now())
     }
 
     /// Peers with an open connection.

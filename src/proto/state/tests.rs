@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use tidings_keys::{Identity, NodeId};
 
 use super::*;
+use crate::proto::budget::WorkLimit;
 use crate::proto::membership::member_list;
 use crate::proto::testkit::{announcement, Federation, NOW};
 
@@ -225,15 +226,74 @@ fn garbage_frames_get_a_peer_banned() {
 
 #[test]
 fn a_flood_is_cut_off() {
+    // Node 1 replays node 0's current record to it, 256 copies a frame: each copy
+    // is a duplicate that changes nothing, so each is charged.
     let mut net = Net::new(2, 0);
+    net.publish(0, &["s"]).unwrap();
     let flooder = net.nodes[1].node_id();
+    let record = net.nodes[0].own_record().unwrap().wire_bytes().to_vec();
+    let frame = Message::Records(vec![record; 256]).encode();
+    let per_frame = cost::FRAME
+        + cost::bytes(frame.len())
+        + 256 * (cost::WASTED_RECORD + cost::bytes(frame.len() / 256));
+    let budget = WorkLimit::DEFAULT.burst / per_frame;
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let frame = Message::Want(vec![]).encode();
-    for _ in 0..1000 {
+    let mut sent = 0;
+    while !net.nodes[0].is_banned(&flooder, NOW) && sent < 10 * budget {
         net.nodes[0].handle_frame(flooder, &frame, NOW, &mut rng);
+        sent += 1;
     }
-    assert!(net.nodes[0].counters().frames_flooded > 0);
+    let counters = net.nodes[0].counters();
     assert!(net.nodes[0].is_banned(&flooder, NOW));
+    // The burst, then twenty dropped frames (five points each) and the ban.
+    assert_eq!(counters.frames_flooded, 20);
+    assert!(
+        (budget..=budget + 2).contains(&(sent - 20)),
+        "{sent} frames for a budget of {budget}"
+    );
+    assert_eq!(
+        counters.verdicts[&VerdictKind::Duplicate],
+        (sent - 20) * 256
+    );
+}
+
+#[test]
+fn news_costs_nothing_and_requests_cost_what_they_make_us_send() {
+    let mut net = Net::new(4, 0);
+    for i in 0..4 {
+        net.publish(i, &["s"]).unwrap();
+    }
+    net.rounds(6);
+    let peer = net.nodes[1].node_id();
+    let full = WorkLimit::DEFAULT.burst as i64;
+    // Everything exchanged so far was news or small requests.
+    assert!(net.nodes[0].work_left(&peer, net.now) > full * 9 / 10);
+    // A request for everything is charged for each record it makes node 0 send.
+    let _ = outputs(&mut net.nodes[0]);
+    let before = net.nodes[0].work_left(&peer, net.now);
+    let mut all: Vec<NodeId> = net.nodes.iter().map(State::node_id).collect();
+    all.sort();
+    let want = Message::Want(all).encode();
+    net.nodes[0].handle_frame(peer, &want, net.now, &mut net.rng);
+    let sent: usize = outputs(&mut net.nodes[0])
+        .iter()
+        .map(|output| match output {
+            Output::Send {
+                message: Message::Records(records),
+                ..
+            } => records
+                .iter()
+                .map(|r| cost::bytes(r.len()) + cost::RECORD_SENT)
+                .sum::<u64>() as usize,
+            _ => 0,
+        })
+        .sum();
+    assert!(sent > 0);
+    let charged = before - net.nodes[0].work_left(&peer, net.now);
+    assert_eq!(
+        charged as u64,
+        cost::FRAME + cost::bytes(want.len()) + sent as u64
+    );
 }
 
 #[test]
