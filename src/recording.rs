@@ -6,12 +6,14 @@
 //! are only counted), and relays carry no evidence (the record was stored when it
 //! was accepted or published).
 
+pub mod coalesce;
+
 use tidings_audit::{EntryKind, NewEntry, RecordKey};
 use tidings_keys::NodeId;
 
 use crate::proto::directory::ProofVerdict;
 use crate::proto::event::{AuditEvent, Halt};
-use crate::proto::verdict::{Ignored, Verdict};
+use crate::proto::verdict::{Ignored, Rejection, Verdict};
 use crate::proto::{EquivocationProof, RecordId};
 
 /// The log key of a record.
@@ -186,6 +188,16 @@ fn verdict_entry(peer: Option<NodeId>, verdict: &Verdict, at_ms: u64) -> Option<
             }
         }
         Verdict::Rejected(rejection) => NewEntry {
+            // The id of the refused record bytes, where they decoded that far: a
+            // trace of that id shows the refusal and who sent it. The bytes are
+            // not kept: a signature that does not verify proves nothing about
+            // anyone, and the entry already names the peer to blame.
+            record: match rejection {
+                Rejection::BadSignature(record) | Rejection::TtlTooLong { record, .. } => {
+                    Some(record_key(&record.id))
+                }
+                _ => None,
+            },
             reason: format!("{}: {rejection}", rejection.kind()),
             ..base(EntryKind::Rejected)
         },

@@ -5,9 +5,10 @@
 
 use serde::Serialize;
 use tidings_audit::{AuditError, AuditLog, Entry, EntryKind, Query, RecordKey, Store};
-use tidings_keys::NodeId;
+use tidings_keys::{FederationId, NodeId};
 
-use crate::proto::{RecordId, Specialist, VerifiedRecord};
+use crate::proto::{EquivocationProof, RecordId, Specialist, VerifiedRecord};
+use crate::recording::{proof_key, record_key};
 
 /// Entries fetched per query when tracing.
 const TRACE_LIMIT: usize = 10_000;
@@ -93,8 +94,49 @@ pub struct Trace {
     pub equivocations: Vec<Step>,
 }
 
-fn decode_evidence(bytes: &[u8]) -> Option<(VerifiedRecord, Evidence)> {
-    let record = VerifiedRecord::from_bytes(bytes, None).ok()?;
+/// Checks evidence stored under `key` in a log of `federation`: the bytes must
+/// be the signed record whose id is `key` (or the equivocation proof whose key it
+/// is), and every signature in them must verify (`verify_strict`) under the key of
+/// the origin they name. Returns that origin: the signer, proven.
+pub fn check_evidence(
+    federation: &FederationId,
+    key: &RecordKey,
+    bytes: &[u8],
+) -> Result<NodeId, String> {
+    let record_error = match VerifiedRecord::from_bytes(bytes, Some(federation)) {
+        Ok(record) if record_key(&record.id()) == *key => return Ok(record.origin()),
+        Ok(record) => {
+            return Err(format!(
+                "the bytes are another record ({}, seq {} of {})",
+                record.id(),
+                record.seq(),
+                record.origin()
+            ))
+        }
+        Err(error) => error,
+    };
+    match EquivocationProof::decode(bytes) {
+        Ok(proof) if proof_key(&proof) != *key => {
+            Err("the bytes are another equivocation proof".into())
+        }
+        Ok(proof) => proof
+            .verify(Some(federation))
+            .map(|verified| verified.origin)
+            .map_err(|error| format!("the equivocation proof does not verify: {error}")),
+        Err(_) => Err(format!("not a valid signed record: {record_error}")),
+    }
+}
+
+/// The evidence of `key`, if its bytes are that record and its signature verifies.
+fn decode_evidence(
+    federation: &FederationId,
+    key: &RecordKey,
+    bytes: &[u8],
+) -> Option<(VerifiedRecord, Evidence)> {
+    let record = VerifiedRecord::from_bytes(bytes, Some(federation)).ok()?;
+    if record_key(&record.id()) != *key {
+        return None;
+    }
     let fields = record.record();
     let evidence = Evidence {
         signer: record.origin(),
@@ -119,8 +161,13 @@ pub fn trace<S: Store>(log: &AuditLog<S>, record: RecordKey) -> Result<Option<Tr
     if entries.is_empty() && stored.is_none() {
         return Ok(None);
     }
-    let decoded = stored.as_deref().and_then(decode_evidence);
-    let evidence_invalid = stored.is_some() && decoded.is_none();
+    let federation = log.federation();
+    let decoded = stored
+        .as_deref()
+        .and_then(|bytes| decode_evidence(&federation, &record, bytes));
+    let evidence_invalid = stored
+        .as_deref()
+        .is_some_and(|bytes| check_evidence(&federation, &record, bytes).is_err());
     let origin = decoded
         .as_ref()
         .map(|(record, _)| record.origin())
@@ -151,7 +198,10 @@ pub fn trace<S: Store>(log: &AuditLog<S>, record: RecordKey) -> Result<Option<Tr
                 }
                 EntryKind::Accepted | EntryKind::Published if entry.record != Some(record) => {
                     let Some(key) = entry.record else { continue };
-                    let later = log.evidence(&key)?.as_deref().and_then(decode_evidence);
+                    let later = log
+                        .evidence(&key)?
+                        .as_deref()
+                        .and_then(|bytes| decode_evidence(&federation, &key, bytes));
                     if let Some((version, _)) = later.filter(|(version, _)| version.seq() > seq) {
                         later_versions.push(LaterVersion {
                             record: key,
@@ -175,4 +225,56 @@ pub fn trace<S: Store>(log: &AuditLog<S>, record: RecordKey) -> Result<Option<Tr
         later_versions,
         equivocations,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::equivocation::EquivocationProof;
+    use crate::proto::testkit::Federation;
+
+    #[test]
+    fn evidence_is_its_key_s_record_and_verifies_under_its_origin() {
+        let fed = Federation::new(3);
+        let first = fed.sign(1, fed.first(1, &["a"]));
+        let other = fed.sign(2, fed.first(2, &["b"]));
+        let key = record_key(&first.id());
+        let bytes = first.wire_bytes().to_vec();
+        assert_eq!(check_evidence(&fed.id, &key, &bytes), Ok(fed.node(1)));
+
+        // Every byte changed anywhere makes it fail.
+        for at in 0..bytes.len() {
+            let mut changed = bytes.clone();
+            changed[at] ^= 0x01;
+            assert!(
+                check_evidence(&fed.id, &key, &changed).is_err(),
+                "a change at byte {at} passed"
+            );
+        }
+        // Another record's valid bytes under this key.
+        let error = check_evidence(&fed.id, &key, other.wire_bytes()).unwrap_err();
+        assert!(error.contains("another record"), "{error}");
+        // Another federation.
+        let elsewhere = tidings_keys::FederationId::from_name("elsewhere");
+        assert!(check_evidence(&elsewhere, &key, &bytes).is_err());
+        // Empty and truncated.
+        assert!(check_evidence(&fed.id, &key, &[]).is_err());
+        assert!(check_evidence(&fed.id, &key, &bytes[..bytes.len() - 1]).is_err());
+
+        // A proof: two records of member 1 with the same seq.
+        let twin = fed.sign(1, fed.first(1, &["c"]));
+        let proof = EquivocationProof::from_conflict(&first, &twin).unwrap();
+        let proof_bytes = proof.encode();
+        let pkey = proof_key(&proof);
+        assert_eq!(
+            check_evidence(&fed.id, &pkey, &proof_bytes),
+            Ok(fed.node(1))
+        );
+        let error = check_evidence(&fed.id, &key, &proof_bytes).unwrap_err();
+        assert!(error.contains("another equivocation proof"), "{error}");
+        let mut changed = proof_bytes.clone();
+        let last = changed.len() - 1;
+        changed[last] ^= 0x01;
+        assert!(check_evidence(&fed.id, &pkey, &changed).is_err());
+    }
 }

@@ -23,6 +23,20 @@ fn json(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// `tidings audit merge` of `exports` for `record`, with the demo's roster.
+fn merge(dir: &Path, record: &str, exports: &[&str]) -> Output {
+    let mut args = vec![
+        "audit",
+        "merge",
+        "--roster",
+        "fed/roster.toml",
+        "--record",
+        record,
+    ];
+    args.extend_from_slice(exports);
+    tidings(dir, &args)
+}
+
 #[test]
 fn the_demo_outcomes_and_the_audit_trail() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,20 +139,63 @@ fn the_demo_outcomes_and_the_audit_trail() {
         Some(1)
     );
 
+    // Evidence is checked, not only the chain: changed bytes, another record's
+    // bytes under an entry's key, and missing evidence each fail both verifiers,
+    // naming the entry.
+    let lines: Vec<&str> = text.lines().collect();
+    let evidence: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("\"type\":\"evidence\""))
+        .collect();
+    assert!(evidence.len() >= 2, "the demo's export holds evidence");
+    let bytes_of = |line: &str| {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        value["bytes"].as_str().unwrap().to_string()
+    };
+    let (first, second) = (evidence[0], evidence[1]);
+    let mut flipped = lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    let hex = bytes_of(lines[first]);
+    let last = hex.len() - 1;
+    let changed = format!(
+        "{}{}",
+        &hex[..last],
+        if hex.ends_with('0') { '1' } else { '0' }
+    );
+    flipped[first] = lines[first].replace(&hex, &changed);
+    let mut swapped = lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    swapped[first] = lines[first].replace(&hex, &bytes_of(lines[second]));
+    let without: Vec<String> = lines
+        .iter()
+        .filter(|l| !l.contains("\"type\":\"evidence\""))
+        .map(|l| l.to_string())
+        .collect();
+    for (name, lines, says) in [
+        ("flipped.jsonl", flipped, "is not valid"),
+        ("swapped.jsonl", swapped, "is not valid"),
+        ("without.jsonl", without, "which is missing"),
+    ] {
+        std::fs::write(path.join(name), lines.join("\n") + "\n").unwrap();
+        let verify = tidings(path, &["audit", "verify", "--export", name, "--json"]);
+        assert_eq!(verify.status.code(), Some(1), "{name} passed");
+        let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+        let message = report["message"].as_str().unwrap();
+        assert!(message.contains(says), "{name}: {message}");
+        assert!(message.contains("entry "), "{name}: {message}");
+        assert!(report["first_bad_index"].as_u64().unwrap() >= 1, "{report}");
+        let plain = tidings(path, &["verify", name]);
+        assert_eq!(plain.status.code(), Some(1), "{name} passed tidings verify");
+        let out = String::from_utf8_lossy(&plain.stdout);
+        assert!(out.contains("INVALID at entry"), "{name}: {out}");
+        assert!(
+            !merge(path, record, &[name]).status.success(),
+            "{name} merged"
+        );
+    }
+
     // Merging exports shows who relayed the false entry to whom.
-    let merge = tidings(
+    let merge = merge(
         path,
-        &[
-            "audit",
-            "merge",
-            "--roster",
-            "fed/roster.toml",
-            "--record",
-            record,
-            "mallory.jsonl",
-            "node-1.jsonl",
-            "node-2.jsonl",
-        ],
+        record,
+        &["mallory.jsonl", "node-1.jsonl", "node-2.jsonl"],
     );
     let tree = String::from_utf8(merge.stdout).unwrap();
     assert!(

@@ -389,3 +389,192 @@ fn a_flood_from_one_admitted_key_costs_a_bounded_share_of_a_core() {
         flooded * 100.0
     );
 }
+
+/// A record of `author`'s own, or one claiming `claimed` as its origin (then the
+/// signature is `author`'s, so it does not verify: a forgery).
+fn signed_record(
+    author: &tidings::keys::Identity,
+    claimed: Option<NodeId>,
+    seq: u64,
+    issued_at_ms: u64,
+    name: &str,
+) -> Vec<u8> {
+    let mut record = Record::first(
+        FederationId::from_name("test"),
+        claimed.unwrap_or(author.node_id()),
+        announcement(name, 0),
+        issued_at_ms,
+        tidings::proto::limits::DEFAULT_TTL_MS,
+    );
+    record.seq = seq;
+    if seq > 1 {
+        record.prev = tidings::proto::RecordId([1; 32]);
+    }
+    let bytes = record.encode();
+    let signature = author.sign(tidings::keys::Domain::Record, &record.federation, &bytes);
+    tidings::proto::record::SignedRecord::new(bytes, signature).encode()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_that_fills_the_audit_log_never_erases_an_earlier_forgery() {
+    const LIMIT: u64 = 32 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let flooders: Vec<u8> = (11..=18).collect();
+    let seeds: Vec<u8> = [1, 2, 10].into_iter().chain(flooders.clone()).collect();
+    let members = roster(&seeds);
+    let mut victim_config = config(dir.path(), 1, &members, vec![]);
+    victim_config.audit.max_bytes = Some(LIMIT);
+    victim_config.audit.prune_chunk = 64;
+    let victim = Node::spawn(victim_config).await.unwrap();
+    let honest = Node::spawn(config(
+        dir.path(),
+        2,
+        &members,
+        vec![(victim.node_id(), victim.local_addr())],
+    ))
+    .await
+    .unwrap();
+    let target = (victim.node_id(), victim.local_addr());
+    let connect = |seed: u8| {
+        let members = members.clone();
+        async move {
+            let transport = Transport::bind(
+                &identity(seed),
+                Arc::new(RwLock::new(members)),
+                "127.0.0.1:0".parse().unwrap(),
+            )
+            .unwrap();
+            let connection = transport.dial(target.0, target.1).await.unwrap();
+            (transport, connection)
+        }
+    };
+    // Member 10 sends a forgery in member 2's name, and a false entry of its own.
+    let now = now_ms();
+    let forger = identity(10);
+    let forgery = signed_record(&forger, Some(honest.node_id()), 7, now, "forged");
+    let false_entry = signed_record(&forger, None, 1, now, "payments");
+    let forgery_id = tidings::proto::UnverifiedRecord::parse(&forgery, None)
+        .unwrap()
+        .id()
+        .to_string();
+    let false_id = tidings::proto::UnverifiedRecord::parse(&false_entry, None)
+        .unwrap()
+        .id()
+        .to_string();
+    let (_forger_transport, connection) = connect(10).await;
+    tidings::net::transport::send_frame(
+        &connection,
+        &Message::Records(vec![forgery, false_entry]).encode(),
+    )
+    .await
+    .unwrap();
+    common::eventually(
+        "the forgery is audited",
+        Duration::from_secs(10),
+        || async {
+            victim.audit_log().unwrap().stats().unwrap().last_index > 0
+                && victim
+                    .audit_log()
+                    .unwrap()
+                    .query(&tidings::audit::Query {
+                        kind: Some(tidings::audit::EntryKind::Rejected),
+                        ..Default::default()
+                    })
+                    .unwrap()
+                    .iter()
+                    .any(|entry| entry.record.map(|r| r.to_string()) == Some(forgery_id.clone()))
+        },
+    )
+    .await;
+
+    // Eight members flood stale and expired records, each below its work budget
+    // (never banned), until the log's limit has been filled four times over.
+    let written_at_start = victim.audit_log().unwrap().stats().unwrap().last_index;
+    let mut tasks = Vec::new();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for seed in flooders {
+        let (transport, connection) = connect(seed).await;
+        let author = identity(seed);
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let _transport = transport;
+            let now = now_ms();
+            let current = signed_record(&author, None, 2, now, "current");
+            let stale = signed_record(&author, None, 1, now, "stale");
+            let expired = signed_record(&author, None, 3, now - 3 * 3_600_000, "expired");
+            let mut writer = FrameWriter::open(&connection).await.unwrap();
+            writer
+                .send(&Message::Records(vec![current]).encode())
+                .await
+                .unwrap();
+            let frames = [
+                Message::Records(vec![stale; 8]).encode(),
+                Message::Records(vec![expired; 8]).encode(),
+            ];
+            let mut sent = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if writer.send(&frames[sent % 2]).await.is_err() {
+                    break;
+                }
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            sent
+        }));
+    }
+    common::eventually(
+        "the flood fills the log's limit four times over",
+        Duration::from_secs(120),
+        || async {
+            let stats = victim.audit_log().unwrap().stats().unwrap();
+            (stats.last_index - written_at_start) * 150 > 4 * LIMIT
+        },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in tasks {
+        assert!(task.await.unwrap() > 10);
+    }
+    let stats = victim.audit_log().unwrap().stats().unwrap();
+    println!("audit log after the flood: {stats:?}");
+    assert!(stats.first_index > written_at_start, "pruned: {stats:?}");
+    let members = victim.members().await.unwrap();
+    assert!(
+        members.iter().all(|member| !member.banned),
+        "the flood stayed within every budget"
+    );
+    let data = dir.path().join("node-1");
+    victim.shutdown().await.unwrap();
+    honest.shutdown().await.unwrap();
+
+    // The forgery's entry and the false entry's evidence are still there.
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let data = data.to_str().unwrap();
+    let trace = cli(&["audit", "trace", "--data-dir", data, &forgery_id, "--json"]);
+    let history = trace["history"].as_array().unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|step| step["kind"] == "rejected" && step["peer"] == forger.node_id().to_string()),
+        "{trace}"
+    );
+    let trace = cli(&["audit", "trace", "--data-dir", data, &false_id, "--json"]);
+    assert_eq!(
+        trace["evidence"]["signer"],
+        forger.node_id().to_string(),
+        "{trace}"
+    );
+    let verified = cli(&["audit", "verify", "--data-dir", data, "--json"]);
+    println!("audit verify: {verified}");
+}

@@ -151,6 +151,23 @@ impl EntryKind {
         EntryKind::Misdirected,
     ];
 
+    /// Whether entries of this kind are routine: what any peer's ordinary or cheap
+    /// traffic produces in bulk (stale and ignored records, relays, accepted
+    /// connections, expiries). Retention removes routine entries first; the others
+    /// (every record accepted or published and its evidence, every offence, ban,
+    /// refusal and incident) stay as long as the log's limits allow once routine
+    /// entries are gone (see [`crate::log`]).
+    pub fn is_routine(self) -> bool {
+        matches!(
+            self,
+            EntryKind::Stale
+                | EntryKind::Ignored
+                | EntryKind::Relayed
+                | EntryKind::ConnectionAccepted
+                | EntryKind::Expired
+        )
+    }
+
     /// The snake_case name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -22,7 +22,7 @@ use crate::checkpoint::Checkpoint;
 use crate::entry::{hex32, Entry, EntryKind, RecordKey, MAX_EVIDENCE_BYTES};
 use crate::log::{AuditError, AuditLog};
 use crate::store::Store;
-use crate::verify::{ChainCheck, Problem, Verified};
+use crate::verify::{ChainCheck, EvidenceCheck, Problem, Verified};
 
 /// The format name in the header.
 pub const FORMAT: &str = "tidings-audit-export/1";
@@ -98,7 +98,8 @@ pub fn export<S: Store>(
         write_line(out, &Line::Checkpoint(checkpoint))?;
         summary.checkpoints += 1;
     }
-    let mut after = base_index;
+    // From the start: entries kept below the base come first.
+    let mut after = 0;
     loop {
         let page = log.query(&crate::log::Query {
             after_index: after,
@@ -260,6 +261,21 @@ impl ReadExport {
     }
 }
 
+impl ReadExport {
+    /// Checks the evidence with `check` (see [`crate::verify::check_evidence`]):
+    /// each evidence line is the record its key names, signed; each entry that
+    /// should have evidence has it, signed by the origin it names.
+    pub fn check_evidence(&self, check: EvidenceCheck<'_>) -> Result<u64, Problem> {
+        let stored: Vec<RecordKey> = self.evidence.keys().copied().collect();
+        crate::verify::check_evidence(
+            &self.entries,
+            &stored,
+            &|record| self.evidence.get(record).cloned(),
+            check,
+        )
+    }
+}
+
 /// One node's first receipt of a record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Receipt {
@@ -278,7 +294,8 @@ pub struct Receipt {
 pub struct Spread {
     /// The record.
     pub record: RecordKey,
-    /// The signer, as the entries name it.
+    /// The signer, proven by the evidence's signature (`None`: no export holds
+    /// checked evidence of the record).
     pub origin: Option<NodeId>,
     /// First receipt per node, earliest first.
     pub receipts: Vec<Receipt>,
@@ -286,11 +303,12 @@ pub struct Spread {
     pub missing: Vec<NodeId>,
 }
 
-/// Reconstructs how `record` spread across the nodes of `exports`.
-pub fn spread(exports: &[ReadExport], record: RecordKey) -> Spread {
+/// Reconstructs how `record` spread across the nodes of `exports`. `signer` is
+/// the key whose signature the record's evidence carries, as the caller checked it
+/// (the entries' own claim is not taken: an export could name anyone).
+pub fn spread(exports: &[ReadExport], record: RecordKey, signer: Option<NodeId>) -> Spread {
     let mut receipts = Vec::new();
     let mut missing = Vec::new();
-    let mut origin = None;
     for export in exports {
         let first = export.entries.iter().find(|entry| {
             entry.record == Some(record)
@@ -298,7 +316,6 @@ pub fn spread(exports: &[ReadExport], record: RecordKey) -> Spread {
         });
         match first {
             Some(entry) => {
-                origin = origin.or(entry.origin);
                 receipts.push(Receipt {
                     node: export.node,
                     at_ms: entry.at_ms,
@@ -316,7 +333,7 @@ pub fn spread(exports: &[ReadExport], record: RecordKey) -> Spread {
     receipts.sort_by_key(|receipt| (receipt.at_ms, receipt.node));
     Spread {
         record,
-        origin,
+        origin: signer,
         receipts,
         missing,
     }

@@ -30,7 +30,7 @@ pub use checkpoint::Checkpoint;
 pub use entry::{Entry, EntryKind, NewEntry, RecordKey};
 pub use log::{AuditConfig, AuditError, AuditLog, Query, Stats};
 pub use store::{MemoryStore, Store, StoreError, Write};
-pub use verify::{Problem, Verified};
+pub use verify::{carries_evidence, check_evidence, EvidenceCheck, Problem, Verified};
 pub use writer::{AuditWriter, Full, TryAppendError, WriterError, WriterHandle};
 
 #[cfg(feature = "sled")]

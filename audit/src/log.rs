@@ -4,8 +4,31 @@
 //! evidence, checkpoints and metadata of one append go in one batch: after a
 //! crash the log holds every batch or none of it, and the indexes always agree
 //! with the entries.
+//!
+//! # Retention that traffic cannot flush
+//!
+//! A log capped in bytes or age must drop something, and what it drops must not be
+//! chosen by whoever sends the most. Entries are of two tiers
+//! ([`EntryKind::is_routine`]): routine ones (stale and ignored records, relays,
+//! accepted connections, expiries), which any peer's cheap traffic produces in
+//! bulk, and the rest: every accepted or published record with its evidence, every
+//! rejection, equivocation, quarantine, penalty, ban, refused connection and
+//! incident. Pruning the oldest range of the chain removes only its routine
+//! entries; the others stay in their blocks, below the new base. Only when the
+//! live chain is too short to prune and the log is still over its limits do the
+//! oldest kept entries go, a block at a time. So evidence of an offence outlives
+//! any amount of routine traffic, and is lost only to the log's own limits filled
+//! by other kept entries (which peers cannot produce cheaply: accepted records are
+//! bounded by each origin's rate limit, offences end in bans).
+//!
+//! The chain still verifies after pruning: each run of consecutive kept entries
+//! gets a signed checkpoint at the entry just before it (whose hash its first entry
+//! chains from) and at its last entry, and a checkpoint at the new base vouches for
+//! the live chain, as before. A changed, moved or reordered kept entry is found;
+//! removing a whole run together with its checkpoints is not (it looks like the
+//! log's own eviction), which witnesses of the log are meant to catch.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +43,7 @@ use crate::layout::{
     group_of, index_key, index_key_id, indexed_ids, trailing_u64, Blocks, BLOCK, INDEXES, META_KEY,
 };
 use crate::store::{Store, StoreError, Write};
-use crate::verify::{ChainCheck, Problem, Verified};
+use crate::verify::{ChainCheck, EvidenceCheck, Problem, Verified};
 
 /// Bytes counted per index list element (a varint delta, about two bytes).
 const INDEX_ELEMENT_BYTES: u64 = 2;
@@ -114,8 +137,10 @@ pub struct Query {
 /// Size and span of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Stats {
-    /// First entry present (after pruning).
+    /// First entry of the live chain (after pruning).
     pub first_index: u64,
+    /// Entries kept below it from pruned ranges (not routine).
+    pub kept_entries: u64,
     /// Last entry.
     pub last_index: u64,
     /// Bytes the store occupies.
@@ -653,6 +678,12 @@ impl<S: Store> AuditLog<S> {
     /// never decrease along the log).
     fn first_index_by_time(&self, since: Option<u64>) -> Result<u64, AuditError> {
         let Some(since) = since else { return Ok(0) };
+        // Entries kept below the base are older than the live chain: a search
+        // that starts before the live chain starts at the very beginning.
+        match self.entry(self.meta.base_index + 1)? {
+            Some(first) if first.at_ms >= since => return Ok(0),
+            _ => {}
+        }
         let (mut low, mut high) = (self.meta.base_index + 1, self.meta.next_index);
         while low < high {
             let middle = low + (high - low) / 2;
@@ -707,6 +738,7 @@ impl<S: Store> AuditLog<S> {
     pub fn stats(&self) -> Result<Stats, AuditError> {
         Ok(Stats {
             first_index: self.meta.base_index + 1,
+            kept_entries: self.kept_entries()?,
             last_index: self.meta.next_index - 1,
             store_bytes: self.store.size_bytes()?,
             logical_bytes: self.meta.logical_bytes,
@@ -802,6 +834,34 @@ impl<S: Store> AuditLog<S> {
         })
     }
 
+    /// Checks the stored evidence with `check`, and every entry that should have
+    /// evidence against it (see [`crate::verify::check_evidence`]); returns the
+    /// number of evidence records checked.
+    pub fn check_evidence(
+        &self,
+        check: EvidenceCheck<'_>,
+    ) -> Result<Result<u64, Problem>, AuditError> {
+        let stored = self.evidence_keys()?;
+        let entries = self.entries_from(1, usize::MAX)?;
+        let failed = std::cell::RefCell::new(None);
+        let result = crate::verify::check_evidence(
+            &entries,
+            &stored,
+            &|record| match self.evidence(record) {
+                Ok(found) => found,
+                Err(error) => {
+                    failed.borrow_mut().get_or_insert(error);
+                    None
+                }
+            },
+            check,
+        );
+        match failed.into_inner() {
+            Some(error) => Err(error),
+            None => Ok(result),
+        }
+    }
+
     /// Checks that every entry is listed in its indexes and every listed index is
     /// an entry with that id; returns the number of listings checked.
     pub fn check_indexes(&self) -> Result<Result<u64, Problem>, AuditError> {
@@ -837,63 +897,209 @@ impl<S: Store> AuditLog<S> {
 
     fn enforce_retention(&mut self) -> Result<(), AuditError> {
         for _ in 0..64 {
-            let first = self.meta.base_index + 1;
-            let last = self.meta.next_index - 1;
-            if last < first + self.config.prune_chunk {
-                return Ok(());
-            }
             let too_big = self
                 .config
                 .max_bytes
                 .is_some_and(|max| self.meta.logical_bytes > max);
-            let too_old = match (self.config.max_age_ms, self.entry(first)?) {
+            let too_old = |entry: Option<&Entry>| match (self.config.max_age_ms, entry) {
                 (Some(age), Some(entry)) => entry.at_ms.saturating_add(age) < self.meta.last_at_ms,
                 _ => false,
             };
-            if !too_big && !too_old {
-                return Ok(());
+            let first = self.meta.base_index + 1;
+            let last = self.meta.next_index - 1;
+            // Routine entries go first: the live chain is pruned (keeping what is
+            // not routine) while it is long enough...
+            if last >= first + self.config.prune_chunk
+                && (too_big || too_old(self.entry(first)?.as_ref()))
+            {
+                if !self.prune_before(first + self.config.prune_chunk)? {
+                    return Ok(());
+                }
+                continue;
             }
-            self.prune_before(first + self.config.prune_chunk)?;
+            // ...then the oldest kept entries, a block at a time.
+            match self.oldest_kept_block()? {
+                Some((block, entries)) if too_big || too_old(entries.first()) => {
+                    self.evict_kept_block(block, &entries)?;
+                }
+                _ => return Ok(()),
+            }
         }
         Ok(())
     }
 
-    /// Removes the whole blocks of entries below `cut` (rounded down to a block
-    /// boundary), signing a checkpoint at the new base so the rest still verifies.
-    pub fn prune_before(&mut self, cut: u64) -> Result<(), AuditError> {
+    /// The oldest block of entries kept below the base, if any.
+    fn oldest_kept_block(&self) -> Result<Option<(u64, Vec<Entry>)>, AuditError> {
+        let live = block_of(self.meta.base_index + 1);
+        Ok(self
+            .blocks(0, live, 1)?
+            .into_iter()
+            .next()
+            .map(|(block, read)| (block, read.unwrap_or_default())))
+    }
+
+    /// Entries kept below the base (not routine, from pruned ranges).
+    pub fn kept_entries(&self) -> Result<u64, AuditError> {
+        let live = block_of(self.meta.base_index + 1);
+        let mut count = 0;
+        let mut block = 0;
+        loop {
+            let page = self.blocks(block, live, 64)?;
+            for (_, read) in &page {
+                count += read.as_ref().map_or(0, |entries| entries.len() as u64);
+            }
+            match page.last() {
+                Some((last, _)) if page.len() == 64 => block = last + 1,
+                _ => return Ok(count),
+            }
+        }
+    }
+
+    /// Prunes the live chain below `cut` (rounded down to a block boundary): its
+    /// routine entries are removed, the others stay in their blocks, below the new
+    /// base. Each run of kept entries gets a signed checkpoint just before it and
+    /// at its end, so it still verifies without the entries pruned around it, and
+    /// a checkpoint at the new base vouches for the rest of the chain. Returns
+    /// false if nothing could be pruned (the range does not decode).
+    pub fn prune_before(&mut self, cut: u64) -> Result<bool, AuditError> {
         let identity = self.identity.clone().ok_or(AuditError::ReadOnly)?;
         let first = self.meta.base_index + 1;
         let cut = block_start(block_of(cut.min(self.meta.next_index - 1)));
         if cut <= first {
-            return Ok(());
+            return Ok(false);
         }
         let Some(base_entry) = self.entry(cut - 1)? else {
-            return Ok(());
+            return Ok(false);
         };
         let mut meta = self.meta.clone();
         let mut writes = Vec::new();
-        let mut touched: BTreeMap<(u8, [u8; 32]), ()> = BTreeMap::new();
+        let mut removed = Removed::default();
+        // Indices (with hash and time) that need a checkpoint: either side of a run.
+        let mut bounds: BTreeMap<u64, ([u8; 32], u64)> = BTreeMap::new();
+        let mut previous = (meta.base_index, meta.base_hash, 0);
+        let mut in_run = false;
         for (block, read) in self.blocks(block_of(first), block_of(cut), usize::MAX)? {
-            writes.push(Write::Delete(block_key(block)));
-            for entry in read.unwrap_or_default() {
-                meta.logical_bytes = meta.logical_bytes.saturating_sub(entry_size(&entry));
-                for (prefix, id) in indexed_ids(&entry) {
-                    if let Some(id) = id {
-                        meta.logical_bytes = meta.logical_bytes.saturating_sub(INDEX_ELEMENT_BYTES);
-                        touched.insert((prefix, id), ());
+            let Ok(entries) = read else {
+                return Ok(false);
+            };
+            let mut kept = Vec::new();
+            for entry in entries {
+                if entry.kind.is_routine() {
+                    if in_run {
+                        bounds.insert(previous.0, (previous.1, previous.2));
+                        in_run = false;
                     }
+                    removed.entry(&entry, &mut meta);
+                } else {
+                    if !in_run {
+                        bounds.insert(previous.0, (previous.1, previous.2));
+                        in_run = true;
+                    }
+                    kept.push(entry.clone());
                 }
+                previous = (entry.index, entry.hash, entry.at_ms);
+            }
+            if kept.is_empty() {
+                writes.push(Write::Delete(block_key(block)));
+            } else {
+                writes.push(Write::Put(
+                    block_key(block),
+                    postcard::to_allocvec(&kept).unwrap_or_default(),
+                ));
             }
         }
-        for (prefix, id) in touched.into_keys() {
-            let start = index_key(prefix, &id, 0);
-            let end = index_key(prefix, &id, group_of(cut) + 1);
+        if in_run {
+            bounds.insert(previous.0, (previous.1, previous.2));
+        }
+        bounds.insert(cut - 1, (base_entry.hash, base_entry.at_ms));
+        // Checkpoints inside the pruned range are dropped unless they bound a run.
+        for (k, v) in
+            self.store
+                .range(&checkpoint_key(first), &checkpoint_key(cut - 1), usize::MAX)?
+        {
+            if !bounds.contains_key(&trailing_u64(&k)) {
+                meta.logical_bytes = meta.logical_bytes.saturating_sub(9 + v.len() as u64);
+                writes.push(Write::Delete(k));
+            }
+        }
+        for (index, (hash, at_ms)) in bounds {
+            if index > 0 && self.store.get(&checkpoint_key(index))?.is_none() {
+                writes.push(signed_checkpoint(&identity, &mut meta, index, hash, at_ms));
+            }
+        }
+        self.forget_removed(&removed, &mut meta, &mut writes)?;
+        meta.base_index = cut - 1;
+        meta.base_hash = base_entry.hash;
+        writes.push(Write::Put(META_KEY.to_vec(), encode_meta(&meta)));
+        self.store.apply(writes)?;
+        self.meta = meta;
+        self.known_evidence.clear();
+        Ok(true)
+    }
+
+    /// Removes a block of kept entries below the base (the oldest), with the
+    /// checkpoints that only served it. If a run continues in the next block, a
+    /// checkpoint at this block's last entry keeps it verifiable.
+    fn evict_kept_block(&mut self, block: u64, entries: &[Entry]) -> Result<(), AuditError> {
+        let identity = self.identity.clone().ok_or(AuditError::ReadOnly)?;
+        let mut meta = self.meta.clone();
+        let mut writes = vec![Write::Delete(block_key(block))];
+        let mut removed = Removed::default();
+        for entry in entries {
+            removed.entry(entry, &mut meta);
+        }
+        let next = match self.blocks(block + 1, u64::MAX, 1)?.into_iter().next() {
+            Some((_, Ok(rest))) => rest.first().map_or(meta.next_index, |entry| entry.index),
+            _ => meta.next_index,
+        };
+        if let Some(last) = entries.last() {
+            if last.index + 1 == next
+                && last.index < meta.base_index
+                && self.store.get(&checkpoint_key(last.index))?.is_none()
+            {
+                writes.push(signed_checkpoint(
+                    &identity, &mut meta, last.index, last.hash, last.at_ms,
+                ));
+            }
+        }
+        for (k, v) in self
+            .store
+            .range(b"c", &checkpoint_key(next.saturating_sub(1)), usize::MAX)?
+        {
+            meta.logical_bytes = meta.logical_bytes.saturating_sub(9 + v.len() as u64);
+            writes.push(Write::Delete(k));
+        }
+        self.forget_removed(&removed, &mut meta, &mut writes)?;
+        writes.push(Write::Put(META_KEY.to_vec(), encode_meta(&meta)));
+        self.store.apply(writes)?;
+        self.meta = meta;
+        self.known_evidence.clear();
+        Ok(())
+    }
+
+    /// Takes removed entries out of the index lists, and deletes evidence no
+    /// remaining entry refers to.
+    fn forget_removed(
+        &self,
+        removed: &Removed,
+        meta: &mut Meta,
+        writes: &mut Vec<Write>,
+    ) -> Result<(), AuditError> {
+        for (prefix, id) in &removed.ids {
+            let start = index_key(*prefix, id, 0);
+            let end = index_key(*prefix, id, u64::MAX);
+            let mut remaining = 0;
             for (k, v) in self.store.range(&start, &end, usize::MAX)? {
-                let kept: Vec<u64> = decode_list(&v)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|&i| i >= cut)
+                let before = decode_list(&v).unwrap_or_default();
+                let kept: Vec<u64> = before
+                    .iter()
+                    .copied()
+                    .filter(|index| !removed.indices.contains(index))
                     .collect();
+                remaining += kept.len();
+                if kept.len() == before.len() {
+                    continue;
+                }
                 if kept.is_empty() {
                     meta.logical_bytes = meta.logical_bytes.saturating_sub(INDEX_KEY_BYTES);
                     writes.push(Write::Delete(k));
@@ -901,43 +1107,52 @@ impl<S: Store> AuditLog<S> {
                     writes.push(Write::Put(k, encode_list(&kept)));
                 }
             }
-            if prefix == b'r' && self.indexed(prefix, &id, cut - 1)?.is_empty() {
-                if let Some(evidence) = self.evidence(&RecordKey(id))? {
+            if *prefix == b'r' && remaining == 0 {
+                if let Some(evidence) = self.evidence(&RecordKey(*id))? {
                     meta.logical_bytes = meta
                         .logical_bytes
                         .saturating_sub(33 + evidence.len() as u64);
-                    writes.push(Write::Delete(evidence_key(&id)));
+                    writes.push(Write::Delete(evidence_key(id)));
                 }
             }
         }
-        for (k, _) in self
-            .store
-            .range(b"c", &checkpoint_key(cut - 1), usize::MAX)?
-        {
-            writes.push(Write::Delete(k));
-        }
-        if self.store.get(&checkpoint_key(cut - 1))?.is_none() {
-            let last_checkpoint = (meta.last_checkpoint_index, meta.last_checkpoint_at_ms);
-            checkpoint_writes(
-                &identity,
-                &mut meta,
-                cut - 1,
-                base_entry.hash,
-                base_entry.at_ms,
-                &mut writes,
-            );
-            if last_checkpoint.0 > cut - 1 {
-                (meta.last_checkpoint_index, meta.last_checkpoint_at_ms) = last_checkpoint;
-            }
-        }
-        meta.base_index = cut - 1;
-        meta.base_hash = base_entry.hash;
-        writes.push(Write::Put(META_KEY.to_vec(), encode_meta(&meta)));
-        self.store.apply(writes)?;
-        self.meta = meta;
-        self.known_evidence.clear();
         Ok(())
     }
+}
+
+/// Entries taken out of the log by one pruning step.
+#[derive(Debug, Default)]
+struct Removed {
+    indices: HashSet<u64>,
+    ids: BTreeSet<(u8, [u8; 32])>,
+}
+
+impl Removed {
+    fn entry(&mut self, entry: &Entry, meta: &mut Meta) {
+        meta.logical_bytes = meta.logical_bytes.saturating_sub(entry_size(entry));
+        self.indices.insert(entry.index);
+        for (prefix, id) in indexed_ids(entry) {
+            if let Some(id) = id {
+                meta.logical_bytes = meta.logical_bytes.saturating_sub(INDEX_ELEMENT_BYTES);
+                self.ids.insert((prefix, id));
+            }
+        }
+    }
+}
+
+/// A checkpoint at `index` that leaves the "last checkpoint" bookkeeping alone
+/// (it vouches for a kept run or a base, not for the head).
+fn signed_checkpoint(
+    identity: &Identity,
+    meta: &mut Meta,
+    index: u64,
+    head: [u8; 32],
+    at_ms: u64,
+) -> Write {
+    let checkpoint = Checkpoint::sign(identity, &meta.federation, index, head, at_ms);
+    let bytes = postcard::to_allocvec(&checkpoint).unwrap_or_default();
+    meta.logical_bytes += 9 + bytes.len() as u64;
+    Write::Put(checkpoint_key(index), bytes)
 }
 
 /// Chains `new`, stamped `at_ms`, after the head in `meta`.

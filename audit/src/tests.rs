@@ -467,7 +467,10 @@ fn merged_exports_show_how_a_record_spread() {
             reread(&exported(&log))
         })
         .collect();
-    let spread = spread(&exports, record);
+    // The signer is named by the caller, who proved it from the evidence:
+    // the entries' own claim of origin is not trusted.
+    assert_eq!(spread(&exports, record, None).origin, None);
+    let spread = spread(&exports, record, Some(ids[0]));
     assert_eq!(spread.origin, Some(ids[0]));
     assert_eq!(spread.receipts.len(), 3);
     assert_eq!(
@@ -721,4 +724,246 @@ fn a_full_writer_gives_entries_back_instead_of_blocking() {
     assert_eq!(handle.durable_head().0, 2000);
     let log = writer.shutdown().unwrap();
     assert_eq!(log.head().0, 2000, "the final checkpoint adds no entry");
+}
+
+fn bare(at_ms: u64, kind: EntryKind, record: u8, peer_seed: u8) -> NewEntry {
+    NewEntry {
+        evidence: None,
+        ..new_entry(at_ms, kind, record, peer_seed)
+    }
+}
+
+/// A log capped at `max_bytes` holding a rejected forgery (no evidence: its
+/// signature does not verify) and an equivocation (with evidence), then a flood of
+/// ignored records filling the cap `times` times over.
+fn flooded(max_bytes: u64, times: u64) -> AuditLog<MemoryStore> {
+    let mut log = AuditLog::open(
+        MemoryStore::new(),
+        identity(1),
+        federation(),
+        AuditConfig {
+            max_bytes: Some(max_bytes),
+            ..config(16)
+        },
+    )
+    .unwrap();
+    log.append(vec![bare(1, EntryKind::Accepted, 6, 9)])
+        .unwrap();
+    log.append(vec![bare(2, EntryKind::Rejected, 7, 9)])
+        .unwrap();
+    log.append(vec![new_entry(3, EntryKind::Equivocation, 8, 9)])
+        .unwrap();
+    // Count what the flood added, as the log counts it, until the cap is filled
+    // `times` over.
+    let mut added = 0;
+    let mut at = 10;
+    while added < max_bytes * times {
+        let before = log.stats().unwrap().logical_bytes;
+        let batch = (0..32)
+            .map(|i| bare(at + i, EntryKind::Ignored, 20 + (i % 5) as u8, 3))
+            .collect();
+        log.append(batch).unwrap();
+        let after = log.stats().unwrap().logical_bytes;
+        added += after.saturating_sub(before).max(32 * 60);
+        at += 32;
+    }
+    log
+}
+
+#[test]
+fn a_flood_of_routine_entries_never_pushes_out_offences_or_their_evidence() {
+    let log = flooded(20_000, 5);
+    let stats = log.stats().unwrap();
+    assert!(
+        stats.first_index > 500,
+        "the flood went through pruning several times: {stats:?}"
+    );
+    assert!(stats.logical_bytes <= 20_000 + 16_000, "{stats:?}");
+    let found = |record: u8| {
+        log.query(&Query {
+            record: Some(RecordKey([record; 32])),
+            ..Query::default()
+        })
+        .unwrap()
+    };
+    assert_eq!(found(7)[0].kind, EntryKind::Rejected);
+    assert_eq!(found(8)[0].kind, EntryKind::Equivocation);
+    assert_eq!(found(6)[0].kind, EntryKind::Accepted);
+    assert!(log.evidence(&RecordKey([8; 32])).unwrap().is_some());
+    assert!(found(20)
+        .iter()
+        .all(|entry| entry.index >= stats.first_index));
+    let verified = log.verify().unwrap().unwrap();
+    assert_eq!(verified.kept, 3);
+    assert_eq!(stats.kept_entries, 3);
+    assert_eq!(verified.first, stats.first_index);
+    // An export carries them and verifies the same way.
+    let lines = exported(&log);
+    assert_eq!(reread(&lines).verify(None).unwrap().kept, 3);
+    // Queries by time still reach back to them.
+    let since = log
+        .query(&Query {
+            since_ms: Some(2),
+            limit: 2,
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(since[0].kind, EntryKind::Rejected);
+}
+
+#[test]
+fn entries_kept_from_pruned_ranges_are_still_tamper_evident() {
+    // A changed kept entry.
+    let mut log = flooded(20_000, 2);
+    rewrite_first_block(&mut log, |entries| entries[1].reason.push('!'));
+    assert_eq!(
+        log.verify().unwrap().unwrap_err(),
+        Problem::HashMismatch { index: 2 }
+    );
+    // A kept entry moved to another index.
+    let mut log = flooded(20_000, 2);
+    rewrite_first_block(&mut log, |entries| entries[2].index = 5);
+    assert!(log.verify().unwrap().is_err());
+    // The checkpoint that ties the run to the chain, removed.
+    let mut log = flooded(20_000, 2);
+    let end = log.checkpoints().unwrap()[0].index;
+    assert_eq!(end, 3, "a checkpoint at the end of the kept run");
+    log.store_mut()
+        .raw_mut()
+        .remove(&layout::checkpoint_key(end));
+    assert_eq!(
+        log.verify().unwrap().unwrap_err(),
+        Problem::UnsignedKept { index: 3 }
+    );
+    // In an export: a kept entry changed.
+    let log = flooded(20_000, 2);
+    let lines: Vec<String> = exported(&log)
+        .into_iter()
+        .map(|line| line.replace("rejected record 7", "rejected record 9"))
+        .collect();
+    assert_eq!(
+        reread(&lines).verify(None).unwrap_err(),
+        Problem::HashMismatch { index: 2 }
+    );
+}
+
+#[test]
+fn when_only_kept_entries_remain_the_oldest_go() {
+    let mut log = AuditLog::open(
+        MemoryStore::new(),
+        identity(1),
+        federation(),
+        AuditConfig {
+            max_bytes: Some(30_000),
+            ..config(16)
+        },
+    )
+    .unwrap();
+    for i in 0..2000u64 {
+        log.append(vec![NewEntry {
+            record: Some(RecordKey(*blake3::hash(&i.to_le_bytes()).as_bytes())),
+            ..new_entry(i, EntryKind::Accepted, 0, 3)
+        }])
+        .unwrap();
+    }
+    let stats = log.stats().unwrap();
+    assert!(stats.logical_bytes <= 30_000 + 16_000, "{stats:?}");
+    let verified = log.verify().unwrap().unwrap();
+    let oldest = log
+        .query(&Query {
+            limit: 1,
+            ..Query::default()
+        })
+        .unwrap()[0]
+        .index;
+    assert!(oldest > 1000, "the oldest kept entries went: {oldest}");
+    assert_eq!(verified.last, 2000);
+    let first_record = RecordKey(*blake3::hash(&0u64.to_le_bytes()).as_bytes());
+    assert!(log.evidence(&first_record).unwrap().is_none());
+    reread(&exported(&log)).verify(None).unwrap();
+}
+
+/// A stand-in for the node's record check: evidence of record `r` is 40 bytes
+/// of `r`, signed by `peer(100 + r)`.
+fn toy_check(key: &RecordKey, bytes: &[u8]) -> Result<NodeId, String> {
+    if bytes.len() != 40 || bytes.iter().any(|b| *b != bytes[0]) {
+        return Err("the signature does not verify".into());
+    }
+    if key.0[0] != bytes[0] {
+        return Err("the bytes are another record".into());
+    }
+    Ok(peer(100 + bytes[0]))
+}
+
+#[test]
+fn exported_evidence_is_checked_and_each_fault_names_its_entry() {
+    let log = filled(20, 5);
+    let lines = exported(&log);
+    assert_eq!(reread(&lines).check_evidence(&toy_check), Ok(5));
+    assert_eq!(log.check_evidence(&toy_check).unwrap(), Ok(5));
+    let key = RecordKey([3; 32]);
+    let first_entry = reread(&lines)
+        .entries
+        .iter()
+        .find(|entry| entry.record == Some(key))
+        .unwrap()
+        .index;
+    let evidence_line = |lines: &[String]| {
+        lines
+            .iter()
+            .position(|line| {
+                line.contains("\"type\":\"evidence\"") && line.contains(&key.to_string())
+            })
+            .unwrap()
+    };
+
+    // Changed bytes.
+    let mut tampered = lines.clone();
+    let at = evidence_line(&tampered);
+    tampered[at] = tampered[at].replacen("\"bytes\":\"0303", "\"bytes\":\"0304", 1);
+    match reread(&tampered).check_evidence(&toy_check) {
+        Err(Problem::BadEvidence { index, record, .. }) => {
+            assert_eq!((index, record), (first_entry, key));
+        }
+        other => panic!("changed evidence bytes passed: {other:?}"),
+    }
+
+    // Another record's bytes under this key.
+    let mut swapped = lines.clone();
+    let at = evidence_line(&swapped);
+    swapped[at] = swapped[at].replace(&"03".repeat(40), &"02".repeat(40));
+    match reread(&swapped).check_evidence(&toy_check) {
+        Err(Problem::BadEvidence { index, reason, .. }) => {
+            assert_eq!(index, first_entry);
+            assert!(reason.contains("another record"), "{reason}");
+        }
+        other => panic!("another record's evidence passed: {other:?}"),
+    }
+
+    // Missing evidence.
+    let mut missing = lines.clone();
+    missing.remove(evidence_line(&missing));
+    match reread(&missing).check_evidence(&toy_check) {
+        Err(Problem::MissingEvidence { index, record }) => {
+            assert_eq!((index, record), (first_entry, key));
+        }
+        other => panic!("missing evidence passed: {other:?}"),
+    }
+
+    // Evidence signed by another key than the origin the entries name.
+    let lying = |key: &RecordKey, bytes: &[u8]| {
+        toy_check(key, bytes).map(|signer| if key.0[0] == 3 { peer(7) } else { signer })
+    };
+    match reread(&lines).check_evidence(&lying) {
+        Err(Problem::EvidenceOfAnotherOrigin {
+            index,
+            claimed,
+            signer,
+            ..
+        }) => {
+            assert_eq!(index, first_entry);
+            assert_eq!((claimed, signer), (peer(103), peer(7)));
+        }
+        other => panic!("evidence of another origin passed: {other:?}"),
+    }
 }

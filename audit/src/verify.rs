@@ -3,12 +3,19 @@
 //! The same check runs on a stored log and on an export read back from JSON lines,
 //! so a third party holding only an export and the node's id reaches the verdict
 //! the node itself would.
+//!
+//! Entries at or below the base were kept when the range around them was pruned
+//! (see [`crate::log`]). They come first, in runs of consecutive indices; each run
+//! must start right after a signed checkpoint (or at entry 1, whose predecessor is
+//! the zero hash) and end at one, and chain from the first to the last.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use tidings_keys::{FederationId, NodeId};
 
 use crate::checkpoint::Checkpoint;
-use crate::entry::Entry;
+use crate::entry::{Entry, EntryKind, RecordKey};
 
 /// What is wrong at the first bad place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -38,6 +45,34 @@ pub enum Problem {
     /// The log starts after pruning, but no signed checkpoint vouches for its start.
     #[error("the log starts after entry {index}, but no signed checkpoint covers that start")]
     UnsignedBase { index: u64 },
+    /// An entry kept from a pruned range is not tied to a signed checkpoint.
+    #[error(
+        "entry {index} was kept from a pruned range, but no signed checkpoint vouches \
+         for its place in the chain"
+    )]
+    UnsignedKept { index: u64 },
+    /// Evidence does not check out: its bytes are not the record or proof its key
+    /// names, or their signature does not verify.
+    #[error("the evidence of record {record} (entry {index}) is not valid: {reason}")]
+    BadEvidence {
+        index: u64,
+        record: RecordKey,
+        reason: String,
+    },
+    /// An entry that is written with evidence points at evidence that is not there.
+    #[error("entry {index} refers to evidence of record {record}, which is missing")]
+    MissingEvidence { index: u64, record: RecordKey },
+    /// An entry names another origin than the key that signed its evidence.
+    #[error(
+        "entry {index} names {claimed} as the origin of record {record}, but its evidence \
+         is signed by {signer}"
+    )]
+    EvidenceOfAnotherOrigin {
+        index: u64,
+        record: RecordKey,
+        claimed: NodeId,
+        signer: NodeId,
+    },
     /// An index key and the entries disagree.
     #[error("the indexes disagree with entry {index}")]
     IndexMismatch { index: u64 },
@@ -69,6 +104,10 @@ impl Problem {
             | Problem::ForeignCheckpoint { index, .. }
             | Problem::CheckpointMismatch { index }
             | Problem::UnsignedBase { index }
+            | Problem::UnsignedKept { index }
+            | Problem::BadEvidence { index, .. }
+            | Problem::MissingEvidence { index, .. }
+            | Problem::EvidenceOfAnotherOrigin { index, .. }
             | Problem::IndexMismatch { index }
             | Problem::Replaced { index }
             | Problem::Truncated { index, .. } => *index,
@@ -86,12 +125,17 @@ pub struct Verified {
     pub first: u64,
     /// Last entry present.
     pub last: u64,
-    /// Entries checked.
+    /// Entries checked (kept ones included).
     pub entries: u64,
+    /// Of those, entries kept below the base from pruned ranges.
+    pub kept: u64,
     /// Checkpoints checked.
     pub checkpoints: u64,
     /// Entries after the last checkpoint (chained, not yet signed).
     pub unsigned_tail: u64,
+    /// Evidence records checked (0 until the caller checks evidence, which needs
+    /// the record format: see [`check_evidence`]).
+    pub evidence: u64,
 }
 
 /// Checks entries (in stored order) from `base` against `checkpoints`.
@@ -106,6 +150,12 @@ pub struct ChainCheck<'a> {
     count: u64,
     checked_checkpoints: u64,
     last_signed: u64,
+    base_index: u64,
+    /// Signed heads by index (every checkpoint, verified).
+    signed: BTreeMap<u64, [u8; 32]>,
+    /// The last kept entry of the current run: index and chain hash.
+    run: Option<(u64, [u8; 32])>,
+    kept: u64,
 }
 
 impl std::fmt::Debug for ChainCheck<'_> {
@@ -164,11 +214,74 @@ impl<'a> ChainCheck<'a> {
             count: 0,
             checked_checkpoints: next_checkpoint as u64,
             last_signed: base_index,
+            base_index,
+            signed: checkpoints.iter().map(|c| (c.index, c.head)).collect(),
+            run: None,
+            kept: 0,
         })
+    }
+
+    /// Checks an entry kept below the base.
+    fn push_kept(&mut self, entry: &Entry) -> Result<(), Problem> {
+        let prev = match self.run {
+            Some((last, _)) if entry.index <= last => {
+                return Err(Problem::OutOfOrder {
+                    expected: last + 1,
+                    found: entry.index,
+                })
+            }
+            Some((last, hash)) if last + 1 == entry.index => hash,
+            _ => {
+                self.close_run()?;
+                if entry.index == 1 {
+                    [0; 32]
+                } else {
+                    *self
+                        .signed
+                        .get(&(entry.index - 1))
+                        .ok_or(Problem::UnsignedKept { index: entry.index })?
+                }
+            }
+        };
+        let computed = entry.chain_hash(&prev);
+        if computed != entry.hash {
+            return Err(Problem::HashMismatch { index: entry.index });
+        }
+        if self
+            .signed
+            .get(&entry.index)
+            .is_some_and(|head| *head != computed)
+        {
+            return Err(Problem::CheckpointMismatch { index: entry.index });
+        }
+        self.run = Some((entry.index, computed));
+        self.kept += 1;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Ends a run of kept entries: its last hash must be signed.
+    fn close_run(&mut self) -> Result<(), Problem> {
+        match self.run.take() {
+            Some((last, hash)) if self.signed.get(&last) != Some(&hash) => {
+                Err(Problem::UnsignedKept { index: last })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Checks the next entry.
     pub fn push(&mut self, entry: &Entry) -> Result<(), Problem> {
+        if entry.index <= self.base_index {
+            if self.first.is_some() {
+                return Err(Problem::OutOfOrder {
+                    expected: self.expected,
+                    found: entry.index,
+                });
+            }
+            return self.push_kept(entry);
+        }
+        self.close_run()?;
         if entry.index != self.expected {
             return Err(if entry.index > self.expected {
                 Problem::Missing {
@@ -205,7 +318,8 @@ impl<'a> ChainCheck<'a> {
     }
 
     /// Ends the check.
-    pub fn finish(self) -> Result<Verified, Problem> {
+    pub fn finish(mut self) -> Result<Verified, Problem> {
+        self.close_run()?;
         let last = self.expected - 1;
         if let Some(checkpoint) = self.checkpoints.get(self.next_checkpoint) {
             return Err(Problem::Truncated {
@@ -219,8 +333,90 @@ impl<'a> ChainCheck<'a> {
             first: self.first.unwrap_or(last + 1),
             last,
             entries: self.count,
+            kept: self.kept,
             checkpoints: self.checked_checkpoints,
             unsigned_tail: last - self.last_signed,
+            evidence: 0,
         })
     }
+}
+
+/// Whether entries of `kind` are written with evidence when they name a record:
+/// the signed record (accepted, published, taken back, or shown by a halt) or the
+/// equivocation proof (equivocation, quarantine).
+pub fn carries_evidence(kind: EntryKind) -> bool {
+    matches!(
+        kind,
+        EntryKind::Accepted
+            | EntryKind::Published
+            | EntryKind::Equivocation
+            | EntryKind::Quarantine
+            | EntryKind::Recovered
+            | EntryKind::Halted
+    )
+}
+
+/// Checks one piece of evidence stored under a record key: `Ok(signer)` when its
+/// bytes are the record (or proof) that key names and their signatures verify.
+/// The log does not know record formats; the node supplies this.
+pub type EvidenceCheck<'a> = &'a dyn Fn(&RecordKey, &[u8]) -> Result<NodeId, String>;
+
+/// Checks every piece of evidence with `check`, and every entry that should have
+/// evidence against it: the evidence must be there and signed by the origin the
+/// entry names. `evidence` looks evidence up by key; `stored` lists every key
+/// held. Returns the number of evidence records checked.
+pub fn check_evidence<'e>(
+    entries: impl IntoIterator<Item = &'e Entry> + Clone,
+    stored: &[RecordKey],
+    evidence: &dyn Fn(&RecordKey) -> Option<Vec<u8>>,
+    check: EvidenceCheck<'_>,
+) -> Result<u64, Problem> {
+    let first_mention = |record: &RecordKey| {
+        entries
+            .clone()
+            .into_iter()
+            .find(|entry| entry.record.as_ref() == Some(record))
+            .map_or(0, |entry| entry.index)
+    };
+    let mut signers = BTreeMap::new();
+    for record in stored {
+        let Some(bytes) = evidence(record) else {
+            continue;
+        };
+        match check(record, &bytes) {
+            Ok(signer) => {
+                signers.insert(*record, signer);
+            }
+            Err(reason) => {
+                return Err(Problem::BadEvidence {
+                    index: first_mention(record),
+                    record: *record,
+                    reason,
+                })
+            }
+        }
+    }
+    for entry in entries {
+        let Some(record) = entry.record else { continue };
+        if !carries_evidence(entry.kind) {
+            continue;
+        }
+        let Some(signer) = signers.get(&record) else {
+            return Err(Problem::MissingEvidence {
+                index: entry.index,
+                record,
+            });
+        };
+        if let Some(claimed) = entry.origin {
+            if claimed != *signer {
+                return Err(Problem::EvidenceOfAnotherOrigin {
+                    index: entry.index,
+                    record,
+                    claimed,
+                    signer: *signer,
+                });
+            }
+        }
+    }
+    Ok(signers.len() as u64)
 }

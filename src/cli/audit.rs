@@ -396,13 +396,23 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
                 fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
             let export = audit_export::read_export(BufReader::new(file))?;
             (
-                export.verify(args.node.as_ref()),
+                verify_export(&export, args.node.as_ref()),
                 path.display().to_string(),
             )
         }
         (None, Some(dir)) => {
             let log = open(dir)?;
             let mut result = log.verify()?;
+            if let Ok(verified) = &mut result {
+                let federation = log.federation();
+                let check = |key: &RecordKey, bytes: &[u8]| {
+                    tidings::trace::check_evidence(&federation, key, bytes)
+                };
+                match log.check_evidence(&check)? {
+                    Ok(count) => verified.evidence = count,
+                    Err(problem) => result = Err(problem),
+                }
+            }
             if let Ok(verified) = &result {
                 if args.node.is_some_and(|node| node != verified.node) {
                     bail!(
@@ -466,6 +476,16 @@ pub(crate) fn report_verification(
                     "  entries {}..={} ({}), {} signed checkpoints, {} entries after the last checkpoint",
                     verified.first, verified.last, verified.entries, verified.checkpoints, verified.unsigned_tail
                 );
+                if verified.kept > 0 {
+                    println!(
+                        "  {} entries kept from pruned ranges (before entry {}), each run signed",
+                        verified.kept, verified.first
+                    );
+                }
+                println!(
+                    "  {} evidence records: each is the record its id names, its signature verified (verify_strict)",
+                    verified.evidence
+                );
             }
             Err(problem) => {
                 println!("audit log {source}: INVALID at entry {}", problem.index());
@@ -478,6 +498,21 @@ pub(crate) fn report_verification(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Verifies an export: its chain and checkpoints, then its evidence (each
+/// evidence line is the record its key names and verifies; each entry that should
+/// have evidence has it, signed by the origin the entry names).
+pub(crate) fn verify_export(
+    export: &ReadExport,
+    node: Option<&tidings::keys::NodeId>,
+) -> Result<tidings::audit::Verified, tidings::audit::Problem> {
+    let mut verified = export.verify(node)?;
+    let check = |key: &RecordKey, bytes: &[u8]| {
+        tidings::trace::check_evidence(&export.federation, key, bytes)
+    };
+    verified.evidence = export.check_evidence(&check)?;
+    Ok(verified)
 }
 
 fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
@@ -513,7 +548,7 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
             fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
         let export = audit_export::read_export(BufReader::new(file))
             .with_context(|| format!("in {}", path.display()))?;
-        if let Err(problem) = export.verify(None) {
+        if let Err(problem) = verify_export(&export, None) {
             bail!(
                 "{} does not verify ({problem}); refusing to merge it",
                 path.display()
@@ -521,7 +556,13 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         }
         exports.push(export);
     }
-    let spread = audit_export::spread(&exports, args.record);
+    // The signer is the key whose signature the evidence carries (checked above),
+    // never what the entries claim.
+    let signer = exports.iter().find_map(|export| {
+        let bytes = export.evidence.get(&args.record)?;
+        tidings::trace::check_evidence(&export.federation, &args.record, bytes).ok()
+    });
+    let spread = audit_export::spread(&exports, args.record, signer);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&spread)?);
     } else {

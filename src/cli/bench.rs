@@ -198,6 +198,7 @@ struct AuditBench {
     ingest_records_per_second_audit_on: f64,
     audit_on_off_ratio: f64,
     repeat: usize,
+    evidence_survival: super::bench_retention::EvidenceSurvival,
 }
 
 pub(crate) fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
@@ -312,6 +313,7 @@ pub(crate) fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
                     result.audit_on_off_ratio_spread.0,
                     result.audit_on_off_ratio_spread.1
                 );
+                result.evidence_survival.print();
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -449,6 +451,7 @@ fn audit(entries: u64, records: usize, repeat: usize) -> anyhow::Result<AuditBen
         audit_on_off_ratio: ratio,
         audit_on_off_ratio_spread: spread,
         repeat,
+        evidence_survival: super::bench_retention::run()?,
     })
 }
 

@@ -6,6 +6,7 @@ pub(crate) mod bench;
 pub(crate) mod bench_announce;
 pub(crate) mod bench_load;
 pub(crate) mod bench_net;
+pub(crate) mod bench_retention;
 pub(crate) mod client;
 pub(crate) mod demo;
 pub(crate) mod format;

@@ -191,9 +191,9 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     if is_audit_export(&args.file)? {
         let file = fs::File::open(&args.file)
             .with_context(|| format!("cannot read {}", args.file.display()))?;
-        let result = tidings::audit::export::read_export(std::io::BufReader::new(file))
-            .with_context(|| format!("{} is not a readable audit export", args.file.display()))?
-            .verify(None);
+        let export = tidings::audit::export::read_export(std::io::BufReader::new(file))
+            .with_context(|| format!("{} is not a readable audit export", args.file.display()))?;
+        let result = super::audit::verify_export(&export, None);
         return super::audit::report_verification(
             &args.file.display().to_string(),
             &result,

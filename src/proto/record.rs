@@ -546,8 +546,17 @@ pub enum RecordError {
     #[error("unsupported record version {0}")]
     UnsupportedVersion(u8),
     /// The signature does not verify under the origin's key.
-    #[error("bad signature by {origin}: {reason}")]
-    BadSignature { origin: NodeId, reason: VerifyError },
+    #[error("bad signature by {origin} on seq {seq}: {reason}")]
+    BadSignature {
+        /// The origin the record claims.
+        origin: NodeId,
+        /// The seq it claims.
+        seq: u64,
+        /// The id of its record bytes.
+        id: RecordId,
+        /// Why the signature does not verify.
+        reason: VerifyError,
+    },
 }
 
 impl From<DecodeError> for RecordError {
@@ -614,6 +623,8 @@ impl UnverifiedRecord {
             Ok(key) => self.verify_with_key(&key),
             Err(reason) => Err(RecordError::BadSignature {
                 origin: self.record.origin,
+                seq: self.record.seq,
+                id: self.id,
                 reason: VerifyError::WeakKey(reason),
             }),
         }
@@ -628,6 +639,8 @@ impl UnverifiedRecord {
         if key.as_bytes() != self.record.origin.as_bytes() {
             return Err(RecordError::BadSignature {
                 origin: self.record.origin,
+                seq: self.record.seq,
+                id: self.id,
                 reason: VerifyError::BadSignature,
             });
         }
@@ -640,6 +653,8 @@ impl UnverifiedRecord {
         )
         .map_err(|reason| RecordError::BadSignature {
             origin: self.record.origin,
+            seq: self.record.seq,
+            id: self.id,
             reason,
         })?;
         Ok(VerifiedRecord(Arc::new(VerifiedInner {

@@ -93,7 +93,7 @@ pub enum Rejection {
     /// The origin is not on the roster.
     NotAdmitted(NodeId),
     /// The signature does not verify under the claimed origin's key.
-    BadSignature(NodeId),
+    BadSignature(RecordRef),
     /// The origin granted itself a lifetime above the maximum.
     TtlTooLong {
         /// The record.
@@ -109,7 +109,9 @@ impl From<RecordError> for Rejection {
             RecordError::Malformed(decode) => Rejection::Malformed(decode),
             RecordError::WrongFederation { found } => Rejection::WrongFederation(found),
             RecordError::UnsupportedVersion(version) => Rejection::UnsupportedVersion(version),
-            RecordError::BadSignature { origin, .. } => Rejection::BadSignature(origin),
+            RecordError::BadSignature {
+                origin, seq, id, ..
+            } => Rejection::BadSignature(RecordRef { origin, seq, id }),
         }
     }
 }
@@ -207,11 +209,11 @@ impl Verdict {
                 | Ignored::FutureDated { record, .. }
                 | Ignored::RateLimited(record),
             )
-            | Verdict::Rejected(Rejection::TtlTooLong { record, .. }) => Some(record.origin),
+            | Verdict::Rejected(
+                Rejection::TtlTooLong { record, .. } | Rejection::BadSignature(record),
+            ) => Some(record.origin),
             Verdict::Ignored(Ignored::Quarantined(origin))
-            | Verdict::Rejected(Rejection::NotAdmitted(origin) | Rejection::BadSignature(origin)) => {
-                Some(*origin)
-            }
+            | Verdict::Rejected(Rejection::NotAdmitted(origin)) => Some(*origin),
             Verdict::Equivocation(proof) => proof.claimed_origin(),
             Verdict::Rejected(_) => None,
         }
@@ -289,9 +291,11 @@ impl fmt::Display for Rejection {
                 write!(f, "unsupported record version {version}")
             }
             Rejection::NotAdmitted(origin) => write!(f, "origin {origin} is not on the roster"),
-            Rejection::BadSignature(origin) => {
-                write!(f, "signature does not verify under the key of {origin}")
-            }
+            Rejection::BadSignature(record) => write!(
+                f,
+                "signature on seq {} does not verify under the key of {}",
+                record.seq, record.origin
+            ),
             Rejection::TtlTooLong { ttl_ms, .. } => {
                 write!(f, "lifetime of {ttl_ms} ms is above the maximum")
             }

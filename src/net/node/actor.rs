@@ -43,6 +43,7 @@ use crate::proto::codec::{DecodeError, Field};
 use crate::proto::event::{ChainStatus, DirectoryChange, Halt, Output, PublishError};
 use crate::proto::state::{Command, State};
 use crate::proto::VerifiedRecord;
+use crate::recording::coalesce::Coalescer;
 use crate::recording::entry_for;
 
 /// How often the rest of the store (other origins' records) is synced.
@@ -80,6 +81,8 @@ pub(super) struct Actor {
     pub(super) latency: Latency,
     /// Audit entries of the current drain, not yet handed to the writer.
     pending: Vec<NewEntry>,
+    /// Counts floods of repeated entries.
+    coalescer: Coalescer,
     /// Who waits for the answer of the command being handled.
     reply: Option<Reply>,
     pub(super) persisted: u64,
@@ -108,6 +111,7 @@ impl Actor {
             roster: parts.roster,
             latency: Latency::default(),
             pending: Vec::new(),
+            coalescer: Coalescer::default(),
             reply: None,
             persisted: 0,
             persist_seconds: 0.0,
@@ -183,6 +187,8 @@ impl Actor {
     /// Flushes and closes everything, each step even if an earlier one failed;
     /// returns the first failure.
     async fn stop(mut self) -> Result<(), NodeError> {
+        let counted = self.coalescer.flush_all(self.time.now_ms());
+        self.pending.extend(counted);
         let handed = self.hand_over_audit().await;
         let writer = match self.writer.take() {
             Some(writer) => tokio::task::spawn_blocking(move || writer.shutdown())
@@ -260,7 +266,7 @@ impl Actor {
                     // connection, through a fresh link.
                     self.links.forget(&peer);
                     self.state.handle_connected(&peer);
-                    self.pending.push(connection_entry(
+                    self.record(connection_entry(
                         now,
                         EntryKind::ConnectionAccepted,
                         Some(peer),
@@ -273,7 +279,7 @@ impl Actor {
                 addr,
                 answered,
             } => self.misdirected(peer, addr, answered, now),
-            NetEvent::Refused(refusal) => self.pending.push(connection_entry(
+            NetEvent::Refused(refusal) => self.record(connection_entry(
                 now,
                 EntryKind::ConnectionRefused,
                 refusal.presented,
@@ -314,7 +320,7 @@ impl Actor {
             ),
         };
         warn!(peer = %peer, %addr, answered = %answered, "a dial reached another node: {reason}");
-        self.pending.push(NewEntry {
+        self.record(NewEntry {
             at_ms: now,
             kind: EntryKind::Misdirected,
             peer: Some(peer),
@@ -338,7 +344,11 @@ impl Actor {
                     self.links.send(to, message.encode(), addr);
                 }
                 Output::ExchangeOpened { peer } => self.latency.opened(peer),
-                Output::Audit(event) => self.pending.extend(entry_for(&event, now)),
+                Output::Audit(event) => {
+                    if let Some(entry) = entry_for(&event, now) {
+                        self.record(entry);
+                    }
+                }
                 Output::Change(change) => self.change(change),
                 Output::CommandResult(result) => match self.reply.take() {
                     Some(reply) => {
@@ -409,6 +419,13 @@ impl Actor {
         Ok(())
     }
 
+    /// Queues `entry` for the audit log, unless it repeats a flood and is only
+    /// counted (see [`coalesce`](crate::recording::coalesce)).
+    fn record(&mut self, entry: NewEntry) {
+        let admitted = self.coalescer.admit(entry);
+        self.pending.extend(admitted);
+    }
+
     /// Hands the pending audit entries to the writer; waits (off the runtime) when
     /// its queue is full.
     async fn hand_over_audit(&mut self) -> Result<(), NodeError> {
@@ -436,6 +453,9 @@ impl Actor {
     /// Syncs the store when it changed, or when the audit log's durable head
     /// moved (so the head the store remembers never lags far behind the log).
     async fn flush_store(&mut self) -> Result<(), NodeError> {
+        let closed = self.coalescer.flush(self.time.now_ms());
+        self.pending.extend(closed);
+        self.hand_over_audit().await?;
         let head = self.audit.durable_head();
         if !self.store_dirty && self.recorded_head == Some(head) {
             return Ok(());
@@ -529,8 +549,7 @@ impl Actor {
             );
             format!("clock within {:.1} s of the peers' again", seconds.abs())
         };
-        self.pending
-            .push(connection_entry(now, EntryKind::ClockOffset, None, reason));
+        self.record(connection_entry(now, EntryKind::ClockOffset, None, reason));
         self.update_health(|health| {
             health.clock_offset_ms = Some(offset_ms);
             health.clock_warning = warning;

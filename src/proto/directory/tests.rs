@@ -133,8 +133,8 @@ fn a_signature_by_another_key_is_refused() {
     let record = federation.first(0, &["a"]);
     let bytes = sign_unchecked(&federation.members[1], &record);
     assert_eq!(
-        rejection(ingest(&mut federation.directory(), &bytes)),
-        Rejection::BadSignature(federation.node(0))
+        signature_refused(rejection(ingest(&mut federation.directory(), &bytes))),
+        federation.node(0)
     );
 }
 
@@ -191,8 +191,8 @@ fn a_non_canonical_signature_scalar_is_refused() {
     }
     let bytes = wire(record.signed().record_bytes().to_vec(), signature);
     assert_eq!(
-        rejection(ingest(&mut federation.directory(), &bytes)),
-        Rejection::BadSignature(federation.node(0))
+        signature_refused(rejection(ingest(&mut federation.directory(), &bytes))),
+        federation.node(0)
     );
 }
 
@@ -228,8 +228,8 @@ fn a_small_order_nonce_is_refused_although_plain_verify_accepts_it() {
     );
     let bytes = wire(record_bytes, signature);
     assert_eq!(
-        rejection(ingest(&mut federation.directory(), &bytes)),
-        Rejection::BadSignature(public)
+        signature_refused(rejection(ingest(&mut federation.directory(), &bytes))),
+        public
     );
 }
 
@@ -260,8 +260,11 @@ fn a_small_order_key_is_refused_although_plain_verify_accepts_it() {
     )
     .is_ok());
     assert_eq!(
-        rejection(ingest(&mut directory, &wire(record_bytes, signature))),
-        Rejection::BadSignature(weak)
+        signature_refused(rejection(ingest(
+            &mut directory,
+            &wire(record_bytes, signature)
+        ))),
+        weak
     );
 }
 
@@ -285,8 +288,11 @@ fn a_non_canonical_key_is_refused() {
     let mut signature = [0u8; 64];
     signature[..32].copy_from_slice(&IDENTITY_POINT);
     assert_eq!(
-        rejection(ingest(&mut directory, &wire(record.encode(), signature))),
-        Rejection::BadSignature(origin)
+        signature_refused(rejection(ingest(
+            &mut directory,
+            &wire(record.encode(), signature)
+        ))),
+        origin
     );
 }
 
@@ -806,4 +812,12 @@ fn records_dropped_anyway_are_dropped_before_their_signature_is_checked() {
         rejection(ingest(&mut directory, &spoil(&third))),
         Rejection::BadSignature(_)
     ));
+}
+
+/// The origin whose signature a `BadSignature` rejection says did not verify.
+fn signature_refused(rejection: Rejection) -> NodeId {
+    match rejection {
+        Rejection::BadSignature(record) => record.origin,
+        other => panic!("not a bad signature: {other:?}"),
+    }
 }
