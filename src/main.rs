@@ -33,9 +33,11 @@ enum Command {
     /// Create signed records.
     #[command(subcommand)]
     Record(RecordCommand),
-    /// Check an exported signed record or equivocation proof offline.
+    /// Check an exported signed record, equivocation proof or audit export offline.
     ///
-    /// Prints the signer, sequence number, record id and verdict. Exits 1 when the
+    /// For a record or proof: prints the signer, sequence number, record id and
+    /// verdict. For an audit export: checks its hash chain, signed checkpoints and
+    /// every piece of evidence, and names the first bad entry. Exits 1 when the
     /// file is invalid (tampered, malformed, wrong federation, not on the roster).
     Verify(cli::verify::VerifyArgs),
     /// Create a node directory: key (0600), roster, commented configuration.

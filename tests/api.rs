@@ -8,7 +8,8 @@ use std::time::Duration;
 use common::{count, eventually, federation};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tidings::api::serve;
+use tidings::api::{serve, ApiServer};
+use tidings::net::node::NodeHandle;
 
 async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status);
@@ -269,22 +270,39 @@ async fn every_endpoint_and_its_errors() {
     }
 }
 
+/// One node and its API on loopback (with `token`, if any).
+async fn one_node(dir: &std::path::Path, token: Option<&str>) -> (Vec<NodeHandle>, ApiServer) {
+    let nodes = federation(dir, 1).await;
+    let api = serve(
+        nodes[0].client(),
+        "127.0.0.1:0".parse().unwrap(),
+        token.map(String::from),
+    )
+    .await
+    .unwrap();
+    (nodes, api)
+}
+
+async fn stop(api: ApiServer, nodes: Vec<NodeHandle>) {
+    api.shutdown().await;
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_guards_the_api_and_is_required_off_loopback() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = federation(dir.path(), 1).await;
-    let refused = serve(nodes[0].client(), "0.0.0.0:0".parse().unwrap(), None).await;
+    let first = federation(dir.path(), 1).await;
+    let refused = serve(first[0].client(), "0.0.0.0:0".parse().unwrap(), None).await;
     assert!(
         refused.is_err(),
         "a non-loopback API without a token is refused"
     );
-    let api = serve(
-        nodes[0].client(),
-        "127.0.0.1:0".parse().unwrap(),
-        Some("s3cret".into()),
-    )
-    .await
-    .unwrap();
+    for node in first {
+        node.shutdown().await.unwrap();
+    }
+    let (nodes, api) = one_node(dir.path(), Some("s3cret")).await;
     let base = format!("http://{}", api.local_addr());
     let http = reqwest::Client::new();
     problem(
@@ -308,8 +326,86 @@ async fn a_token_guards_the_api_and_is_required_off_loopback() {
         .await
         .unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
-    api.shutdown().await;
-    for node in nodes {
-        node.shutdown().await.unwrap();
+    stop(api, nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_web_pages_and_foreign_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, api) = one_node(dir.path(), None).await;
+    let addr = api.local_addr();
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let announce =
+        json!({"name": "rebound", "capabilities": ["x"], "endpoint": "https://x.example/"});
+
+    // DNS rebinding: the page's name resolves to 127.0.0.1, so Host carries it.
+    let post = |header: &'static str, value: String| {
+        http.post(format!("{base}/v1/specialists"))
+            .header(header, value)
+            .json(&announce)
+            .send()
+    };
+    let rebound = post("host", format!("evil.example:{}", addr.port()))
+        .await
+        .unwrap();
+    let body = problem(rebound, StatusCode::FORBIDDEN).await;
+    assert_eq!(body["title"], "foreign-host");
+    assert!(body["detail"].as_str().unwrap().contains("evil.example"));
+    // A page elsewhere posting across origins.
+    let cross = post("origin", "http://evil.example".into()).await.unwrap();
+    problem(cross, StatusCode::FORBIDDEN).await;
+    let found: Value = http
+        .get(format!("{base}/v1/specialists?name=rebound"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["specialists"], json!([]), "nothing was signed");
+    // Local clients pass, by address or by localhost.
+    let by_name = http
+        .get(format!("http://localhost:{}/v1/health", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_name.status(), StatusCode::OK);
+    let signed = post("origin", format!("http://127.0.0.1:{}", addr.port()))
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::CREATED);
+    stop(api, nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_stream_after_the_last_allowed_is_refused() {
+    use tidings::api::MAX_WATCH_STREAMS;
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, api) = one_node(dir.path(), None).await;
+    let url = format!("http://{}/v1/watch", api.local_addr());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut open = Vec::new();
+    for _ in 0..MAX_WATCH_STREAMS {
+        let watching = http.get(&url).send().await.unwrap();
+        assert_eq!(watching.status(), StatusCode::OK);
+        open.push(watching);
     }
+    let refused = http.get(&url).send().await.unwrap();
+    assert!(refused.headers().contains_key("retry-after"));
+    let body = problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(body["title"], "too-many-watchers");
+    // A closed stream makes room.
+    drop(open.pop());
+    eventually(
+        "a closed watch stream makes room",
+        Duration::from_secs(5),
+        || async { http.get(&url).send().await.unwrap().status() == StatusCode::OK },
+    )
+    .await;
+    drop(open);
+    stop(api, nodes).await;
 }

@@ -44,20 +44,48 @@ impl Drop for Stop {
     }
 }
 
+/// A free UDP port (for QUIC) and a free TCP port (for the API) on loopback.
+fn free_ports() -> (u16, u16) {
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let api = TcpListener::bind("127.0.0.1:0").unwrap();
+    (
+        udp.local_addr().unwrap().port(),
+        api.local_addr().unwrap().port(),
+    )
+}
+
+/// Runs `tidings run --config CONFIG` in `dir`; stopped when dropped.
+fn run(dir: &Path, config: &str) -> Stop {
+    let child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["run", "--config", config])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Stop(child)
+}
+
+/// Waits until `tidings members` answers through the node's API.
+fn wait_for_api(dir: &Path, config: &str) {
+    let started = Instant::now();
+    while !tidings(dir, &["members", "--config", config])
+        .status
+        .success()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the node's API did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn commands_against_a_running_node() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
-    let udp = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let api = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (udp, api) = free_ports();
     let init = tidings(
         path,
         &[
@@ -76,25 +104,8 @@ fn commands_against_a_running_node() {
     assert_eq!(absent.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&absent.stderr).contains("no node is answering"));
 
-    let child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(["run", "--config", config])
-        .current_dir(path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _stop = Stop(child);
-    let started = Instant::now();
-    while !tidings(path, &["members", "--config", config])
-        .status
-        .success()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the node's API did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let _stop = run(path, config);
+    wait_for_api(path, config);
     let announced = json(&tidings(
         path,
         &[
@@ -149,4 +160,57 @@ fn commands_against_a_running_node() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
     let bad = tidings(path, &["show", "--config", config, "nonsense"]);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn init_off_loopback_writes_a_token_the_clients_use() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let (udp, api) = free_ports();
+    let init = tidings(
+        path,
+        &[
+            "init",
+            "open",
+            "--listen",
+            &format!("127.0.0.1:{udp}"),
+            "--api",
+            &format!("0.0.0.0:{api}"),
+        ],
+    );
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    assert!(String::from_utf8_lossy(&init.stderr).contains("off loopback"));
+    let token_file = path.join("open/api.token");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let config = "open/tidings.toml";
+    let _stop = run(path, config);
+    // The clients read the token through the configuration.
+    wait_for_api(path, config);
+    // Without it: refused.
+    assert!(health(api, None).starts_with("HTTP/1.1 401"));
+    assert!(health(api, Some(token.trim())).starts_with("HTTP/1.1 200"));
+}
+
+/// The raw answer to `GET /v1/health` on the API at `port`.
+fn health(port: u16, token: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }

@@ -578,3 +578,123 @@ async fn a_flood_that_fills_the_audit_log_never_erases_an_earlier_forgery() {
     let verified = cli(&["audit", "verify", "--data-dir", data, "--json"]);
     println!("audit verify: {verified}");
 }
+
+/// Resident memory of process `pid`, bytes.
+fn resident(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Opens `streams` message streams on `connection`, each announcing a largest
+/// frame and sending all of it but its last byte, then holding it open until
+/// `until`. Returns the bytes the victim granted credit for.
+async fn unfinished_streams(connection: quinn::Connection, streams: usize, until: Instant) -> u64 {
+    use tidings::proto::limits::MAX_FRAME_BYTES;
+    let mut tasks = Vec::new();
+    for _ in 0..streams {
+        let connection = connection.clone();
+        tasks.push(tokio::spawn(async move {
+            let opening = tokio::time::timeout_at(until.into(), connection.open_uni()).await;
+            let Ok(Ok(mut stream)) = opening else {
+                return 0u64;
+            };
+            let mut taken = 0u64;
+            let head = (MAX_FRAME_BYTES as u32).to_be_bytes();
+            if stream.write_all(&head).await.is_err() {
+                return 0;
+            }
+            let chunk = vec![9u8; 64 * 1024];
+            let mut left = MAX_FRAME_BYTES - 1;
+            while left > 0 {
+                let part = &chunk[..left.min(chunk.len())];
+                match tokio::time::timeout_at(until.into(), stream.write_all(part)).await {
+                    Ok(Ok(())) => {
+                        taken += part.len() as u64;
+                        left -= part.len();
+                    }
+                    _ => break,
+                }
+            }
+            tokio::time::sleep_until(until.into()).await;
+            drop(stream);
+            taken
+        }));
+    }
+    let mut taken = 0;
+    for task in tasks {
+        taken += task.await.unwrap_or(0);
+    }
+    taken
+}
+
+#[test]
+fn one_key_with_many_connections_and_unfinished_streams_pins_little_memory() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::init(root.path(), 2, 1000, &[]);
+    // n0 is the victim; n1's key is the attacker's.
+    cluster.start(0);
+    cluster.wait_ready(0, Duration::from_secs(20));
+    let attacker =
+        Arc::new(tidings::keys::Identity::load(&cluster.members[1].dir.join("node.key")).unwrap());
+    let members = tidings::keys::Roster::load(&root.path().join("roster.toml")).unwrap();
+    let victim = cluster.pid(0);
+    let target = (cluster.members[0].id, cluster.members[0].listen);
+    std::thread::sleep(Duration::from_secs(2));
+    let before = resident(victim);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Held for 8 s: under the victim's 10 s wait for a frame's bytes, so it
+    // holds whatever it buffered for the whole attack.
+    let until = Instant::now() + Duration::from_secs(8);
+    let attack = runtime.spawn(async move {
+        let transport = Transport::bind(
+            &attacker,
+            Arc::new(RwLock::new(members)),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+        let mut attacks = Vec::new();
+        let mut connections = 0;
+        for _ in 0..12 {
+            if let Ok(connection) = transport.dial(target.0, target.1).await {
+                connections += 1;
+                attacks.push(tokio::spawn(unfinished_streams(connection, 64, until)));
+            }
+        }
+        let mut taken = 0;
+        for attack in attacks {
+            taken += attack.await.unwrap();
+        }
+        (connections, taken)
+    });
+    let mut peak = before;
+    while Instant::now() < until {
+        peak = peak.max(resident(victim));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (connections, taken) = runtime.block_on(attack).unwrap();
+    let growth = peak.saturating_sub(before);
+    let connected = cluster.metric(0, "tidings_peers_connected").unwrap();
+    println!(
+        "12 connections x 64 unfinished 1 MiB streams: {connections} connected, the victim granted \
+         credit for {:.1} MiB; its memory grew by {:.1} MiB at most ({:.1} -> {:.1} MiB); \
+         {connected} connection(s) open after",
+        taken as f64 / 1048576.0,
+        growth as f64 / 1048576.0,
+        before as f64 / 1048576.0,
+        peak as f64 / 1048576.0,
+    );
+    assert_eq!(connections, 12, "every dial succeeded");
+    assert!(
+        growth < 64 * 1024 * 1024,
+        "the victim grew by {growth} bytes"
+    );
+    // Stream credit is granted per connection (its receive window), but only the
+    // newest connection of a key is kept: the victim holds one window at a time.
+    assert!(connected <= 1.0, "{connected} connections kept");
+}

@@ -2,6 +2,9 @@
 //!
 //! It listens on 127.0.0.1 by default: it can sign as the node, so any other address
 //! requires a token, checked on every request (`Authorization: Bearer TOKEN`).
+//! Without a token, requests must name this machine in `Host` and carry no
+//! foreign `Origin` (see [`guard`]): a web page cannot use it. At most
+//! [`MAX_WATCH_STREAMS`] watch streams are open at once.
 //! Errors are RFC 7807 problem documents (`application/problem+json`).
 //!
 //! | method and path | what |
@@ -17,6 +20,7 @@
 //! | `GET /v1/watch` | server-sent events: added, updated, removed, expired, quarantined |
 //! | `GET /metrics` | Prometheus text |
 
+mod guard;
 mod problem;
 mod routes;
 mod watch;
@@ -31,6 +35,9 @@ pub use problem::Problem;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Watch streams served at once; the next is refused with a problem document.
+pub const MAX_WATCH_STREAMS: usize = 256;
 
 /// Why the API could not start.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +100,8 @@ pub async fn serve(
         client,
         token,
         watch,
+        bound,
+        watchers: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_WATCH_STREAMS)),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -28,6 +28,10 @@ pub(super) struct AppState {
     pub(super) client: NodeClient,
     pub(super) token: Option<String>,
     pub(super) watch: Watch,
+    /// The address the API listens on: what a tokenless request's `Host` names.
+    pub(super) bound: std::net::SocketAddr,
+    /// Watch streams that may still open.
+    pub(super) watchers: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 pub(super) fn router(state: AppState) -> Router {
@@ -69,6 +73,8 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
             )
             .into_response();
         }
+    } else if let Err(detail) = super::guard::check(request.headers(), state.bound) {
+        return Problem::new(StatusCode::FORBIDDEN, "foreign-host", detail).into_response();
     }
     next.run(request).await
 }
@@ -314,15 +320,29 @@ async fn audit(
 
 async fn watch(
     State(state): State<AppState>,
-) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>> {
-    let stream = BroadcastStream::new(state.watch.subscribe()).filter_map(|item| {
+) -> Result<Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>>, Problem> {
+    // The permit lives as long as the stream: it is returned when the client
+    // goes away.
+    let permit = state.watchers.clone().try_acquire_owned().map_err(|_| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too-many-watchers",
+            format!(
+                "{} watch streams are open, the most this node serves; close one or try later",
+                super::MAX_WATCH_STREAMS
+            ),
+        )
+        .retry_after(15)
+    })?;
+    let stream = BroadcastStream::new(state.watch.subscribe()).filter_map(move |item| {
+        let _held = &permit;
         let event = item.ok()?;
         Some(Ok(Event::default()
             .event(event.event)
             .json_data(&event)
             .unwrap_or_default()))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, Problem> {
@@ -448,6 +468,24 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, Problem> {
         "gauge",
         "Bytes of received frames waiting for the node.",
         vec![format!("tidings_inbox_bytes {}", stats.inbox_bytes)],
+    );
+    metric(
+        "tidings_send_queue_bytes",
+        "gauge",
+        "Bytes queued for peers and not yet handed to QUIC.",
+        vec![format!(
+            "tidings_send_queue_bytes {}",
+            stats.send_queue_bytes
+        )],
+    );
+    metric(
+        "tidings_send_queue_dropped_total",
+        "counter",
+        "Frames not sent because their peer's send queue was full.",
+        vec![format!(
+            "tidings_send_queue_dropped_total {}",
+            stats.send_queue_dropped
+        )],
     );
     metric(
         "tidings_frames_over_budget_total",

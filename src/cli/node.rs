@@ -24,9 +24,13 @@ pub(crate) struct InitArgs {
     /// UDP address to listen on.
     #[arg(long, default_value = "127.0.0.1:7700")]
     listen: SocketAddr,
-    /// Local HTTP API address.
+    /// Local HTTP API address. Off loopback, a token is generated into
+    /// DIR/api.token (mode 0600) and clients must send it.
     #[arg(long, default_value = "127.0.0.1:7800")]
     api: SocketAddr,
+    /// Generate an API token (DIR/api.token) even on loopback.
+    #[arg(long)]
+    api_token: bool,
     /// A peer to contact first, NODE_ID@HOST:PORT. Repeatable.
     #[arg(long = "bootstrap", value_name = "ID@ADDR")]
     bootstrap: Vec<String>,
@@ -49,6 +53,9 @@ pub(crate) struct RunArgs {
     #[arg(long, short, default_value = "tidings.toml", env = "TIDINGS_CONFIG")]
     config: PathBuf,
 }
+
+/// The API token file `init` writes, beside the configuration.
+const API_TOKEN_FILE: &str = "api.token";
 
 pub(crate) fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
     let dir = &args.dir;
@@ -100,7 +107,16 @@ pub(crate) fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|entry| format!("\"{entry}\""))
         .collect();
+    let token_path = dir.join(API_TOKEN_FILE);
+    let token_line = if args.api_token || !args.api.ip().is_loopback() {
+        config::write_token(&token_path)
+            .with_context(|| format!("cannot write {}", token_path.display()))?;
+        format!("api_token_file = \"{API_TOKEN_FILE}\"")
+    } else {
+        format!("# api_token_file = \"{API_TOKEN_FILE}\"   # or api_token = \"...\"")
+    };
     let text = TEMPLATE
+        .replace("{api_token}", &token_line)
         .replace("{data_dir}", ".")
         .replace("{listen}", &args.listen.to_string())
         .replace("{bootstrap}", &bootstrap.join(", "))
@@ -118,6 +134,20 @@ pub(crate) fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         roster.len()
     );
     println!("  config  {}", config_path.display());
+    if args.api_token || !args.api.ip().is_loopback() {
+        println!(
+            "  token   {} (mode 0600): the API on {} answers only `Authorization: Bearer <token>`",
+            token_path.display(),
+            args.api
+        );
+        if !args.api.ip().is_loopback() {
+            eprintln!(
+                "warning: the API listens on {}, off loopback: anyone who can reach it and \
+                 holds the token can sign as this node; serve it behind TLS if it leaves this host",
+                args.api
+            );
+        }
+    }
     println!(
         "next: add specialists to the config, then `tidings run --config {}`",
         config_path.display()

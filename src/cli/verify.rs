@@ -1,4 +1,5 @@
-//! `tidings verify FILE`: check an exported record or equivocation proof offline.
+//! `tidings verify FILE`: check an exported record, equivocation proof or audit
+//! export offline.
 
 use std::fs;
 use std::path::PathBuf;

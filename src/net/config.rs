@@ -53,6 +53,9 @@ struct File {
     api: SocketAddr,
     #[serde(default)]
     api_token: Option<String>,
+    /// A file holding the token (mode 0600), instead of `api_token`.
+    #[serde(default)]
+    api_token_file: Option<PathBuf>,
     federation: Federation,
     #[serde(default)]
     gossip: Gossip,
@@ -233,7 +236,14 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             "limits.origin_burst and limits.origin_per_minute must be above zero".into(),
         ));
     }
-    if !file.api.ip().is_loopback() && file.api_token.is_none() {
+    let api_token = match (file.api_token, &file.api_token_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("set api_token or api_token_file, not both".into()))
+        }
+        (token, None) => token,
+        (None, Some(token_file)) => Some(read_token(&base.join(token_file)).map_err(invalid)?),
+    };
+    if !file.api.ip().is_loopback() && api_token.is_none() {
         return Err(invalid(format!(
             "api = {} is not a loopback address: set api_token, or keep the API on 127.0.0.1",
             file.api
@@ -263,8 +273,64 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             )
         },
         api: file.api,
-        api_token: file.api_token,
+        api_token,
     })
+}
+
+/// The API token kept in `path`: one line, readable by its owner only.
+fn read_token(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("api_token_file {}: {error}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|error| format!("api_token_file {}: {error}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "api_token_file {} has mode {:04o}, so other users can read it; \
+                 run `chmod 600 {}`",
+                path.display(),
+                mode & 0o7777,
+                path.display()
+            ));
+        }
+    }
+    let token = text.trim();
+    if token.len() < 16 {
+        return Err(format!(
+            "api_token_file {} holds no token of at least 16 characters",
+            path.display()
+        ));
+    }
+    Ok(token.to_string())
+}
+
+/// Writes a new random API token to `path` (mode 0600) and returns it.
+pub fn write_token(path: &Path) -> std::io::Result<String> {
+    use rand::RngCore;
+    use std::io::Write;
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = tidings_keys::hex::encode(&bytes);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    writeln!(file, "{token}")?;
+    file.sync_all()?;
+    Ok(token)
 }
 
 /// The commented configuration `tidings init` writes.
@@ -281,9 +347,11 @@ listen = "{listen}"
 # advertise = ["203.0.113.7:7700"]
 # Peers to contact first: "NODE_ID@HOST:PORT".
 bootstrap = [{bootstrap}]
-# Local HTTP API (loopback only unless api_token is set).
+# Local HTTP API. Without a token it must be on loopback, and it answers only
+# requests addressed to this machine (no web page can use it). Off loopback, set
+# a token: clients send `Authorization: Bearer TOKEN`.
 api = "{api}"
-# api_token = "a long random string"
+{api_token}
 
 [federation]
 # Every node of a federation uses the same name and roster.

@@ -632,6 +632,8 @@ impl Actor {
             persist_seconds: self.persist_seconds,
             inbox_bytes: self.links.inbox().bytes(),
             frames_over_budget: counters.frames_flooded,
+            send_queue_bytes: self.links.queued_bytes(),
+            send_queue_dropped: self.links.dropped,
             signature_checks: directory.signature_checks(),
             ..NodeStats::default()
         };

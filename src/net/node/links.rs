@@ -124,6 +124,14 @@ impl Links {
         self.shared.inbox.clone()
     }
 
+    /// Bytes queued for all peers and not yet handed to QUIC.
+    pub(super) fn queued_bytes(&self) -> usize {
+        self.senders
+            .values()
+            .map(|link| link.queued.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Bytes sent and received so far.
     pub(super) fn traffic(&self) -> &Traffic {
         &self.shared.traffic
@@ -298,6 +306,8 @@ async fn link_loop(
     mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
     queued: Arc<AtomicUsize>,
 ) {
+    // Whatever is still queued when the task ends is dropped with the queue.
+    let _emptied = Emptied(queued.clone());
     let mut dialled = false;
     let mut writer: Option<(usize, FrameWriter)> = None;
     while let Ok(Some(frame)) = tokio::time::timeout(LINK_IDLE, frames.recv()).await {
@@ -347,6 +357,15 @@ async fn link_loop(
     }
 }
 
+/// Zeroes a send queue's byte count when its task ends.
+struct Emptied(Arc<AtomicUsize>);
+
+impl Drop for Emptied {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+}
+
 async fn dial(
     peer: NodeId,
     addr: Option<SocketAddr>,
@@ -393,5 +412,73 @@ async fn dial(
             let _ = shared.events.send(NetEvent::DialFailed(peer)).await;
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::RwLock;
+
+    use tidings_keys::{Identity, Roster};
+
+    use super::*;
+    use crate::net::transport::{SEND_WINDOW, STREAM_WINDOW};
+    use crate::proto::limits::MAX_FRAME_BYTES;
+
+    /// A peer that completes handshakes and then never reads: it grants the
+    /// initial stream credit and no more.
+    async fn withholding_peer(transport: Transport) {
+        let mut held = Vec::new();
+        while let Some(incoming) = transport.incoming().await {
+            if let Ok((_, connection)) = Transport::handshake(incoming).await {
+                held.push(connection);
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_that_withholds_stream_credit_pins_a_bounded_amount() {
+        let (me, them) = (Identity::from_seed(&[1; 32]), Identity::from_seed(&[2; 32]));
+        let roster: Roster = [me.node_id(), them.node_id()].into_iter().collect();
+        let shared = Arc::new(RwLock::new(roster));
+        let local = "127.0.0.1:0".parse().unwrap();
+        let victim = Transport::bind(&me, shared.clone(), local).unwrap();
+        let attacker = Transport::bind(&them, shared, local).unwrap();
+        let address = attacker.local_addr();
+        tokio::spawn(withholding_peer(attacker));
+        let (mut links, _events) = Links::start(me.node_id(), victim, HashMap::new());
+
+        // The node tries to send 64 MiB of largest frames.
+        for _ in 0..64 {
+            links.send(them.node_id(), vec![7u8; MAX_FRAME_BYTES], address);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let queued = links.queued_bytes();
+        let handed = links.traffic().sent.load(Ordering::Relaxed) as usize;
+        // Pinned: the queue, the frame being written, and what QUIC holds
+        // unacknowledged (at most what the peer's stream credit allowed).
+        let pinned = queued + MAX_FRAME_BYTES + handed.min(SEND_WINDOW as usize);
+        println!(
+            "credit withheld: {} frames dropped, {queued} bytes queued, {handed} bytes handed to QUIC, \
+             at most {:.1} MiB pinned",
+            links.dropped,
+            pinned as f64 / (1024.0 * 1024.0)
+        );
+        assert!(queued <= SEND_QUEUE_BYTES, "{queued} bytes queued");
+        assert!(links.dropped >= 56, "only {} frames dropped", links.dropped);
+        assert!(
+            handed <= 2 * (MAX_FRAME_BYTES + 4) && handed >= STREAM_WINDOW as usize / 2,
+            "{handed} bytes handed to QUIC"
+        );
+        assert!(pinned < 16 * 1024 * 1024, "{pinned} bytes pinned");
+
+        // After the send timeout the connection is closed and the queue freed.
+        let deadline = std::time::Instant::now() + SEND_TIMEOUT + Duration::from_secs(5);
+        while links.queued_bytes() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(links.queued_bytes(), 0, "the stalled queue was freed");
+        assert!(links.shared.table.current(&them.node_id()).is_none());
     }
 }

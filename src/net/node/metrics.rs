@@ -43,6 +43,10 @@ pub struct NodeStats {
     pub inbox_bytes: usize,
     /// Frames dropped unread because their peer had spent its work budget.
     pub frames_over_budget: u64,
+    /// Bytes queued for sending to peers, not yet handed to QUIC.
+    pub send_queue_bytes: usize,
+    /// Frames not sent because their peer's send queue was full.
+    pub send_queue_dropped: u64,
     /// Signatures of received records and proofs checked.
     pub signature_checks: u64,
 }
