@@ -698,3 +698,111 @@ fn one_key_with_many_connections_and_unfinished_streams_pins_little_memory() {
     // newest connection of a key is kept: the victim holds one window at a time.
     assert!(connected <= 1.0, "{connected} connections kept");
 }
+
+/// Reads every frame `connection` brings until `until`: (frame bytes, record
+/// bytes by record id, copies of records received).
+async fn replies(
+    connection: quinn::Connection,
+    until: Instant,
+) -> (
+    u64,
+    std::collections::HashMap<tidings::proto::RecordId, u64>,
+    u64,
+) {
+    use tidings::net::transport::FrameReader;
+    let (mut bytes, mut copies) = (0u64, 0u64);
+    let mut distinct = std::collections::HashMap::new();
+    while let Ok(Ok(stream)) = tokio::time::timeout_at(until.into(), connection.accept_uni()).await
+    {
+        let mut reader = FrameReader::new(stream);
+        while let Ok(Ok(Some(frame))) = tokio::time::timeout_at(until.into(), reader.next()).await {
+            bytes += frame.len() as u64 + 4;
+            if let Ok(Message::Records(records)) = Message::decode(&frame) {
+                for record in records {
+                    let signed = tidings::proto::record::SignedRecord::decode(&record).unwrap();
+                    distinct.insert(signed.id(), record.len() as u64);
+                    copies += 1;
+                }
+            }
+        }
+    }
+    (bytes, distinct, copies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_syncs_and_wants_get_each_record_once() {
+    use tidings::proto::wire::{Prefix, Range, Summary};
+    let dir = tempfile::tempdir().unwrap();
+    let members = roster(&[1, 2, 3, 4]);
+    // Records of about 16 KiB, so that framing does not hide amplification.
+    let padded = |seed: u8| announcement(&format!("agent-{seed}"), 10).specialists;
+    let mut victim_config = config(dir.path(), 1, &members, vec![]);
+    victim_config.specialists = padded(1);
+    // One long interval: the whole attack falls within it.
+    victim_config.gossip.interval_ms = 5000;
+    let victim = Node::spawn(victim_config).await.unwrap();
+    let target = (victim.node_id(), victim.local_addr());
+    let mut honest = Vec::new();
+    for seed in [2, 3] {
+        let mut config = config(dir.path(), seed, &members, vec![target]);
+        config.specialists = padded(seed);
+        honest.push(Node::spawn(config).await.unwrap());
+    }
+    common::eventually(
+        "the victim holds three records",
+        Duration::from_secs(20),
+        || {
+            let victim = &victim;
+            async move { victim.stats().await.unwrap().records == 3 }
+        },
+    )
+    .await;
+
+    let attacker = Transport::bind(
+        &identity(4),
+        Arc::new(RwLock::new(members.clone())),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let connection = attacker.dial(target.0, target.1).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(3);
+    let reading = tokio::spawn(replies(connection.clone(), until));
+    let nothing = vec![Range {
+        prefix: Prefix::ROOT,
+        summary: Summary::Holdings(vec![]),
+    }];
+    let mut origins: Vec<NodeId> = [1u8, 2, 3].map(|seed| identity(seed).node_id()).to_vec();
+    origins.sort();
+    let mut requests = vec![Message::Open {
+        clock_ms: now_ms(),
+        ranges: nothing.clone(),
+    }
+    .encode()];
+    for _ in 0..64 {
+        requests.push(Message::Sync(nothing.clone()).encode());
+        requests.push(Message::Want(origins.clone()).encode());
+    }
+    // Repeats within one request are refused outright.
+    requests.push(Message::Want(vec![origins[0]; 512]).encode());
+    let mut writer = FrameWriter::open(&connection).await.unwrap();
+    let mut asked = 0u64;
+    for request in &requests {
+        writer.send(request).await.unwrap();
+        asked += request.len() as u64 + 4;
+    }
+    let (bytes, distinct, copies) = reading.await.unwrap();
+    let needed: u64 = distinct.values().sum();
+    let amplification = bytes as f64 / needed as f64;
+    println!(
+        "{} requests ({asked} bytes) asking for everything: {bytes} bytes back, {copies} record \
+         copies of {} records ({needed} bytes): {amplification:.2}x what it could need",
+        requests.len(),
+        distinct.len()
+    );
+    assert_eq!(distinct.len(), 3, "every record it lacked came");
+    assert!(amplification <= 4.0, "{amplification:.2}x");
+    victim.shutdown().await.unwrap();
+    for node in honest {
+        node.shutdown().await.unwrap();
+    }
+}
