@@ -153,7 +153,7 @@ async fn unadmitted_and_impersonating_peers_are_refused_and_audited() {
     let log = audit_of(dir.path(), 1);
     let refused = log
         .query(&Query {
-            kind: Some(EntryKind::ConnectionRefused),
+            kind: Some(EntryKind::StrangerRefused),
             ..Default::default()
         })
         .unwrap();

@@ -124,11 +124,15 @@ pub enum EntryKind {
     /// record (the entry names the record and its origin) or from the bootstrap
     /// list. The node that answered is not to blame.
     Misdirected,
+    /// A handshake presented no key, or a key not on the roster. Anyone who can
+    /// send UDP can cause these in bulk with fresh keys, so they are routine;
+    /// refusals of roster keys are `ConnectionRefused`.
+    StrangerRefused,
 }
 
 impl EntryKind {
     /// Every kind.
-    pub const ALL: [EntryKind; 20] = [
+    pub const ALL: [EntryKind; 21] = [
         EntryKind::Accepted,
         EntryKind::Stale,
         EntryKind::Ignored,
@@ -149,11 +153,12 @@ impl EntryKind {
         EntryKind::ClockOffset,
         EntryKind::LogResumed,
         EntryKind::Misdirected,
+        EntryKind::StrangerRefused,
     ];
 
     /// Whether entries of this kind are routine: what any peer's ordinary or cheap
     /// traffic produces in bulk (stale and ignored records, relays, accepted
-    /// connections, expiries). Retention removes routine entries first; the others
+    /// connections, expiries, handshakes from keys off the roster). Retention removes routine entries first; the others
     /// (every record accepted or published and its evidence, every offence, ban,
     /// refusal and incident) stay as long as the log's limits allow once routine
     /// entries are gone (see [`crate::log`]).
@@ -165,6 +170,7 @@ impl EntryKind {
                 | EntryKind::Relayed
                 | EntryKind::ConnectionAccepted
                 | EntryKind::Expired
+                | EntryKind::StrangerRefused
         )
     }
 
@@ -191,6 +197,7 @@ impl EntryKind {
             EntryKind::ClockOffset => "clock_offset",
             EntryKind::LogResumed => "log_resumed",
             EntryKind::Misdirected => "misdirected",
+            EntryKind::StrangerRefused => "stranger_refused",
         }
     }
 }

@@ -967,3 +967,31 @@ fn exported_evidence_is_checked_and_each_fault_names_its_entry() {
         other => panic!("evidence of another origin passed: {other:?}"),
     }
 }
+
+#[test]
+fn moving_the_start_up_to_hide_entries_is_found() {
+    // Checkpoints every 8 entries; a third of the entries are accepted records,
+    // the rest routine relays.
+    let log = filled(40, 8);
+    let intact = reread(&exported(&log));
+    assert!(intact.verify(None).is_ok());
+    let at = intact
+        .checkpoints
+        .iter()
+        .find(|c| c.index == 24)
+        .expect("a checkpoint at entry 24")
+        .clone();
+    // Claim the log starts at 24 and drop entries 9..=16: what is left below the
+    // new start would read as kept runs between checkpoints.
+    let mut moved = intact.clone();
+    moved.base = (at.index, at.head);
+    moved.entries.retain(|e| !(9..=16).contains(&e.index));
+    match moved.verify(None) {
+        Err(Problem::RoutineKept { index }) => assert!(index <= 24, "{index}"),
+        other => panic!("a moved start passed: {other:?}"),
+    }
+    // An entry numbered 0 below the start is refused, not an overflow.
+    let mut zero = intact.clone();
+    zero.entries[0].index = 0;
+    assert!(zero.verify(None).is_err());
+}

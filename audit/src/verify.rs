@@ -51,6 +51,12 @@ pub enum Problem {
          for its place in the chain"
     )]
     UnsignedKept { index: u64 },
+    /// A routine entry below the base, where pruning keeps none.
+    #[error(
+        "entry {index} is routine but lies below the log's start, where pruning keeps \
+         only offences and evidence: entries were removed around it"
+    )]
+    RoutineKept { index: u64 },
     /// Evidence does not check out: its bytes are not the record or proof its key
     /// names, or their signature does not verify.
     #[error("the evidence of record {record} (entry {index}) is not valid: {reason}")]
@@ -106,6 +112,7 @@ impl Problem {
             | Problem::UnsignedBase { index }
             | Problem::UnsignedKept { index }
             | Problem::BadEvidence { index, .. }
+            | Problem::RoutineKept { index }
             | Problem::MissingEvidence { index, .. }
             | Problem::EvidenceOfAnotherOrigin { index, .. }
             | Problem::IndexMismatch { index }
@@ -223,6 +230,17 @@ impl<'a> ChainCheck<'a> {
 
     /// Checks an entry kept below the base.
     fn push_kept(&mut self, entry: &Entry) -> Result<(), Problem> {
+        if entry.index == 0 {
+            return Err(Problem::OutOfOrder {
+                expected: 1,
+                found: 0,
+            });
+        }
+        // Pruning keeps no routine entry, so one here means the start was moved
+        // up over live entries to hide some of them.
+        if entry.kind.is_routine() {
+            return Err(Problem::RoutineKept { index: entry.index });
+        }
         let prev = match self.run {
             Some((last, _)) if entry.index <= last => {
                 return Err(Problem::OutOfOrder {

@@ -109,8 +109,12 @@ pub(crate) fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let token_path = dir.join(API_TOKEN_FILE);
     let token_line = if args.api_token || !args.api.ip().is_loopback() {
-        config::write_token(&token_path)
-            .with_context(|| format!("cannot write {}", token_path.display()))?;
+        if token_path.exists() {
+            println!("using the existing API token {}", token_path.display());
+        } else {
+            config::write_token(&token_path)
+                .with_context(|| format!("cannot write {}", token_path.display()))?;
+        }
         format!("api_token_file = \"{API_TOKEN_FILE}\"")
     } else {
         format!("# api_token_file = \"{API_TOKEN_FILE}\"   # or api_token = \"...\"")

@@ -240,7 +240,8 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         (Some(_), Some(_)) => {
             return Err(invalid("set api_token or api_token_file, not both".into()))
         }
-        (token, None) => token,
+        (Some(token), None) => Some(check_token(token.trim(), "api_token").map_err(invalid)?),
+        (None, None) => None,
         (None, Some(token_file)) => Some(read_token(&base.join(token_file)).map_err(invalid)?),
     };
     if !file.api.ip().is_loopback() && api_token.is_none() {
@@ -298,11 +299,15 @@ fn read_token(path: &Path) -> Result<String, String> {
             ));
         }
     }
-    let token = text.trim();
-    if token.len() < 16 {
+    check_token(text.trim(), &format!("api_token_file {}", path.display()))
+}
+
+/// A token of one line and at least 16 characters (`where` names its source).
+fn check_token(token: &str, source: &str) -> Result<String, String> {
+    if token.len() < 16 || token.contains(['\n', '\r']) {
         return Err(format!(
-            "api_token_file {} holds no token of at least 16 characters",
-            path.display()
+            "{source} must be one line of at least 16 characters (`tidings init --api-token` \
+             writes a random one)"
         ));
     }
     Ok(token.to_string())
@@ -315,8 +320,10 @@ pub fn write_token(path: &Path) -> std::io::Result<String> {
     let mut bytes = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = tidings_keys::hex::encode(&bytes);
+    // A new file only: never through a link planted at the path, never over
+    // a token clients already use.
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

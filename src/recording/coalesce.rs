@@ -39,6 +39,7 @@ pub fn coalesced(kind: EntryKind) -> bool {
             | EntryKind::Penalised
             | EntryKind::ConnectionAccepted
             | EntryKind::ConnectionRefused
+            | EntryKind::StrangerRefused
     )
 }
 
@@ -242,7 +243,7 @@ mod tests {
         let mut written = 0;
         for i in 0..200u64 {
             written += coalescer
-                .admit(entry(i, EntryKind::ConnectionRefused, i as u8))
+                .admit(entry(i, EntryKind::StrangerRefused, i as u8))
                 .len() as u64;
         }
         assert_eq!(written, FREE_PER_KIND);
@@ -250,7 +251,7 @@ mod tests {
         assert_eq!(summaries.len(), 1);
         assert!(summaries[0]
             .reason
-            .contains("184 more connection_refused entries from 184 peers"));
+            .contains("184 more stranger_refused entries from 184 peers"));
     }
 
     #[test]

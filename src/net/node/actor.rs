@@ -279,12 +279,25 @@ impl Actor {
                 addr,
                 answered,
             } => self.misdirected(peer, addr, answered, now),
-            NetEvent::Refused(refusal) => self.record(connection_entry(
-                now,
-                EntryKind::ConnectionRefused,
-                refusal.presented,
-                refusal.reason,
-            )),
+            NetEvent::Refused(refusal) => {
+                // A roster key refused is an offence kept for the record; a key
+                // off the roster (or none) costs its sender nothing to make, so
+                // its refusals are routine.
+                let member = refusal
+                    .presented
+                    .is_some_and(|key| self.state.directory().roster().contains(&key));
+                let kind = if member {
+                    EntryKind::ConnectionRefused
+                } else {
+                    EntryKind::StrangerRefused
+                };
+                self.record(connection_entry(
+                    now,
+                    kind,
+                    refusal.presented,
+                    refusal.reason,
+                ))
+            }
         }
         self.drain().await
     }
