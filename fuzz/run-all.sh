@@ -13,7 +13,7 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     echo "fuzz: cargo-fuzz is not installed (cargo install cargo-fuzz); skipping"
     exit 0
 fi
-targets=(wire_decode record_verify proof_verify directory_ingest state_machine audit_export)
+targets=(wire_decode record_verify proof_verify directory_ingest state_machine audit_export roster_op)
 failed=0
 for target in "${targets[@]}"; do
     mkdir -p "corpus/$target"

@@ -12,7 +12,7 @@ use tidings_audit::{EntryKind, NewEntry, RecordKey};
 use tidings_keys::NodeId;
 
 use crate::proto::directory::ProofVerdict;
-use crate::proto::event::{AuditEvent, Halt};
+use crate::proto::event::{AuditEvent, Halt, RosterOutcome};
 use crate::proto::verdict::{Ignored, Rejection, Verdict};
 use crate::proto::{EquivocationProof, RecordId};
 
@@ -67,12 +67,71 @@ pub fn entry_for(event: &AuditEvent, at_ms: u64) -> Option<NewEntry> {
                 Halt::Quarantined(proof) => {
                     (proof_key(proof), proof.encode(), proof.claimed_origin())
                 }
+                Halt::OffRoster { .. } => {
+                    return Some(NewEntry {
+                        reason: halt.to_string(),
+                        ..entry(at_ms, EntryKind::Halted, *peer, None)
+                    })
+                }
             };
             NewEntry {
                 record: Some(record),
                 reason: halt.to_string(),
                 evidence: Some(evidence),
                 ..entry(at_ms, EntryKind::Halted, *peer, origin)
+            }
+        }
+        AuditEvent::Roster {
+            peer,
+            id,
+            epoch,
+            action,
+            outcome,
+        } => {
+            let (kind, what) = match outcome {
+                RosterOutcome::Proposal { approvals, needed } => (
+                    EntryKind::RosterProposal,
+                    format!("proposal with {approvals} of {needed} approvals"),
+                ),
+                RosterOutcome::Signed => (EntryKind::RosterSigned, "signed by this node".into()),
+                RosterOutcome::Applied => (EntryKind::RosterApplied, "applied".into()),
+                RosterOutcome::Refused(error) => {
+                    (EntryKind::RosterRefused, format!("refused: {error}"))
+                }
+                RosterOutcome::TooManyProposals => (
+                    EntryKind::RosterRefused,
+                    "refused: its proposer has the most open proposals allowed".into(),
+                ),
+                RosterOutcome::Expired => (EntryKind::RosterProposal, "expired unapproved".into()),
+            };
+            let action = if action.is_empty() {
+                String::new()
+            } else {
+                format!(" ({action})")
+            };
+            NewEntry {
+                record: Some(record_key(&RecordId(id.0))),
+                reason: format!(
+                    "roster operation {} for epoch {epoch}{action}: {what}",
+                    id.short()
+                ),
+                ..entry(at_ms, kind, *peer, None)
+            }
+        }
+        AuditEvent::RosterFork { peer, proof } => {
+            let (first, second) = proof.ops();
+            let signers: Vec<String> = proof.double_signers().iter().map(|id| id.short()).collect();
+            NewEntry {
+                record: Some(record_key(&RecordId(first.id().0))),
+                reason: format!(
+                    "roster fork at epoch {}: operations {} and {} both carry a threshold; \
+                     approved both: {}; roster changes stop",
+                    proof.epoch(),
+                    first.id().short(),
+                    second.id().short(),
+                    signers.join(", ")
+                ),
+                ..entry(at_ms, EntryKind::RosterFork, *peer, None)
             }
         }
         AuditEvent::Relayed { to, record } => NewEntry {
@@ -99,6 +158,11 @@ pub fn entry_for(event: &AuditEvent, at_ms: u64) -> Option<NewEntry> {
                     EntryKind::Ignored,
                     Some(*origin),
                     "proof about an origin outside the roster".into(),
+                ),
+                ProofVerdict::Pardoned(origin) => (
+                    EntryKind::Ignored,
+                    Some(*origin),
+                    "proof of a fork the federation pardoned".into(),
                 ),
                 ProofVerdict::Rejected(error) => (
                     EntryKind::ProofRejected,
@@ -179,7 +243,7 @@ fn verdict_entry(peer: Option<NodeId>, verdict: &Verdict, at_ms: u64) -> Option<
                 Ignored::Expired(r)
                 | Ignored::RateLimited(r)
                 | Ignored::FutureDated { record: r, .. } => Some(record_key(&r.id)),
-                Ignored::Quarantined(_) => None,
+                Ignored::Quarantined(_) | Ignored::NotOnRoster { .. } => None,
             };
             NewEntry {
                 record,

@@ -128,11 +128,22 @@ pub enum EntryKind {
     /// send UDP can cause these in bulk with fresh keys, so they are routine;
     /// refusals of roster keys are `ConnectionRefused`.
     StrangerRefused,
+    /// A roster proposal was seen, or gained approvals (the reason says which
+    /// operation and how many approvals it holds).
+    RosterProposal,
+    /// This node proposed or approved a roster operation.
+    RosterSigned,
+    /// A roster operation reached its threshold and was applied.
+    RosterApplied,
+    /// A roster operation or proposal was refused (the reason names the rule).
+    RosterRefused,
+    /// Two valid roster operations for one epoch: roster changes stop.
+    RosterFork,
 }
 
 impl EntryKind {
     /// Every kind.
-    pub const ALL: [EntryKind; 21] = [
+    pub const ALL: [EntryKind; 26] = [
         EntryKind::Accepted,
         EntryKind::Stale,
         EntryKind::Ignored,
@@ -154,6 +165,11 @@ impl EntryKind {
         EntryKind::LogResumed,
         EntryKind::Misdirected,
         EntryKind::StrangerRefused,
+        EntryKind::RosterProposal,
+        EntryKind::RosterSigned,
+        EntryKind::RosterApplied,
+        EntryKind::RosterRefused,
+        EntryKind::RosterFork,
     ];
 
     /// Whether entries of this kind are routine: what any peer's ordinary or cheap
@@ -171,6 +187,7 @@ impl EntryKind {
                 | EntryKind::ConnectionAccepted
                 | EntryKind::Expired
                 | EntryKind::StrangerRefused
+                | EntryKind::RosterProposal
         )
     }
 
@@ -198,6 +215,11 @@ impl EntryKind {
             EntryKind::LogResumed => "log_resumed",
             EntryKind::Misdirected => "misdirected",
             EntryKind::StrangerRefused => "stranger_refused",
+            EntryKind::RosterProposal => "roster_proposal",
+            EntryKind::RosterSigned => "roster_signed",
+            EntryKind::RosterApplied => "roster_applied",
+            EntryKind::RosterRefused => "roster_refused",
+            EntryKind::RosterFork => "roster_fork",
         }
     }
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tidings::proto::membership::member_list;
 use tidings::proto::wire::{Message, Prefix, Range, Summary};
 use tidings::proto::{
     Announcement, Command, DirectoryConfig, GossipConfig, Holding, Output, State, VerifiedRecord,
@@ -23,8 +22,7 @@ fuzz_target!(|data: &[u8]| {
         me,
         DirectoryConfig::new(fixture.federation),
         GossipConfig::default(),
-        fixture.roster.clone(),
-        member_list(&fixture.roster),
+        fixture.ledger(),
         NOW,
     );
     state.assume_membership_known();

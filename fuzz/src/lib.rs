@@ -26,6 +26,13 @@ impl Fixture {
         Self { federation: FederationId::from_name("fuzz"), members, roster }
     }
 
+    /// The roster chain at this fixture's genesis (threshold 3 of 4).
+    pub fn ledger(&self) -> tidings::proto::roster::Ledger {
+        let genesis = tidings::proto::roster::Genesis::from_roster(self.federation, &self.roster)
+            .expect("the fixture roster is a genesis");
+        tidings::proto::roster::Ledger::new(genesis)
+    }
+
     /// Member `index % 4`'s id.
     pub fn id(&self, index: u8) -> NodeId {
         self.members[usize::from(index) % 4].node_id()

@@ -1,6 +1,8 @@
 //! `Roster`: the keys a federation admits, read from a TOML file.
 //!
 //! ```toml
+//! threshold = 3        # optional: approvals a roster operation needs
+//!                      # (default: floor(2n/3) + 1, recomputed as n changes)
 //! [[member]]
 //! id = "<52 base32 characters>"
 //! label = "alice"      # optional, for people
@@ -22,6 +24,7 @@ const MAX_ROSTER_FILE_BYTES: u64 = 8 * 1024 * 1024;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Roster {
     members: BTreeMap<NodeId, Option<String>>,
+    threshold: Option<u32>,
 }
 
 /// Why a roster could not be loaded.
@@ -65,6 +68,8 @@ pub enum RosterError {
 #[derive(serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct RosterFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    threshold: Option<u32>,
     #[serde(default)]
     member: Vec<MemberEntry>,
 }
@@ -86,6 +91,32 @@ impl Roster {
     /// Admits `id` with an optional label. Returns false if it was already admitted.
     pub fn insert(&mut self, id: NodeId, label: Option<String>) -> bool {
         self.members.insert(id, label).is_none()
+    }
+
+    /// Removes `id`; returns its label entry if it was admitted.
+    pub fn remove(&mut self, id: &NodeId) -> Option<Option<String>> {
+        self.members.remove(id)
+    }
+
+    /// Sets (or clears) the label of an admitted member; false if `id` is not one.
+    pub fn relabel(&mut self, id: &NodeId, label: Option<String>) -> bool {
+        match self.members.get_mut(id) {
+            Some(slot) => {
+                *slot = label;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The threshold the file sets, if any (`None`: the default rule).
+    pub fn threshold(&self) -> Option<u32> {
+        self.threshold
+    }
+
+    /// Sets the threshold (`None`: the default rule).
+    pub fn set_threshold(&mut self, threshold: Option<u32>) {
+        self.threshold = threshold;
     }
 
     /// Whether `id` is admitted.
@@ -135,6 +166,7 @@ impl Roster {
         let file: RosterFile =
             toml::from_str(text).map_err(|error| RosterError::Syntax(error.to_string()))?;
         let mut roster = Self::new();
+        roster.threshold = file.threshold;
         for (index, entry) in file.member.into_iter().enumerate() {
             let position = index + 1;
             let label = entry
@@ -166,6 +198,7 @@ impl Roster {
     /// The roster as TOML, in id order.
     pub fn to_toml(&self) -> String {
         let file = RosterFile {
+            threshold: self.threshold,
             member: self
                 .members
                 .iter()
@@ -209,6 +242,9 @@ mod tests {
         assert_eq!(parsed.label(&id(1)), Some("alice"));
         assert!(parsed.contains(&id(2)));
         assert!(!parsed.contains(&id(3)));
+        roster.set_threshold(Some(2));
+        let parsed = Roster::from_toml(&roster.to_toml()).unwrap();
+        assert_eq!(parsed.threshold(), Some(2));
     }
 
     #[test]

@@ -23,17 +23,29 @@ pub enum Domain {
     Record,
     /// An audit-log checkpoint (`tidings/checkpoint/v1`).
     Checkpoint,
+    /// A member's approval of a roster operation (`tidings/roster-op/v1`).
+    RosterOp,
+    /// A new key's countersignature of the roster operation that admits it
+    /// (`tidings/roster-key/v1`): proof that whoever asks for the key holds it.
+    RosterKey,
 }
 
 impl Domain {
     /// Every domain, for tests and documentation.
-    pub const ALL: [Domain; 2] = [Domain::Record, Domain::Checkpoint];
+    pub const ALL: [Domain; 4] = [
+        Domain::Record,
+        Domain::Checkpoint,
+        Domain::RosterOp,
+        Domain::RosterKey,
+    ];
 
     /// The bytes that start every signed message of this domain.
     pub const fn label(self) -> &'static [u8] {
         match self {
             Domain::Record => b"tidings/record/v1",
             Domain::Checkpoint => b"tidings/checkpoint/v1",
+            Domain::RosterOp => b"tidings/roster-op/v1",
+            Domain::RosterKey => b"tidings/roster-key/v1",
         }
     }
 }

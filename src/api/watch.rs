@@ -110,6 +110,23 @@ fn translate(known: &mut Known, change: DirectoryChange) -> Vec<WatchEvent> {
             }
             known.insert(record.origin(), now);
         }
+        DirectoryChange::LeftRoster(record) => {
+            known.remove(&record.origin());
+            out.push(WatchEvent {
+                event: "left_roster",
+                origin: record.origin(),
+                record: Some(record.id()),
+                seq: Some(record.seq()),
+                specialist: None,
+            });
+        }
+        DirectoryChange::Pardoned { origin, above_seq } => out.push(WatchEvent {
+            event: "pardoned",
+            origin,
+            record: None,
+            seq: Some(above_seq),
+            specialist: None,
+        }),
         DirectoryChange::Expired(record) => {
             known.remove(&record.origin());
             out.push(WatchEvent {

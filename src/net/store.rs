@@ -4,7 +4,11 @@
 //! origin), each quarantine proof (`q` ‖ origin), this node's own latest record
 //! (`own`), which a restart must continue rather than fork, and the audit log's
 //! durable head as last seen (`audit`: index and chain hash), which lets a restart
-//! tell an audit log that was cut back or replaced. Records are stored as their
+//! tell an audit log that was cut back or replaced. The roster chain: each
+//! applied operation (`0x01` ‖ epoch, big-endian), this node's votes (`0x02` ‖ epoch:
+//! the id of the operation it signed for that epoch) and a roster fork proof
+//! (`fork`); these are synced before the driver goes on, like the own record.
+//! Records are stored as their
 //! signed wire bytes and go through every acceptance rule again when loaded;
 //! expired ones are dropped then.
 //!
@@ -60,12 +64,29 @@ pub struct Loaded {
     pub audit_head: Option<(u64, [u8; 32])>,
     /// The node was recovering its own chain from peers and had not finished.
     pub recovering: bool,
+    /// Applied roster operations, in epoch order.
+    pub roster_ops: Vec<(u64, Vec<u8>)>,
+    /// This node's votes: the operation id it signed, per epoch.
+    pub votes: Vec<(u64, [u8; 32])>,
+    /// A roster fork proof.
+    pub roster_fork: Option<Vec<u8>>,
 }
 
 /// The persisted directory.
 #[derive(Debug, Clone)]
 pub struct DirectoryStore {
     db: sled::Db,
+}
+
+/// Key prefix of applied roster operations (a byte no text key starts with).
+const ROSTER_OP: u8 = 0x01;
+/// Key prefix of this node's roster votes.
+const VOTE: u8 = 0x02;
+
+fn epoch_key(prefix: u8, epoch: u64) -> Vec<u8> {
+    let mut key = vec![prefix];
+    key.extend_from_slice(&epoch.to_be_bytes());
+    key
 }
 
 fn key(prefix: u8, origin: &NodeId) -> Vec<u8> {
@@ -112,6 +133,22 @@ impl DirectoryStore {
             loaded.audit_head = Some((u64::from_be_bytes(index), hash));
         }
         loaded.recovering = self.db.get(b"recovering").map_err(io)?.is_some();
+        let epoch = |key: &[u8]| -> Result<u64, StoreError> {
+            <[u8; 8]>::try_from(&key[1..])
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("a roster key is malformed".into()))
+        };
+        for item in self.db.scan_prefix([ROSTER_OP]) {
+            let (k, v) = item.map_err(io)?;
+            loaded.roster_ops.push((epoch(&k)?, v.to_vec()));
+        }
+        for item in self.db.scan_prefix([VOTE]) {
+            let (k, v) = item.map_err(io)?;
+            let id = <[u8; 32]>::try_from(v.as_ref())
+                .map_err(|_| StoreError::Corrupt("a stored roster vote is malformed".into()))?;
+            loaded.votes.push((epoch(&k)?, id));
+        }
+        loaded.roster_fork = self.db.get(b"fork").map_err(io)?.map(|v| v.to_vec());
         Ok(loaded)
     }
 
@@ -135,6 +172,32 @@ impl DirectoryStore {
             .insert(key(b'q', origin), proof)
             .map(|_| ())
             .map_err(io)
+    }
+
+    /// Stores an applied roster operation.
+    pub fn put_roster_op(&self, epoch: u64, op: &[u8]) -> Result<(), StoreError> {
+        self.db
+            .insert(epoch_key(ROSTER_OP, epoch), op)
+            .map(|_| ())
+            .map_err(io)
+    }
+
+    /// Stores this node's vote for `epoch`.
+    pub fn put_vote(&self, epoch: u64, id: &[u8; 32]) -> Result<(), StoreError> {
+        self.db
+            .insert(epoch_key(VOTE, epoch), &id[..])
+            .map(|_| ())
+            .map_err(io)
+    }
+
+    /// Stores a roster fork proof.
+    pub fn put_roster_fork(&self, proof: &[u8]) -> Result<(), StoreError> {
+        self.db.insert(b"fork", proof).map(|_| ()).map_err(io)
+    }
+
+    /// Forgets a quarantine proof (a pardon).
+    pub fn remove_proof(&self, origin: &NodeId) -> Result<(), StoreError> {
+        self.db.remove(key(b'q', origin)).map(|_| ()).map_err(io)
     }
 
     /// Stores this node's own latest record.

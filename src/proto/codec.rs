@@ -64,6 +64,22 @@ pub enum Field {
     Wants,
     /// The proofs of a proofs message.
     Proofs,
+    /// A roster genesis.
+    RosterGenesis,
+    /// A roster operation, signed or not.
+    RosterOp,
+    /// The members of a roster genesis.
+    Members,
+    /// A member's label.
+    Label,
+    /// The approvals of a roster operation.
+    Approvals,
+    /// The action of a roster operation.
+    Action,
+    /// A roster fork proof.
+    RosterFork,
+    /// The roster operations of a message.
+    RosterOps,
 }
 
 impl fmt::Display for Field {
@@ -92,6 +108,14 @@ impl fmt::Display for Field {
             Field::Records => "records",
             Field::Wants => "wanted origins",
             Field::Proofs => "proofs",
+            Field::RosterGenesis => "roster genesis",
+            Field::RosterOp => "roster operation",
+            Field::Members => "roster members",
+            Field::Label => "member label",
+            Field::Approvals => "approvals",
+            Field::Action => "roster action",
+            Field::RosterFork => "roster fork proof",
+            Field::RosterOps => "roster operations",
         };
         f.write_str(name)
     }

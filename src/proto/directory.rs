@@ -112,6 +112,8 @@ pub enum ProofVerdict {
         /// The record that was removed from the directory.
         removed: Option<RecordId>,
     },
+    /// A pardon covers the proof: its records are at or below the origin's floor.
+    Pardoned(NodeId),
     /// The origin was already quarantined.
     AlreadyQuarantined(NodeId),
     /// A valid proof about an origin outside the roster: nothing to do.
@@ -230,6 +232,10 @@ pub struct Directory {
     entries: BTreeMap<NodeId, Entry>,
     quarantine: BTreeMap<NodeId, EquivocationProof>,
     buckets: BTreeMap<NodeId, TokenBucket>,
+    /// Per origin, the highest seq that stays stale: set by a key rotation (the
+    /// new key continues the old key's chain) and a pardon (the chain restarts
+    /// above the proof).
+    floors: BTreeMap<NodeId, u64>,
     /// XOR of the fingerprints of every holding, kept up to date on each change.
     fingerprint: u64,
     /// Signatures checked so far (cache hits are not checks).
@@ -247,6 +253,7 @@ impl Directory {
             entries: BTreeMap::new(),
             quarantine: BTreeMap::new(),
             buckets: BTreeMap::new(),
+            floors: BTreeMap::new(),
             fingerprint: 0,
             signature_checks: 0,
         }
@@ -336,6 +343,9 @@ impl Directory {
         if let Some(verdict) = self.check_time(record, reference, now_ms) {
             return Some(verdict);
         }
+        if let Some(verdict) = self.check_floor(reference) {
+            return Some(verdict);
+        }
         if let Some(current) = self.entries.get(&reference.origin) {
             let current = &current.record;
             if reference.seq < current.seq() {
@@ -384,9 +394,21 @@ impl Directory {
         }
     }
 
+    /// A record at or below its origin's floor is stale (see `floors`).
+    fn check_floor(&self, reference: RecordRef) -> Option<Verdict> {
+        let floor = *self.floors.get(&reference.origin)?;
+        (reference.seq <= floor).then_some(Verdict::Stale {
+            record: reference,
+            current_seq: floor,
+        })
+    }
+
     /// Steps 4 to 9 for a verified record of an admitted, unquarantined origin.
     fn decide(&mut self, record: VerifiedRecord, source: Source, now_ms: u64) -> Verdict {
         if let Some(verdict) = self.check_time(record.record(), RecordRef::from(&record), now_ms) {
+            return verdict;
+        }
+        if let Some(verdict) = self.check_floor(RecordRef::from(&record)) {
             return verdict;
         }
         let origin = record.origin();
@@ -475,6 +497,9 @@ impl Directory {
             if self.quarantine.contains_key(&origin) {
                 return ProofVerdict::AlreadyQuarantined(origin);
             }
+            if self.is_pardoned(&origin, proof) {
+                return ProofVerdict::Pardoned(origin);
+            }
         }
         self.signature_checks += 2;
         let verified = match proof.verify(Some(&self.config.federation)) {
@@ -490,6 +515,74 @@ impl Directory {
         }
         let removed = self.put_quarantine(origin, proof.clone());
         ProofVerdict::Quarantined { origin, removed }
+    }
+
+    /// Whether a pardon covers `proof`: both its records are at or below the
+    /// origin's floor (a later fork is a new offence).
+    fn is_pardoned(&self, origin: &NodeId, proof: &EquivocationProof) -> bool {
+        self.floors
+            .get(origin)
+            .is_some_and(|floor| proof.highest_seq().is_some_and(|seq| seq <= *floor))
+    }
+
+    /// Admits the origins of `roster` from now on. Records of origins no longer
+    /// on it leave the directory (returned), with their quarantines and floors.
+    pub fn set_roster(&mut self, roster: Arc<Roster>) -> Vec<VerifiedRecord> {
+        let gone: Vec<NodeId> = self
+            .entries
+            .keys()
+            .chain(self.quarantine.keys())
+            .filter(|origin| !roster.contains(origin))
+            .copied()
+            .collect();
+        let mut removed = Vec::new();
+        for origin in gone {
+            if let Some(entry) = self.remove_entry(&origin) {
+                removed.push(entry.record);
+            }
+            if self.quarantine.remove(&origin).is_some() {
+                self.fingerprint ^= Holding::of_quarantine(origin).fingerprint();
+            }
+            self.keys.remove(&origin);
+            self.buckets.remove(&origin);
+        }
+        self.floors.retain(|origin, _| roster.contains(origin));
+        self.roster = roster;
+        removed
+    }
+
+    /// Carries `from`'s chain over to `to` (a key rotation, applied before the
+    /// roster without `from`): `to`'s records must have a seq above the highest
+    /// this directory saw of `from`.
+    pub fn carry_chain(&mut self, from: &NodeId, to: NodeId) {
+        let mut floor = self.floors.get(from).copied().unwrap_or(0);
+        if let Some(entry) = self.entries.get(from) {
+            floor = floor.max(entry.record.seq());
+        }
+        if let Some(seq) = self.quarantine.get(from).and_then(|p| p.highest_seq()) {
+            floor = floor.max(seq);
+        }
+        if floor > 0 {
+            let slot = self.floors.entry(to).or_insert(0);
+            *slot = (*slot).max(floor);
+        }
+    }
+
+    /// Lifts `origin`'s quarantine; its chain restarts above `above_seq`.
+    /// Returns whether it was quarantined here.
+    pub fn pardon(&mut self, origin: &NodeId, above_seq: u64) -> bool {
+        let slot = self.floors.entry(*origin).or_insert(0);
+        *slot = (*slot).max(above_seq);
+        let lifted = self.quarantine.remove(origin).is_some();
+        if lifted {
+            self.fingerprint ^= Holding::of_quarantine(*origin).fingerprint();
+        }
+        lifted
+    }
+
+    /// The highest seq that stays stale for `origin` (after a rotation or pardon).
+    pub fn floor(&self, origin: &NodeId) -> Option<u64> {
+        self.floors.get(origin).copied()
     }
 
     /// Removes every record expired at `now_ms` and returns them.

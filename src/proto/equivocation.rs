@@ -106,6 +106,16 @@ impl EquivocationProof {
             .map(|record| *record.origin())
     }
 
+    /// The higher seq of the two records (what a pardon must cover).
+    pub fn highest_seq(&self) -> Option<u64> {
+        let seq = |signed: &SignedRecord| {
+            UnverifiedRecord::from_signed(signed.clone(), None)
+                .ok()
+                .map(|record| record.record().seq)
+        };
+        Some(seq(&self.first)?.max(seq(&self.second)?))
+    }
+
     /// The ids of both records.
     pub fn record_ids(&self) -> (RecordId, RecordId) {
         (self.first.id(), self.second.id())

@@ -16,13 +16,25 @@
 //! node still owes a jump of its chain (after taking back records it signed
 //! before a loss): a restart while one is owed recovers again instead of signing
 //! right above a record that may not be its last.
+//!
+//! The roster has the same contract: [`Output::PersistVote`] (this node signed
+//! a roster operation for an epoch) must be durable before the driver acts on
+//! any later output, since the approval is sent after it: a restart then still
+//! refuses a second operation for that epoch. [`Output::PersistRosterOp`] and
+//! [`Output::PersistRosterFork`] make the chain and a fork proof durable before
+//! they are relayed, so a restart restores the roster it acted on.
 
-use tidings_keys::NodeId;
+use std::sync::Arc;
+
+use tidings_keys::{NodeId, Roster};
 
 use super::codec::DecodeError;
 use super::directory::ProofVerdict;
 use super::equivocation::EquivocationProof;
 use super::record::{RecordError, VerifiedRecord};
+use super::roster::{
+    Received, RosterError, RosterForkProof, RosterHash, SignError, SignedOp, VerifiedOp,
+};
 use super::score::Offence;
 use super::verdict::Verdict;
 use super::wire::Message;
@@ -70,6 +82,32 @@ pub enum Output {
         /// Whether the offset is now beyond the threshold.
         warning: bool,
     },
+    /// Make this node's vote durable: it signed operation `id` for `epoch`
+    /// (before any later output: the approval is sent after it).
+    PersistVote {
+        /// The epoch.
+        epoch: u64,
+        /// The operation signed.
+        id: RosterHash,
+    },
+    /// Make an applied roster operation durable as the next link of the chain.
+    PersistRosterOp(Box<VerifiedOp>),
+    /// Make a roster fork proof durable: roster changes have stopped.
+    PersistRosterFork(Box<RosterForkProof>),
+    /// The roster changed: admit `roster` from now on (the TLS verifiers too),
+    /// close connections of `removed` keys.
+    RosterChanged {
+        /// The new epoch.
+        epoch: u64,
+        /// The new members.
+        roster: Arc<Roster>,
+        /// Keys admitted by this change.
+        added: Vec<NodeId>,
+        /// Keys no longer admitted.
+        removed: Vec<NodeId>,
+    },
+    /// The answer to a roster command (propose or approve).
+    RosterResult(Result<Box<(SignedOp, Received)>, SignError>),
     /// Close any connection to a banned peer and refuse it until the time given.
     Disconnect {
         /// The peer.
@@ -100,6 +138,12 @@ pub enum Halt {
     ForeignSigner(VerifiedRecord),
     /// This node's key is quarantined for equivocation; only a pardon lifts it.
     Quarantined(Box<EquivocationProof>),
+    /// The roster no longer lists this node's key (removed, or rotated to
+    /// another key: the node is restarted with that key).
+    OffRoster {
+        /// The key that replaced this one, for a rotation.
+        rotated_to: Option<NodeId>,
+    },
 }
 
 impl std::fmt::Display for Halt {
@@ -123,6 +167,15 @@ impl std::fmt::Display for Halt {
                     second.short()
                 )
             }
+            Halt::OffRoster { rotated_to: None } => f.write_str(
+                "this node's key was removed from the roster; it publishes nothing",
+            ),
+            Halt::OffRoster {
+                rotated_to: Some(to),
+            } => write!(
+                f,
+                "this node's key was rotated to {to}; restart the node with that key to continue its chain"
+            ),
         }
     }
 }
@@ -167,6 +220,15 @@ pub enum DirectoryChange {
     },
     /// A record's lifetime ended.
     Expired(VerifiedRecord),
+    /// An origin left the roster (removed, or its key rotated); its record is gone.
+    LeftRoster(VerifiedRecord),
+    /// An origin's quarantine was lifted by a roster pardon.
+    Pardoned {
+        /// The origin.
+        origin: NodeId,
+        /// Its chain restarts above this seq.
+        above_seq: u64,
+    },
     /// An origin was caught equivocating; its record is gone.
     Quarantined {
         /// The origin.
@@ -246,4 +308,59 @@ pub enum AuditEvent {
     },
     /// A record expired and left the directory.
     Expired(VerifiedRecord),
+    /// A roster operation or proposal was seen, signed, applied or refused.
+    Roster {
+        /// Who sent it (`None`: this node, its store, or its operator).
+        peer: Option<NodeId>,
+        /// The operation's id, epoch and action, in words.
+        id: RosterHash,
+        /// The epoch it makes.
+        epoch: u64,
+        /// What it does, in words.
+        action: String,
+        /// What happened.
+        outcome: RosterOutcome,
+    },
+    /// Two valid roster operations for one epoch.
+    RosterFork {
+        /// Who sent the proof or the second operation.
+        peer: Option<NodeId>,
+        /// The proof.
+        proof: Box<RosterForkProof>,
+    },
+}
+
+/// What became of a roster operation, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RosterOutcome {
+    /// A proposal seen, or new approvals merged into it.
+    Proposal {
+        /// Approvals held.
+        approvals: usize,
+        /// The threshold.
+        needed: usize,
+    },
+    /// This node proposed or approved it.
+    Signed,
+    /// It reached its threshold and was applied.
+    Applied,
+    /// It was refused.
+    Refused(RosterError),
+    /// Its proposer has the most open proposals allowed.
+    TooManyProposals,
+    /// It expired unapproved.
+    Expired,
+}
+
+impl AuditEvent {
+    /// The audit event for `op` and `outcome`.
+    pub fn roster(peer: Option<NodeId>, op: &SignedOp, outcome: RosterOutcome) -> Self {
+        AuditEvent::Roster {
+            peer,
+            id: op.id(),
+            epoch: op.body.epoch,
+            action: op.body.action.to_string(),
+            outcome,
+        }
+    }
 }

@@ -83,3 +83,45 @@ pub const MAX_PROOFS_PER_MESSAGE: usize = 8;
 /// before the loss that no peer it heard had seen: a node signs far fewer records
 /// than this between the last one its peers saw and a loss.
 pub const RECOVERY_SEQ_GAP: u64 = 1_000_000;
+
+/// Most members a roster genesis lists.
+pub const MAX_ROSTER_MEMBERS: usize = 65_536;
+
+/// Largest encoded roster genesis.
+pub const MAX_GENESIS_BYTES: usize = 8 * 1024 * 1024;
+
+/// Longest member label, in bytes.
+pub const MAX_LABEL_BYTES: usize = 64;
+
+/// Most approvals one roster operation carries: a threshold above this cannot be
+/// met, so an operation needs at most this many approvers (two operations, a
+/// fork proof, then fit in one frame).
+pub const MAX_APPROVALS: usize = 4096;
+
+/// Largest unsigned roster operation body.
+pub const MAX_OP_BODY_BYTES: usize = 512;
+
+/// Largest signed roster operation: body, countersignature and every approval.
+pub const MAX_ROSTER_OP_BYTES: usize = MAX_OP_BODY_BYTES + 80 + MAX_APPROVALS * 96 + 16;
+
+/// Largest roster fork proof (two operations).
+pub const MAX_ROSTER_FORK_BYTES: usize = 2 * MAX_ROSTER_OP_BYTES + 16;
+
+/// Most roster operations in one message.
+pub const MAX_ROSTER_OPS_PER_MESSAGE: usize = 64;
+
+/// Longest a roster proposal may stay open (issue to expiry).
+pub const MAX_PROPOSAL_LIFETIME_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Default lifetime of a roster proposal.
+pub const DEFAULT_PROPOSAL_LIFETIME_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Most open proposals one member may have proposed at once.
+pub const MAX_PROPOSALS_PER_MEMBER: usize = 4;
+
+/// Most open proposals a node keeps in all.
+pub const MAX_PENDING_PROPOSALS: usize = 256;
+
+/// How long after a member's removal relays of its records are ignored rather
+/// than blamed on the relaying peer (which may not have heard of the removal).
+pub const ROSTER_GRACE_MS: u64 = 10 * 60 * 1000;

@@ -59,6 +59,16 @@ impl Membership {
         }
     }
 
+    /// Replaces the admitted members (a roster change); state about keys no
+    /// longer admitted is dropped.
+    pub fn set_members(&mut self, members: Arc<[NodeId]>) {
+        let admitted: std::collections::BTreeSet<NodeId> = members.iter().copied().collect();
+        self.known.retain(|id| admitted.contains(id));
+        self.backoff.retain(|id, _| admitted.contains(id));
+        self.banned.retain(|id, _| admitted.contains(id));
+        self.members = members;
+    }
+
     /// All admitted members, this node included.
     pub fn members(&self) -> &Arc<[NodeId]> {
         &self.members

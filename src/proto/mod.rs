@@ -34,6 +34,7 @@ pub mod limits;
 pub mod membership;
 pub mod rate;
 pub mod record;
+pub mod roster;
 pub mod score;
 pub mod state;
 pub mod verdict;
@@ -46,7 +47,9 @@ pub use directory::{
     Directory, DirectoryConfig, Entry, Found, Holding, ProofVerdict, Source, VerifiedCache,
 };
 pub use equivocation::{Conflict, EquivocationProof, ProofError, VerifiedProof};
-pub use event::{AuditEvent, ChainStatus, DirectoryChange, Halt, Output, PublishError};
+pub use event::{
+    AuditEvent, ChainStatus, DirectoryChange, Halt, Output, PublishError, RosterOutcome,
+};
 pub use record::{
     Announcement, Record, RecordError, RecordId, SignedRecord, Specialist, UnverifiedRecord,
     VerifiedRecord, RECORD_VERSION,

@@ -31,6 +31,10 @@ pub enum Offence {
     Flooding,
     /// It listed a record, was asked for it, and did not deliver.
     BrokenPromise,
+    /// It sent a roster operation or proposal that breaks a rule no honest
+    /// relay breaks (a forged approval or countersignature, a signer off the
+    /// roster, an action the state forbids, a malformed encoding).
+    InvalidRosterOp,
 }
 
 impl Offence {
@@ -39,7 +43,7 @@ impl Offence {
         match self {
             Offence::Rejected(VerdictKind::BadSignature | VerdictKind::NotAdmitted) => 40,
             Offence::Rejected(_) => 20,
-            Offence::MalformedFrame | Offence::InvalidProof => 40,
+            Offence::MalformedFrame | Offence::InvalidProof | Offence::InvalidRosterOp => 40,
             Offence::Flooding => 5,
             Offence::BrokenPromise => 1,
         }
@@ -54,6 +58,7 @@ impl fmt::Display for Offence {
             Offence::InvalidProof => f.write_str("sent an invalid equivocation proof"),
             Offence::Flooding => f.write_str("exceeded its work budget"),
             Offence::BrokenPromise => f.write_str("did not deliver a record it listed"),
+            Offence::InvalidRosterOp => f.write_str("sent an invalid roster operation"),
         }
     }
 }

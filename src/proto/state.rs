@@ -42,7 +42,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use rand::Rng;
-use tidings_keys::{Identity, NodeId, Roster};
+use tidings_keys::{Identity, NodeId};
 
 use super::budget::{cost, WorkBudgets};
 use super::clock::ClockWatch;
@@ -57,6 +57,7 @@ use super::limits::{
 };
 use super::membership::{BackoffPolicy, Membership};
 use super::record::{Announcement, Record, RecordId, Specialist, VerifiedRecord};
+use super::roster::Ledger;
 use super::score::{Offence, Penalty, ScorePolicy, Scores};
 use super::verdict::{Verdict, VerdictKind};
 use super::wire::{Message, Range, Summary};
@@ -64,7 +65,10 @@ use super::wire::{Message, Range, Summary};
 /// Most (peer, record) pairs remembered as sent within the current interval.
 const MAX_SENT_REMEMBERED: usize = 65_536;
 
+mod governance;
 mod own;
+
+pub use governance::RosterCommand;
 
 /// Gossip parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,21 +184,39 @@ pub struct State {
     clock: ClockWatch,
     counters: Counters,
     outputs: VecDeque<Output>,
+    /// The roster chain, proposals and this node's votes.
+    ledger: Ledger,
+    /// Keys removed from the roster, until the end of their grace period.
+    removed: BTreeMap<NodeId, u64>,
+    /// The highest roster epoch a peer has shown.
+    roster_ahead: u64,
+    /// The least seq of the next record after a jump (a pardon's floor).
+    jump_floor: u64,
+    /// The record of this node's previous key, when its key was rotated and
+    /// it has not signed under the new one yet: its chain continues above it.
+    predecessor: Option<VerifiedRecord>,
 }
 
 impl State {
     /// A node with an empty directory and no record of its own yet (its chain is
-    /// known: it never signed); its first round is one interval after `now_ms`.
+    /// known: it never signed), at the roster `ledger` holds; its first round is
+    /// one interval after `now_ms`.
     pub fn new(
         identity: Arc<Identity>,
         directory: DirectoryConfig,
         gossip: GossipConfig,
-        roster: Arc<Roster>,
-        members: Arc<[NodeId]>,
+        ledger: Ledger,
         now_ms: u64,
     ) -> Self {
         let me = identity.node_id();
+        let roster = ledger.state().members().clone();
+        let members = ledger.state().member_list().clone();
         Self {
+            ledger,
+            removed: BTreeMap::new(),
+            roster_ahead: 0,
+            jump_floor: 0,
+            predecessor: None,
             identity,
             me,
             next_round_ms: now_ms.saturating_add(gossip.interval_ms),
@@ -452,11 +474,19 @@ impl State {
                 self.me,
                 self.own.as_ref(),
                 RECOVERY_SEQ_GAP,
-                now_ms,
+                now_ms.max(self.jump_floor),
                 announcement,
                 now_ms,
                 ttl,
             ),
+            // The first record under a rotated key continues the old key's chain.
+            None if self.predecessor.is_some() => {
+                let previous = self.predecessor.as_ref().expect("checked above");
+                Record {
+                    origin: self.me,
+                    ..Record::next(previous, announcement, now_ms, ttl)
+                }
+            }
             // Issued now, even if the previous record claims a later time (a clock
             // that ran ahead and was fixed): the chain orders by seq, not by time.
             Some(previous) => Record::next(previous, announcement, now_ms, ttl),
@@ -477,6 +507,7 @@ impl State {
         self.desired = Some(announcement_of(&signed));
         self.desired_unpublished = false;
         self.own = Some(signed.clone());
+        self.predecessor = None;
         self.retry_publish_ms = 0;
         self.outputs
             .push_back(Output::Audit(AuditEvent::Published(signed.clone())));
@@ -497,6 +528,7 @@ impl State {
 
     fn round<R: Rng + ?Sized>(&mut self, now_ms: u64, rng: &mut R) {
         self.check_promises(now_ms);
+        self.expire_roster(now_ms);
         let window_start = now_ms.saturating_sub(self.config.interval_ms);
         self.sent.retain(|_, at| *at > window_start);
         self.membership.expire(now_ms);
@@ -507,6 +539,7 @@ impl State {
         for peer in peers {
             self.counters.exchanges_opened += 1;
             self.outputs.push_back(Output::ExchangeOpened { peer });
+            self.open_roster(peer);
             self.send(peer, opening.clone());
         }
     }
@@ -639,6 +672,7 @@ impl State {
                 for bytes in records {
                     let checks = self.directory.signature_checks();
                     let verdict = self.directory.ingest(&bytes, Source::Peer(from), now_ms);
+                    let verdict = self.excuse(verdict, now_ms);
                     let checked = self.directory.signature_checks() - checks;
                     units += wasted_record_cost(&verdict, bytes.len(), checked);
                     self.after_verdict(Some(from), verdict, now_ms, rng);
@@ -646,6 +680,12 @@ impl State {
                 units
             }
             Message::Want(origins) => self.on_want(from, &origins, now_ms),
+            Message::RosterHead(head) => self.on_roster_head(from, &head, now_ms),
+            Message::RosterOps(items) => self.on_roster_ops(from, &items, now_ms, rng),
+            Message::RosterWant { after, proposals } => {
+                self.on_roster_want(from, after, &proposals, now_ms)
+            }
+            Message::RosterFork(bytes) => self.on_roster_fork(from, &bytes, now_ms, rng),
             Message::Proofs(proofs) => {
                 let mut units = 0;
                 for bytes in proofs {
@@ -776,18 +816,14 @@ impl State {
         let proof = match EquivocationProof::decode(bytes) {
             Ok(proof) => proof,
             Err(error) => {
-                self.outputs
-                    .push_back(Output::Audit(AuditEvent::MalformedFrame {
-                        peer: from,
-                        error,
-                    }));
-                self.penalise(from, Offence::InvalidProof, now_ms);
+                self.malformed(from, error, Offence::InvalidProof, now_ms);
                 return false;
             }
         };
         let verdict = self.directory.ingest_proof(&proof);
-        if let ProofVerdict::Quarantined { origin, .. } | ProofVerdict::AlreadyQuarantined(origin) =
-            &verdict
+        if let ProofVerdict::Quarantined { origin, .. }
+        | ProofVerdict::AlreadyQuarantined(origin)
+        | ProofVerdict::Pardoned(origin) = &verdict
         {
             self.pending_wants.remove(&(from, *origin));
         }
@@ -796,7 +832,10 @@ impl State {
             _ => None,
         };
         let rejected = matches!(verdict, ProofVerdict::Rejected(_));
-        if !matches!(verdict, ProofVerdict::AlreadyQuarantined(_)) {
+        if !matches!(
+            verdict,
+            ProofVerdict::AlreadyQuarantined(_) | ProofVerdict::Pardoned(_)
+        ) {
             self.outputs.push_back(Output::Audit(AuditEvent::Proof {
                 peer: Some(from),
                 verdict,
@@ -925,6 +964,13 @@ impl State {
         for peer in peers {
             self.penalise(peer, Offence::BrokenPromise, now_ms);
         }
+    }
+
+    /// Audits an item of a frame that does not decode and penalises its sender.
+    fn malformed(&mut self, peer: NodeId, error: DecodeError, offence: Offence, now_ms: u64) {
+        self.outputs
+            .push_back(Output::Audit(AuditEvent::MalformedFrame { peer, error }));
+        self.penalise(peer, offence, now_ms);
     }
 
     fn penalise(&mut self, peer: NodeId, offence: Offence, now_ms: u64) {

@@ -33,6 +33,13 @@ impl Federation {
         }
     }
 
+    /// The roster chain at the genesis of this federation's roster.
+    pub(crate) fn ledger(&self) -> super::roster::Ledger {
+        super::roster::Ledger::new(
+            super::roster::Genesis::from_roster(self.id, &self.roster).expect("a test roster"),
+        )
+    }
+
     pub(crate) fn node(&self, index: usize) -> NodeId {
         self.members[index].node_id()
     }

@@ -79,6 +79,25 @@ pub enum Ignored {
     },
     /// The origin's token bucket is empty.
     RateLimited(RecordRef),
+    /// The origin is not on this node's roster, but the sender is not to blame:
+    /// the origin was removed within the grace period (the sender may not have
+    /// applied the removal yet), or a peer showed a later roster epoch than this
+    /// node's (the origin may have been added since).
+    NotOnRoster {
+        /// The origin.
+        origin: NodeId,
+        /// Why the sender is excused.
+        excuse: RosterExcuse,
+    },
+}
+
+/// Why a record of an origin off the roster is not blamed on its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RosterExcuse {
+    /// The origin was removed recently.
+    RecentlyRemoved,
+    /// This node is behind on the roster.
+    RosterBehind,
 }
 
 /// Why a record was refused; the sending peer is to blame.
@@ -133,6 +152,8 @@ pub enum VerdictKind {
     FutureDated,
     /// See [`Ignored::RateLimited`].
     RateLimited,
+    /// See [`Ignored::NotOnRoster`].
+    NotOnRoster,
     /// See [`Rejection::Malformed`].
     Malformed,
     /// See [`Rejection::WrongFederation`].
@@ -160,6 +181,7 @@ impl VerdictKind {
             VerdictKind::Expired => "expired",
             VerdictKind::FutureDated => "future_dated",
             VerdictKind::RateLimited => "rate_limited",
+            VerdictKind::NotOnRoster => "not_on_roster",
             VerdictKind::Malformed => "malformed",
             VerdictKind::WrongFederation => "wrong_federation",
             VerdictKind::UnsupportedVersion => "unsupported_version",
@@ -188,6 +210,7 @@ impl Verdict {
             Verdict::Ignored(Ignored::Expired(_)) => VerdictKind::Expired,
             Verdict::Ignored(Ignored::FutureDated { .. }) => VerdictKind::FutureDated,
             Verdict::Ignored(Ignored::RateLimited(_)) => VerdictKind::RateLimited,
+            Verdict::Ignored(Ignored::NotOnRoster { .. }) => VerdictKind::NotOnRoster,
             Verdict::Rejected(rejection) => rejection.kind(),
             Verdict::Equivocation(_) => VerdictKind::Equivocation,
         }
@@ -212,7 +235,9 @@ impl Verdict {
             | Verdict::Rejected(
                 Rejection::TtlTooLong { record, .. } | Rejection::BadSignature(record),
             ) => Some(record.origin),
-            Verdict::Ignored(Ignored::Quarantined(origin))
+            Verdict::Ignored(
+                Ignored::Quarantined(origin) | Ignored::NotOnRoster { origin, .. },
+            )
             | Verdict::Rejected(Rejection::NotAdmitted(origin)) => Some(*origin),
             Verdict::Equivocation(proof) => proof.claimed_origin(),
             Verdict::Rejected(_) => None,
@@ -262,6 +287,21 @@ impl fmt::Display for Ignored {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Ignored::Quarantined(origin) => write!(f, "origin {origin} is quarantined"),
+            Ignored::NotOnRoster {
+                origin,
+                excuse: RosterExcuse::RecentlyRemoved,
+            } => write!(
+                f,
+                "origin {origin} was removed from the roster recently; the sender is not blamed"
+            ),
+            Ignored::NotOnRoster {
+                origin,
+                excuse: RosterExcuse::RosterBehind,
+            } => write!(
+                f,
+                "origin {origin} is not on this node's roster, which is behind a peer's; \
+                 the record is judged again once the roster caught up"
+            ),
             Ignored::Expired(record) => write!(f, "record seq {} has expired", record.seq),
             Ignored::FutureDated { ahead_ms, .. } => {
                 write!(

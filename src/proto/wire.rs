@@ -13,6 +13,13 @@
 //! | 3 | `Want` | origins whose records the sender asks for |
 //! | 4 | `Proofs` | equivocation proofs (each its own wire form) |
 //! | 5 | `Open` | the sender's clock, then ranges as in `Sync`: the opening of an exchange |
+//! | 6 | `RosterHead` | the sender's roster epoch and head, and a digest of its open proposals |
+//! | 7 | `RosterOps` | roster operations and proposals (each its own wire form) |
+//! | 8 | `RosterWant` | operations after an epoch, and open proposals by id, the sender asks for |
+//! | 9 | `RosterFork` | a roster fork proof (its own wire form) |
+//!
+//! An exchange opens with `RosterHead` before `Open`: the roster travels ahead
+//! of records, so a node behind on the roster catches up before it judges them.
 //!
 //! Records and proofs travel as opaque bytes: the directory decodes and verifies
 //! each one on its own, so one bad record costs only its own verdict. Ranges must
@@ -26,6 +33,7 @@ use tidings_keys::NodeId;
 use super::codec::{write_varint, DecodeError, Field, Reader};
 use super::directory::Holding;
 use super::limits::*;
+use super::roster::RosterHash;
 
 /// The wire protocol version.
 pub const WIRE_VERSION: u8 = 1;
@@ -35,6 +43,10 @@ const TYPE_RECORDS: u8 = 2;
 const TYPE_WANT: u8 = 3;
 const TYPE_PROOFS: u8 = 4;
 const TYPE_OPEN: u8 = 5;
+const TYPE_ROSTER_HEAD: u8 = 6;
+const TYPE_ROSTER_OPS: u8 = 7;
+const TYPE_ROSTER_WANT: u8 = 8;
+const TYPE_ROSTER_FORK: u8 = 9;
 
 /// A set of origin ids: those whose first `depth` hex digits equal `bits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -143,6 +155,35 @@ pub enum Message {
     Want(Vec<NodeId>),
     /// Equivocation proofs, each in its own wire form.
     Proofs(Vec<Vec<u8>>),
+    /// Where the sender's roster stands: sent ahead of `Open`, and answered
+    /// (with `reply` set, never answered again) when the two differ.
+    RosterHead(RosterHead),
+    /// Roster operations and proposals, each in its own wire form.
+    RosterOps(Vec<Vec<u8>>),
+    /// What the sender asks for: the chain after `after`, and open proposals.
+    RosterWant {
+        /// The sender's epoch, if it wants the operations after it.
+        after: Option<u64>,
+        /// Open proposals, sorted and unique.
+        proposals: Vec<RosterHash>,
+    },
+    /// A roster fork proof in its wire form.
+    RosterFork(Vec<u8>),
+}
+
+/// A node's roster position and open proposals, as sent in [`Message::RosterHead`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterHead {
+    /// The epoch.
+    pub epoch: u64,
+    /// The id of the state.
+    pub head: RosterHash,
+    /// Open proposals and a fingerprint of the approvals held, sorted by id.
+    pub pending: Vec<(RosterHash, u64)>,
+    /// Whether this answers another head (and must not be answered).
+    pub reply: bool,
+    /// Whether the sender holds a roster fork proof.
+    pub forked: bool,
 }
 
 impl Message {
@@ -154,6 +195,10 @@ impl Message {
             Message::Records(_) => "records",
             Message::Want(_) => "want",
             Message::Proofs(_) => "proofs",
+            Message::RosterHead(_) => "roster-head",
+            Message::RosterOps(_) => "roster-ops",
+            Message::RosterWant { .. } => "roster-want",
+            Message::RosterFork(_) => "roster-fork",
         }
     }
 
@@ -170,11 +215,11 @@ impl Message {
                 out.push(TYPE_SYNC);
                 encode_ranges(&mut out, ranges);
             }
-            Message::Records(items) | Message::Proofs(items) => {
-                out.push(if matches!(self, Message::Records(_)) {
-                    TYPE_RECORDS
-                } else {
-                    TYPE_PROOFS
+            Message::Records(items) | Message::Proofs(items) | Message::RosterOps(items) => {
+                out.push(match self {
+                    Message::Records(_) => TYPE_RECORDS,
+                    Message::Proofs(_) => TYPE_PROOFS,
+                    _ => TYPE_ROSTER_OPS,
                 });
                 write_varint(&mut out, items.len() as u64);
                 for item in items {
@@ -188,6 +233,36 @@ impl Message {
                 for origin in origins {
                     out.extend_from_slice(origin.as_bytes());
                 }
+            }
+            Message::RosterHead(head) => {
+                out.push(TYPE_ROSTER_HEAD);
+                write_varint(&mut out, head.epoch);
+                out.extend_from_slice(&head.head.0);
+                out.push(u8::from(head.reply) | (u8::from(head.forked) << 1));
+                write_varint(&mut out, head.pending.len() as u64);
+                for (id, fingerprint) in &head.pending {
+                    out.extend_from_slice(&id.0);
+                    out.extend_from_slice(&fingerprint.to_le_bytes());
+                }
+            }
+            Message::RosterWant { after, proposals } => {
+                out.push(TYPE_ROSTER_WANT);
+                match after {
+                    None => out.push(0),
+                    Some(epoch) => {
+                        out.push(1);
+                        write_varint(&mut out, *epoch);
+                    }
+                }
+                write_varint(&mut out, proposals.len() as u64);
+                for id in proposals {
+                    out.extend_from_slice(&id.0);
+                }
+            }
+            Message::RosterFork(proof) => {
+                out.push(TYPE_ROSTER_FORK);
+                write_varint(&mut out, proof.len() as u64);
+                out.extend_from_slice(proof);
             }
         }
         out
@@ -240,6 +315,70 @@ impl Message {
                 MAX_PROOFS_PER_MESSAGE,
                 MAX_PROOF_BYTES,
             )?),
+            TYPE_ROSTER_HEAD => {
+                let epoch = reader.varint()?;
+                let head = RosterHash(reader.array()?);
+                let flags = reader.u8()?;
+                if flags > 3 {
+                    return Err(DecodeError::Invalid {
+                        field: Field::RosterOps,
+                        reason: "unknown roster head flags",
+                    });
+                }
+                let count = reader.count(Field::RosterOps, MAX_PENDING_PROPOSALS)?;
+                let mut pending: Vec<(RosterHash, u64)> = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let id = RosterHash(reader.array()?);
+                    if pending.last().is_some_and(|(last, _)| *last >= id) {
+                        return Err(DecodeError::NotSorted {
+                            field: Field::RosterOps,
+                        });
+                    }
+                    pending.push((id, u64::from_le_bytes(reader.array()?)));
+                }
+                Message::RosterHead(RosterHead {
+                    epoch,
+                    head,
+                    pending,
+                    reply: flags & 1 == 1,
+                    forked: flags & 2 == 2,
+                })
+            }
+            TYPE_ROSTER_OPS => Message::RosterOps(decode_blobs(
+                &mut reader,
+                Field::RosterOps,
+                MAX_ROSTER_OPS_PER_MESSAGE,
+                MAX_ROSTER_OP_BYTES,
+            )?),
+            TYPE_ROSTER_WANT => {
+                let after = match reader.u8()? {
+                    0 => None,
+                    1 => Some(reader.varint()?),
+                    _ => {
+                        return Err(DecodeError::Invalid {
+                            field: Field::RosterOps,
+                            reason: "the option tag is not 0 or 1",
+                        })
+                    }
+                };
+                let count = reader.count(Field::RosterOps, MAX_PENDING_PROPOSALS)?;
+                let mut proposals: Vec<RosterHash> = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let id = RosterHash(reader.array()?);
+                    if proposals.last().is_some_and(|last| *last >= id) {
+                        return Err(DecodeError::NotSorted {
+                            field: Field::RosterOps,
+                        });
+                    }
+                    proposals.push(id);
+                }
+                Message::RosterWant { after, proposals }
+            }
+            TYPE_ROSTER_FORK => Message::RosterFork(
+                reader
+                    .bytes(Field::RosterFork, MAX_ROSTER_FORK_BYTES)?
+                    .to_vec(),
+            ),
             other => return Err(DecodeError::UnknownMessageType(other)),
         };
         reader.finish()?;

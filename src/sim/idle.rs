@@ -44,8 +44,7 @@ fn node(federation: &Federation, index: usize, cache: &Arc<VerifiedCache>) -> St
         federation.identities[index].clone(),
         DirectoryConfig::new(federation.id),
         config,
-        federation.roster.clone(),
-        federation.members.clone(),
+        federation.ledger.clone(),
         START_MS,
     );
     state.set_verified_cache(cache.clone());

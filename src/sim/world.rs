@@ -26,6 +26,7 @@ use crate::proto::directory::{DirectoryConfig, VerifiedCache};
 use crate::proto::event::Output;
 use crate::proto::membership::member_list;
 use crate::proto::record::{Announcement, Record, RecordId, Specialist, VerifiedRecord};
+use crate::proto::roster::{Genesis, Ledger};
 use crate::proto::state::Command;
 use crate::proto::state::{GossipConfig, State};
 use crate::proto::wire::Message;
@@ -44,6 +45,8 @@ pub struct Federation {
     pub roster: Arc<Roster>,
     /// The roster as a list.
     pub members: Arc<[NodeId]>,
+    /// The roster chain at its genesis, cloned into each node (sharing it).
+    pub ledger: Ledger,
     /// An identity outside the roster, for forgeries.
     pub outsider: Identity,
 }
@@ -64,9 +67,12 @@ impl Federation {
             .map(|identity| identity.node_id())
             .collect();
         let members = member_list(&roster);
+        let id = FederationId::from_name("simulation");
+        let genesis = Genesis::from_roster(id, &roster).expect("a simulated roster is a genesis");
         Self {
-            id: FederationId::from_name("simulation"),
+            id,
             identities,
+            ledger: Ledger::new(genesis),
             roster: Arc::new(roster),
             members,
             outsider: derive(u64::MAX),
@@ -281,8 +287,7 @@ impl<'a> World<'a> {
                 federation.identities[index].clone(),
                 DirectoryConfig::new(federation.id),
                 gossip.clone(),
-                federation.roster.clone(),
-                federation.members.clone(),
+                federation.ledger.clone(),
                 START_MS + offset,
             );
             state.set_verified_cache(cache.clone());
@@ -577,8 +582,7 @@ impl<'a> World<'a> {
             self.federation.identities[i].clone(),
             DirectoryConfig::new(self.federation.id),
             config,
-            self.federation.roster.clone(),
-            self.federation.members.clone(),
+            self.federation.ledger.clone(),
             self.now,
         );
         state.set_verified_cache(self.cache.clone());

@@ -38,9 +38,11 @@ use super::NodeError;
 use crate::net::clock::NodeTime;
 use crate::net::lock::DataDirLock;
 use crate::net::store::DirectoryStore;
+use crate::net::tls::SharedRoster;
 use crate::proto::clock::WARN_OFFSET_MS;
 use crate::proto::codec::{DecodeError, Field};
 use crate::proto::event::{ChainStatus, DirectoryChange, Halt, Output, PublishError};
+use crate::proto::roster::{Received, SignError, SignedOp};
 use crate::proto::state::{Command, State};
 use crate::proto::VerifiedRecord;
 use crate::recording::coalesce::Coalescer;
@@ -59,11 +61,15 @@ pub(super) struct Parts {
     pub(super) store: DirectoryStore,
     pub(super) changes: broadcast::Sender<DirectoryChange>,
     pub(super) health: watch::Sender<Health>,
-    pub(super) roster: Roster,
+    /// The roster the TLS verifiers admit; replaced when the roster changes.
+    pub(super) roster: SharedRoster,
     pub(super) lock: DataDirLock,
 }
 
 type Reply = oneshot::Sender<Result<VerifiedRecord, PublishError>>;
+
+/// Where the answer to a roster command goes.
+pub(super) type RosterReply = oneshot::Sender<Result<Box<(SignedOp, Received)>, SignError>>;
 
 pub(super) struct Actor {
     pub(super) state: State,
@@ -77,8 +83,10 @@ pub(super) struct Actor {
     store_dirty: bool,
     changes: broadcast::Sender<DirectoryChange>,
     health: watch::Sender<Health>,
-    pub(super) roster: Roster,
+    roster: SharedRoster,
     pub(super) latency: Latency,
+    /// Who waits for the answer of the roster command being handled.
+    pub(super) roster_reply: Option<RosterReply>,
     /// Audit entries of the current drain, not yet handed to the writer.
     pending: Vec<NewEntry>,
     /// Counts floods of repeated entries.
@@ -110,6 +118,7 @@ impl Actor {
             health: parts.health,
             roster: parts.roster,
             latency: Latency::default(),
+            roster_reply: None,
             pending: Vec::new(),
             coalescer: Coalescer::default(),
             reply: None,
@@ -381,9 +390,89 @@ impl Actor {
                     let ban = Duration::from_millis(until_ms.saturating_sub(now));
                     self.links.ban(&peer, ban);
                 }
+                Output::PersistVote { epoch, id } => {
+                    self.store.put_vote(epoch, &id.0)?;
+                    self.sync_now().await?;
+                }
+                Output::PersistRosterOp(op) => {
+                    self.store.put_roster_op(op.epoch(), &op.op().encode())?;
+                    self.sync_now().await?;
+                }
+                Output::PersistRosterFork(proof) => {
+                    error!(
+                        epoch = proof.epoch(),
+                        "two valid roster operations exist for one epoch: roster changes stop \
+                         until the operators agree on a new genesis"
+                    );
+                    self.store.put_roster_fork(&proof.encode())?;
+                    self.sync_now().await?;
+                }
+                Output::RosterChanged {
+                    epoch,
+                    roster,
+                    added,
+                    removed,
+                } => self.roster_changed(epoch, &roster, &added, &removed),
+                Output::RosterResult(result) => {
+                    if let Some(reply) = self.roster_reply.take() {
+                        let _ = reply.send(result);
+                    }
+                }
             }
         }
         self.hand_over_audit().await
+    }
+
+    /// Makes the store and the audit entries so far durable before going on
+    /// (roster votes and operations: see the durability contract).
+    async fn sync_now(&mut self) -> Result<(), NodeError> {
+        self.hand_over_audit().await?;
+        let store = self.store.clone();
+        let audit = self.audit.clone();
+        let failed = |error: String| NodeError::Durability(error);
+        let (store_synced, audit_synced) = tokio::join!(
+            tokio::task::spawn_blocking(move || store.flush()),
+            tokio::task::spawn_blocking(move || audit.flush()),
+        );
+        store_synced
+            .map_err(|error| failed(error.to_string()))?
+            .map_err(|error| failed(error.to_string()))?;
+        audit_synced
+            .map_err(|error| failed(error.to_string()))?
+            .map_err(|error| failed(error.to_string()))?;
+        Ok(())
+    }
+
+    /// Admits the new roster in TLS at once and closes removed keys' connections.
+    fn roster_changed(
+        &mut self,
+        epoch: u64,
+        roster: &Roster,
+        added: &[NodeId],
+        removed: &[NodeId],
+    ) {
+        if let Ok(mut shared) = self.roster.write() {
+            *shared = roster.clone();
+        }
+        for peer in removed {
+            self.links.close_removed(peer);
+        }
+        let names = |ids: &[NodeId]| -> String {
+            ids.iter()
+                .map(|id| match roster.label(id) {
+                    Some(label) => format!("{label} ({})", id.short()),
+                    None => id.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        info!(
+            epoch,
+            members = roster.len(),
+            added = %names(added),
+            removed = %removed.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(", "),
+            "roster changed"
+        );
     }
 
     /// Makes `record` durable as the node's own, with every audit entry before it,
@@ -410,19 +499,7 @@ impl Actor {
                 .clear_recovering()
                 .map_err(|error| failed(error.to_string()))?;
         }
-        self.hand_over_audit().await?;
-        let store = self.store.clone();
-        let audit = self.audit.clone();
-        let (store_synced, audit_synced) = tokio::join!(
-            tokio::task::spawn_blocking(move || store.flush()),
-            tokio::task::spawn_blocking(move || audit.flush()),
-        );
-        store_synced
-            .map_err(|error| failed(error.to_string()))?
-            .map_err(|error| failed(error.to_string()))?;
-        audit_synced
-            .map_err(|error| failed(error.to_string()))?
-            .map_err(|error| failed(error.to_string()))?;
+        self.sync_now().await?;
         self.persisted += 1;
         self.persist_seconds += started.elapsed().as_secs_f64();
         let (index, hash) = self.audit.durable_head();
@@ -492,8 +569,10 @@ impl Actor {
     }
 
     fn change(&mut self, change: DirectoryChange) {
-        log_change(&change, &self.roster);
+        log_change(&change, self.state.directory().roster());
         let result = match &change {
+            DirectoryChange::LeftRoster(record) => self.store.remove_record(&record.origin()),
+            DirectoryChange::Pardoned { origin, .. } => self.store.remove_proof(origin),
             DirectoryChange::Added(record) | DirectoryChange::Updated { record, .. } => {
                 self.store.put_record(&record.origin(), record.wire_bytes())
             }
@@ -713,6 +792,12 @@ fn log_change(change: &DirectoryChange, roster: &Roster) {
         }
         DirectoryChange::Quarantined { origin, .. } => {
             warn!(origin = %label(origin), "origin quarantined for equivocation")
+        }
+        DirectoryChange::LeftRoster(record) => {
+            info!(origin = %record.origin(), seq = record.seq(), "record dropped: its origin left the roster")
+        }
+        DirectoryChange::Pardoned { origin, above_seq } => {
+            info!(origin = %label(origin), above_seq, "quarantine lifted by a roster pardon")
         }
     }
 }

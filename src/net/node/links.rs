@@ -188,6 +188,20 @@ impl Links {
         self.shared.table.ban(peer, ban);
     }
 
+    /// Closes the connection to a key that left the roster (the TLS verifiers
+    /// refuse it from now on).
+    /// The connection stays a moment, so that the operation that removed the
+    /// key (queued just before) reaches it.
+    pub(super) fn close_removed(&mut self, peer: &NodeId) {
+        self.senders.remove(peer);
+        let shared = self.shared.clone();
+        let peer = *peer;
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            shared.table.close(&peer, b"removed from the roster");
+        });
+    }
+
     /// Peers with an open connection.
     pub(super) fn connected(&self) -> Vec<NodeId> {
         self.shared.table.connected()

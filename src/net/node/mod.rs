@@ -41,7 +41,7 @@ use std::sync::{Arc, RwLock};
 use tidings_audit::AuditConfig;
 use tidings_keys::{FederationId, Identity, NodeId, Roster};
 use tokio::sync::{broadcast, mpsc, watch};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::clock::{Clock, NodeTime, SystemClock};
 use super::transport::{NetError, Transport};
@@ -138,9 +138,13 @@ pub enum NodeError {
         /// What failed.
         reason: String,
     },
-    /// This node's own key is not on the roster it was given.
-    #[error("this node's key {0} is not on the roster; add it there (tidings init writes a roster with it)")]
+    /// This node's own key is not on the roster, and it has no peer to learn a
+    /// later roster from.
+    #[error("this node's key {0} is not on the roster, and no bootstrap peer is configured to learn a later roster from; add it to the roster file (tidings init writes one with it), or have the federation propose it (tidings roster propose add) and configure a bootstrap peer")]
     NotOnRoster(NodeId),
+    /// The roster file is not a valid genesis, or the stored chain does not apply.
+    #[error("roster: {0}")]
+    Roster(String),
     /// A record this node signed could not be made durable: it stops rather
     /// than send what a crash could make it sign twice.
     #[error("cannot make this node's own record durable: {0}")]
@@ -163,20 +167,29 @@ impl Node {
     /// runtime).
     pub async fn spawn(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         let node_id = config.identity.node_id();
-        if !config.roster.contains(&node_id) {
+        if !config.roster.contains(&node_id) && config.bootstrap.is_empty() {
             return Err(NodeError::NotOnRoster(node_id));
         }
         let time = NodeTime::start(config.clock.clone());
         let federation = FederationId::from_name(&config.federation);
         let shared_roster = Arc::new(RwLock::new(config.roster.clone()));
         let opened = startup::open(&config, federation, time.now_ms())?;
-        let transport = Transport::bind(&config.identity, shared_roster, config.listen)?;
+        let transport = Transport::bind(&config.identity, shared_roster.clone(), config.listen)?;
         let local_addr = transport.local_addr().unwrap_or(config.listen);
         let advertised = config
             .advertise
             .clone()
             .unwrap_or_else(|| vec![local_addr.to_string()]);
         let restored = startup::restore(&config, federation, opened, advertised, time.now_ms())?;
+        // The roster the stored chain reached; a joining node that is not on
+        // it yet waits to learn the chain that admits it from its peers.
+        let roster = (**restored.state.ledger().state().members()).clone();
+        if let Ok(mut shared) = shared_roster.write() {
+            *shared = roster.clone();
+        }
+        if !roster.contains(&node_id) {
+            warn!(node = %node_id, "this node's key is not on the roster yet: it learns the roster from its bootstrap peers and publishes once admitted");
+        }
         let (commands, command_rx) = mpsc::channel(256);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (changes, _) = broadcast::channel(1024);
@@ -196,7 +209,7 @@ impl Node {
             store: restored.store,
             changes: changes.clone(),
             health,
-            roster: config.roster.clone(),
+            roster: shared_roster,
             lock: restored.lock,
         });
         actor.report_startup(&restored.notes);

@@ -39,7 +39,7 @@ use super::{NodeConfig, NodeError};
 use crate::net::lock::DataDirLock;
 use crate::net::store::{DirectoryStore, Loaded};
 use crate::proto::directory::{DirectoryConfig, VerifiedCache};
-use crate::proto::membership::member_list;
+use crate::proto::roster::{Genesis, Ledger, RosterForkProof, RosterHash, SignedOp};
 use crate::proto::state::{announcement_of, State};
 use crate::proto::{Announcement, EquivocationProof, Record, Verdict, VerifiedRecord};
 use crate::recording::record_key;
@@ -349,15 +349,16 @@ pub(super) fn restore(
     )?;
     let mut directory = DirectoryConfig::new(federation);
     directory.origin_rate = config.origin_rate;
-    let roster = Arc::new(config.roster.clone());
+    let genesis = Genesis::from_roster(federation, &config.roster)
+        .map_err(|error| NodeError::Roster(error.to_string()))?;
     let mut state = State::new(
         config.identity.clone(),
         directory,
         config.gossip.clone(),
-        roster.clone(),
-        member_list(&roster),
+        Ledger::new(genesis),
         now_ms,
     );
+    restore_roster(&mut state, &loaded, now_ms, &mut notes)?;
     // Records this node verified recently: the same bytes again (from another
     // peer, or after the origin moved on) skip the signature check.
     state.set_verified_cache(Arc::new(VerifiedCache::new(VERIFIED_CACHE_RECORDS)));
@@ -503,6 +504,56 @@ fn decide(
         return Ok(Start::Recovering(newest));
     }
     Ok(Start::Known(newest))
+}
+
+/// Replays the stored roster chain from the genesis, then this node's votes and
+/// a fork proof. A stored operation that does not apply is a damaged store: the
+/// node refuses to start rather than judge records by a roster it cannot trust.
+fn restore_roster(
+    state: &mut State,
+    loaded: &Loaded,
+    now_ms: u64,
+    notes: &mut Notes,
+) -> Result<(), NodeError> {
+    for (epoch, bytes) in &loaded.roster_ops {
+        let op = SignedOp::decode(bytes).map_err(|error| {
+            NodeError::Roster(format!(
+                "stored roster operation for epoch {epoch}: {error}"
+            ))
+        })?;
+        state.restore_roster_op(&op, now_ms).map_err(|error| {
+            NodeError::Roster(format!(
+                "stored roster operation for epoch {epoch}: {error}"
+            ))
+        })?;
+    }
+    for (epoch, id) in &loaded.votes {
+        state.restore_vote(*epoch, RosterHash(*id));
+    }
+    if let Some(bytes) = &loaded.roster_fork {
+        match RosterForkProof::decode(bytes)
+            .map_err(|error| error.to_string())
+            .and_then(|proof| state.restore_roster_fork(proof).map_err(|e| e.to_string()))
+        {
+            Ok(()) => notes.warnings.push(
+                "a roster fork proof is stored: roster changes have stopped until the \
+                 operators agree on a new genesis"
+                    .into(),
+            ),
+            Err(error) => notes.warnings.push(format!(
+                "the stored roster fork proof is not valid ({error}); ignored"
+            )),
+        }
+    }
+    let roster = state.ledger().state();
+    if roster.epoch() > 0 {
+        debug!(
+            epoch = roster.epoch(),
+            members = roster.members().len(),
+            "roster restored"
+        );
+    }
+    Ok(())
 }
 
 fn restore_directory(

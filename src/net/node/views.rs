@@ -35,7 +35,8 @@ impl Actor {
     pub(super) fn members(&self, now: u64) -> Vec<Member> {
         let directory = self.state.directory();
         let connected: Vec<NodeId> = self.links.connected();
-        self.roster
+        directory
+            .roster()
             .iter()
             .map(|(id, label)| {
                 let entry = directory.entry(id);

@@ -10,7 +10,6 @@ use tidings_keys::{Identity, NodeId};
 
 use super::*;
 use crate::proto::budget::WorkLimit;
-use crate::proto::membership::member_list;
 use crate::proto::testkit::{announcement, Federation, NOW};
 
 struct Net {
@@ -31,7 +30,7 @@ fn outputs(state: &mut State) -> Vec<Output> {
 impl Net {
     fn new(size: usize, rumor_fanout: usize) -> Self {
         let federation = Federation::new(size);
-        let members = member_list(&federation.roster);
+        let ledger = federation.ledger();
         let gossip = GossipConfig {
             rumor_fanout,
             ..GossipConfig::default()
@@ -43,8 +42,7 @@ impl Net {
                     identity,
                     DirectoryConfig::new(federation.id),
                     gossip.clone(),
-                    federation.roster.clone(),
-                    members.clone(),
+                    ledger.clone(),
                     NOW,
                 );
                 state.assume_membership_known();
@@ -161,8 +159,9 @@ fn converged_nodes_exchange_only_root_digests() {
     assert!(net.nodes.iter().all(|node| node.directory().len() == 5));
     let before = net.delivered;
     net.rounds(1);
-    // Two openings per node and nothing else.
-    assert_eq!(net.delivered - before, 10);
+    // Two openings per node, each a roster head and an open, and nothing else:
+    // equal heads and equal root digests are not answered.
+    assert_eq!(net.delivered - before, 20);
 }
 
 #[test]
@@ -356,8 +355,7 @@ fn restarted(net: &Net, seed: u8) -> State {
         Arc::new(Identity::from_seed(&[seed; 32])),
         DirectoryConfig::new(net.federation.id),
         GossipConfig::default(),
-        net.federation.roster.clone(),
-        member_list(&net.federation.roster),
+        net.federation.ledger(),
         net.now,
     )
 }
@@ -582,13 +580,11 @@ fn commands_are_answered_in_the_outputs() {
 #[test]
 fn only_reachable_members_are_picked() {
     let federation = Federation::new(50);
-    let members = member_list(&federation.roster);
     let mut state = State::new(
         Arc::new(Identity::from_seed(&[1; 32])),
         DirectoryConfig::new(federation.id),
         GossipConfig::default(),
-        federation.roster.clone(),
-        members,
+        federation.ledger(),
         NOW,
     );
     let bootstrap = federation.node(7);
@@ -746,4 +742,416 @@ fn repeated_requests_get_each_record_once_an_interval() {
     let _ = outputs(&mut net.nodes[0]);
     net.nodes[0].handle_frame(asker, &want, net.now, &mut net.rng);
     assert_eq!(records_sent(&mut net.nodes[0]), 4);
+}
+
+// ---- governance: roster operations through the state machine ----
+
+impl Net {
+    /// `members` nodes on the roster plus `extra` nodes with keys off it (seeds
+    /// after the members'), all at the same genesis.
+    fn governed(members: usize, extra: usize) -> Self {
+        let mut net = Net::new(members, 2);
+        let ledger = net.federation.ledger();
+        for seed in members + 1..=members + extra {
+            let mut state = State::new(
+                Arc::new(Identity::from_seed(&[seed as u8; 32])),
+                DirectoryConfig::new(net.federation.id),
+                GossipConfig::default(),
+                ledger.clone(),
+                net.now,
+            );
+            state.assume_membership_known();
+            net.nodes.push(state);
+        }
+        net
+    }
+
+    /// Runs a roster command on node `i` and returns its answer.
+    fn roster(
+        &mut self,
+        i: usize,
+        command: RosterCommand,
+    ) -> Result<
+        Box<(
+            crate::proto::roster::SignedOp,
+            crate::proto::roster::Received,
+        )>,
+        crate::proto::roster::SignError,
+    > {
+        self.nodes[i].handle_roster_command(command, self.now, &mut self.rng);
+        let mut answer = None;
+        let mut voted = false;
+        for output in outputs(&mut self.nodes[i]) {
+            match output {
+                Output::RosterResult(result) => answer = Some(result),
+                other => {
+                    voted |= matches!(other, Output::PersistVote { .. });
+                    if matches!(
+                        &other,
+                        Output::Send {
+                            message: Message::RosterOps(_),
+                            ..
+                        }
+                    ) {
+                        assert!(voted, "a vote is durable before the approval is sent");
+                    }
+                    self.queue.push_back((i, other));
+                }
+            }
+        }
+        answer.expect("every roster command is answered")
+    }
+
+    fn epochs(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .map(|n| n.ledger().state().epoch())
+            .collect()
+    }
+}
+
+fn penalties(net: &Net) -> Vec<String> {
+    net.audit
+        .iter()
+        .filter_map(|(i, e)| match e {
+            AuditEvent::Penalised { peer, offence, .. }
+            | AuditEvent::Banned { peer, offence, .. } => {
+                Some(format!("node {i} penalised {peer}: {offence}"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+use crate::proto::event::RosterOutcome;
+use crate::proto::roster::{countersign, Action, Received};
+use crate::proto::wire::Message;
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+fn propose(
+    net: &mut Net,
+    i: usize,
+    action: Action,
+    new_key: Option<&Identity>,
+) -> crate::proto::roster::RosterHash {
+    let countersignature = new_key.map(|key| countersign(key, &net.federation.id, &action));
+    let (op, received) = *net
+        .roster(
+            i,
+            RosterCommand::Propose {
+                action,
+                countersignature,
+                lifetime_ms: DAY_MS,
+            },
+        )
+        .expect("proposed");
+    assert!(
+        matches!(received, Received::Proposal { approvals: 1, .. }),
+        "{received:?}"
+    );
+    net.settle();
+    // Pushed to a few peers at once; the rest pull it at their next exchange.
+    net.rounds(3);
+    op.id()
+}
+
+fn approve_by(net: &mut Net, id: crate::proto::roster::RosterHash, voters: &[usize]) {
+    for &i in voters {
+        net.roster(i, RosterCommand::Approve(id)).expect("approved");
+        net.settle();
+        net.rounds(2);
+    }
+}
+
+#[test]
+fn a_member_added_by_a_threshold_joins_live_and_its_records_are_accepted() {
+    // Five members (threshold 4) and a sixth node off the roster.
+    let mut net = Net::governed(5, 1);
+    let newcomer = Identity::from_seed(&[6; 32]);
+    // Before: the newcomer's record is refused everywhere.
+    assert!(net.publish(5, &["late"]).is_err(), "not admitted yet");
+    let id = propose(
+        &mut net,
+        0,
+        Action::Add {
+            member: newcomer.node_id(),
+            label: Some("frank".into()),
+        },
+        Some(&newcomer),
+    );
+    // The proposal spread with the approvals: all members hold it.
+    for node in &net.nodes[..5] {
+        assert_eq!(
+            node.ledger().proposal(&id).map(|op| op.approvals.len()),
+            Some(1)
+        );
+    }
+    // Two more approvals: still a proposal (3 of 4).
+    approve_by(&mut net, id, &[1, 2]);
+    assert_eq!(net.epochs()[..5], [0, 0, 0, 0, 0]);
+    // Nothing is approved automatically.
+    net.rounds(3);
+    assert_eq!(net.epochs()[..5], [0, 0, 0, 0, 0]);
+    // The fourth applies it, and it reaches every node (the newcomer too).
+    approve_by(&mut net, id, &[3]);
+    net.rounds(3);
+    assert_eq!(net.epochs(), vec![1; 6], "every node at epoch 1");
+    for node in &net.nodes {
+        assert!(node.directory().roster().contains(&newcomer.node_id()));
+    }
+    // The newcomer publishes (its pending announcement) and everyone accepts it.
+    let record = net.publish(5, &["ocr"]).expect("admitted");
+    net.settle();
+    net.rounds(3);
+    for node in &net.nodes {
+        assert_eq!(
+            node.directory()
+                .entry(&newcomer.node_id())
+                .map(|e| e.record.id()),
+            Some(record.id())
+        );
+    }
+    assert!(penalties(&net).is_empty(), "{:?}", penalties(&net));
+    // Every member audited the application.
+    for i in 0..6 {
+        assert!(net.audit.iter().any(|(n, e)| *n == i
+            && matches!(
+                e,
+                AuditEvent::Roster {
+                    outcome: RosterOutcome::Applied,
+                    ..
+                }
+            )));
+    }
+}
+
+#[test]
+fn a_removed_member_leaves_everywhere_and_late_relays_blame_nobody() {
+    let mut net = Net::governed(5, 0);
+    let removed = net.nodes[4].node_id();
+    let record = net.publish(4, &["soon-gone"]).unwrap();
+    net.settle();
+    net.rounds(3);
+    for node in &net.nodes {
+        assert!(node.directory().entry(&removed).is_some());
+    }
+    let id = propose(&mut net, 0, Action::Remove { member: removed }, None);
+    // Node 1 applies the removal alone (the others are still behind), then a
+    // lagging member relays the removed member's record to it.
+    approve_by(&mut net, id, &[2, 3]);
+    net.nodes[1].handle_roster_command(RosterCommand::Approve(id), net.now, &mut net.rng);
+    let applied: Vec<Output> = outputs(&mut net.nodes[1]);
+    assert!(applied.iter().any(
+        |o| matches!(o, Output::RosterChanged { removed: gone, .. } if gone == &vec![removed])
+    ));
+    assert!(applied.iter().any(
+        |o| matches!(o, Output::Change(DirectoryChange::LeftRoster(r)) if r.id() == record.id())
+    ));
+    let lagging = net.nodes[2].node_id();
+    let bytes = Message::Records(vec![record.wire_bytes().to_vec()]).encode();
+    net.nodes[1].handle_frame(lagging, &bytes, net.now, &mut net.rng);
+    let verdicts: Vec<Output> = outputs(&mut net.nodes[1]);
+    assert!(
+        verdicts.iter().any(|o| matches!(
+            o,
+            Output::Audit(AuditEvent::Verdict {
+                verdict: Verdict::Ignored(crate::proto::Ignored::NotOnRoster { .. }),
+                ..
+            })
+        )),
+        "{verdicts:?}"
+    );
+    assert_eq!(
+        net.nodes[1].peer_points(&lagging, net.now),
+        0,
+        "the relaying peer is not blamed"
+    );
+    // Everyone applies it; the removed member halts and its record is gone.
+    for output in applied {
+        net.queue.push_back((1, output));
+    }
+    net.settle();
+    net.rounds(3);
+    assert!(net.epochs().iter().all(|e| *e == 1), "{:?}", net.epochs());
+    for node in &net.nodes[..4] {
+        assert!(node.directory().entry(&removed).is_none());
+        assert!(!node.directory().roster().contains(&removed));
+    }
+    assert!(matches!(
+        net.nodes[4].chain_status(),
+        ChainStatus::Halted(Halt::OffRoster { rotated_to: None })
+    ));
+    assert!(penalties(&net).is_empty(), "{:?}", penalties(&net));
+}
+
+#[test]
+fn a_pardoned_member_publishes_again_above_the_proof() {
+    let mut net = Net::governed(5, 0);
+    let first = net.publish(3, &["a"]).unwrap();
+    net.settle();
+    // A second record with the same seq: an equivocation.
+    let fork = VerifiedRecord::sign(
+        &Identity::from_seed(&[4; 32]),
+        Record {
+            issued_at_ms: first.record().issued_at_ms + 1,
+            ..first.record().clone()
+        },
+    )
+    .unwrap();
+    let bytes = Message::Records(vec![fork.wire_bytes().to_vec()]).encode();
+    let sender = net.nodes[0].node_id();
+    net.nodes[1].handle_frame(sender, &bytes, net.now, &mut net.rng);
+    net.settle();
+    net.rounds(4);
+    let origin = net.nodes[3].node_id();
+    for node in &net.nodes {
+        assert!(node.directory().is_quarantined(&origin));
+    }
+    assert!(net.publish(3, &["b"]).is_err(), "halted");
+    let proof_seq = first.seq();
+    let id = propose(
+        &mut net,
+        0,
+        Action::Pardon {
+            origin,
+            above_seq: proof_seq,
+        },
+        None,
+    );
+    approve_by(&mut net, id, &[1, 2, 4]);
+    net.rounds(3);
+    assert!(net.epochs().iter().all(|e| *e == 1), "{:?}", net.epochs());
+    for node in &net.nodes {
+        assert!(!node.directory().is_quarantined(&origin));
+    }
+    // The pardoned node signs again, above the proof, and everyone takes it.
+    net.rounds(2);
+    let record = net.nodes[3]
+        .own_record()
+        .cloned()
+        .expect("published after the pardon");
+    assert!(record.seq() > proof_seq);
+    net.rounds(3);
+    for node in &net.nodes {
+        assert_eq!(
+            node.directory().entry(&origin).map(|e| e.record.id()),
+            Some(record.id())
+        );
+    }
+    // The old proof, replayed, quarantines nobody again.
+    let proof = crate::proto::EquivocationProof::from_conflict(&first, &fork).unwrap();
+    let bytes = Message::Proofs(vec![proof.encode()]).encode();
+    net.nodes[1].handle_frame(sender, &bytes, net.now, &mut net.rng);
+    net.settle();
+    assert!(!net.nodes[1].directory().is_quarantined(&origin));
+}
+
+#[test]
+fn a_rotated_key_continues_the_chain_and_the_old_key_halts() {
+    let mut net = Net::governed(4, 0);
+    let old = net.nodes[3].node_id();
+    let before = net.publish(3, &["svc"]).unwrap();
+    net.settle();
+    net.rounds(2);
+    let new_key = Identity::from_seed(&[40; 32]);
+    let id = propose(
+        &mut net,
+        3,
+        Action::Rotate {
+            from: old,
+            to: new_key.node_id(),
+        },
+        Some(&new_key),
+    );
+    approve_by(&mut net, id, &[0, 1]);
+    net.rounds(3);
+    assert!(net.epochs().iter().all(|e| *e == 1), "{:?}", net.epochs());
+    assert!(matches!(
+        net.nodes[3].chain_status(),
+        ChainStatus::Halted(Halt::OffRoster { rotated_to: Some(to) }) if to == new_key.node_id()
+    ));
+    // Every node keeps the old chain's floor for the new key.
+    for node in &net.nodes[..3] {
+        assert_eq!(
+            node.directory().floor(&new_key.node_id()),
+            Some(before.seq())
+        );
+        assert!(node.directory().entry(&old).is_none());
+    }
+    // A record of the new key at or below the floor is stale; above, accepted.
+    let low = VerifiedRecord::sign(
+        &new_key,
+        Record::first(
+            net.federation.id,
+            new_key.node_id(),
+            announcement(&["svc"]),
+            net.now,
+            DEFAULT_TTL_MS,
+        ),
+    )
+    .unwrap();
+    let bytes = Message::Records(vec![low.wire_bytes().to_vec()]).encode();
+    let sender = net.nodes[1].node_id();
+    net.nodes[0].handle_frame(sender, &bytes, net.now, &mut net.rng);
+    assert!(
+        net.nodes[0].directory().entry(&new_key.node_id()).is_none(),
+        "stale below the floor"
+    );
+    let next = VerifiedRecord::sign(
+        &new_key,
+        Record {
+            origin: new_key.node_id(),
+            ..Record::next(&before, announcement(&["svc"]), net.now, DEFAULT_TTL_MS)
+        },
+    )
+    .unwrap();
+    let bytes = Message::Records(vec![next.wire_bytes().to_vec()]).encode();
+    net.nodes[0].handle_frame(sender, &bytes, net.now, &mut net.rng);
+    assert_eq!(
+        net.nodes[0]
+            .directory()
+            .entry(&new_key.node_id())
+            .map(|e| e.record.seq()),
+        Some(before.seq() + 1)
+    );
+    let _ = outputs(&mut net.nodes[0]);
+}
+
+#[test]
+fn a_node_behind_on_the_roster_catches_up_from_any_peer() {
+    let mut net = Net::governed(4, 0);
+    let (bob, carol) = (net.nodes[1].node_id(), net.nodes[2].node_id());
+    let id = propose(
+        &mut net,
+        0,
+        Action::Relabel {
+            member: bob,
+            label: Some("bob".into()),
+        },
+        None,
+    );
+    approve_by(&mut net, id, &[1, 2]);
+    let id = propose(
+        &mut net,
+        1,
+        Action::Relabel {
+            member: carol,
+            label: Some("carol".into()),
+        },
+        None,
+    );
+    approve_by(&mut net, id, &[0, 2]);
+    // A node that restarted at the genesis catches up in a round or two.
+    net.nodes[3] = restarted(&net, 4);
+    net.nodes[3].assume_membership_known();
+    net.rounds(3);
+    assert_eq!(net.epochs(), vec![2; 4]);
+    assert_eq!(
+        net.nodes[3]
+            .directory()
+            .roster()
+            .label(&net.nodes[2].node_id()),
+        Some("carol")
+    );
 }
