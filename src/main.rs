@@ -33,12 +33,15 @@ enum Command {
     /// Create signed records.
     #[command(subcommand)]
     Record(RecordCommand),
-    /// Check an exported signed record, equivocation proof or audit export offline.
+    /// Check an exported signed record, equivocation proof, audit export or
+    /// roster chain offline.
     ///
     /// For a record or proof: prints the signer, sequence number, record id and
     /// verdict. For an audit export: checks its hash chain, signed checkpoints and
-    /// every piece of evidence, and names the first bad entry. Exits 1 when the
-    /// file is invalid (tampered, malformed, wrong federation, not on the roster).
+    /// every piece of evidence, and names the first bad entry. For a roster chain
+    /// (`tidings roster export`): checks every operation from the genesis and
+    /// names the first invalid one; with --roster and --federation, also that the
+    /// genesis is that roster file's. Exits 1 when the file is invalid.
     Verify(cli::verify::VerifyArgs),
     /// Create a node directory: key (0600), roster, commented configuration.
     Init(cli::node::InitArgs),
@@ -54,6 +57,11 @@ enum Command {
     Members(cli::client::MembersArgs),
     /// Provenance of a record (by record id) or of an origin's current record.
     Show(cli::client::ShowArgs),
+    /// Govern the roster: create the genesis, show the chain, propose and approve
+    /// threshold-signed changes (add, remove, rotate, threshold, relabel,
+    /// pardon), export it for `tidings verify`.
+    #[command(subcommand)]
+    Roster(cli::roster::RosterCommand),
     /// Read a node's audit log: log, trace, verify, export, merge.
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
@@ -118,6 +126,7 @@ fn main() -> ExitCode {
         Command::Lookup(args) => cli::client::lookup(&args),
         Command::Members(args) => cli::client::members(&args),
         Command::Show(args) => cli::client::show(&args),
+        Command::Roster(command) => cli::roster::run(&command),
         Command::Run(args) => cli::node::run(&args),
         Command::Audit(command) => cli::audit::run(&command),
         Command::Bench(args) => cli::bench::run_args(&args),

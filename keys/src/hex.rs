@@ -23,6 +23,33 @@ pub enum HexError {
     InvalidCharacter { position: usize },
 }
 
+/// Decodes hex text of any even length (either case).
+pub fn decode(text: &str) -> Result<Vec<u8>, HexError> {
+    let bytes = text.as_bytes();
+    if let Some(position) = bytes.iter().position(|byte| !byte.is_ascii()) {
+        return Err(HexError::InvalidCharacter { position });
+    }
+    if bytes.len() % 2 == 1 {
+        return Err(HexError::WrongLength {
+            expected: bytes.len() + 1,
+            found: bytes.len(),
+        });
+    }
+    (0..bytes.len() / 2)
+        .map(|index| {
+            let pair = &text[2 * index..2 * index + 2];
+            decode_exact::<1>(pair)
+                .map(|[byte]| byte)
+                .map_err(|error| match error {
+                    HexError::InvalidCharacter { position } => HexError::InvalidCharacter {
+                        position: 2 * index + position,
+                    },
+                    other => other,
+                })
+        })
+        .collect()
+}
+
 /// Decodes exactly `N` bytes from hex text (either case).
 pub fn decode_exact<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
     let bytes = text.as_bytes();
@@ -60,6 +87,16 @@ mod tests {
             decode_exact::<4>("00abff1"),
             Err(HexError::WrongLength { .. })
         ));
+        assert_eq!(decode("00abFF10"), Ok(bytes.to_vec()));
+        assert!(decode("abc").is_err());
+        assert!(
+            decode("aé").is_err(),
+            "non-ASCII text is refused, not sliced"
+        );
+        assert_eq!(
+            decode("00g0"),
+            Err(HexError::InvalidCharacter { position: 2 })
+        );
         assert_eq!(
             decode_exact::<2>("0g00"),
             Err(HexError::InvalidCharacter { position: 1 })

@@ -14,6 +14,11 @@
 //! | `POST /v1/specialists` | announce (JSON specialist); 201 with the new record |
 //! | `DELETE /v1/specialists/{name}` | withdraw |
 //! | `GET /v1/members` | the roster as this node sees it |
+//! | `GET /v1/roster` | the roster chain: epoch, head, threshold, members, applied operations, open proposals, votes, fork |
+//! | `GET /v1/roster/pending` | open roster proposals |
+//! | `POST /v1/roster/proposals` | propose an operation (JSON: `action` and its fields); 201 |
+//! | `POST /v1/roster/proposals/{id}/approve` | approve an open proposal (full id or unique prefix) |
+//! | `GET /v1/roster/export` | the chain from its genesis, for `tidings verify` |
 //! | `GET /v1/records/{origin}` | an origin's current signed record |
 //! | `GET /v1/provenance/{record_id}` | signer, chain position, receipts, relays, quarantine |
 //! | `GET /v1/audit?record=&origin=&peer=&kind=&since=&until=&after=&limit=` | audit entries |
@@ -22,6 +27,7 @@
 
 mod guard;
 mod problem;
+mod roster;
 mod routes;
 mod watch;
 

@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tidings_audit::{EntryKind, RecordKey};
@@ -40,6 +40,14 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/v1/specialists", get(specialists).post(announce))
         .route("/v1/specialists/{name}", delete(withdraw))
         .route("/v1/members", get(members))
+        .route("/v1/roster", get(super::roster::roster))
+        .route("/v1/roster/pending", get(super::roster::pending))
+        .route("/v1/roster/proposals", post(super::roster::propose))
+        .route(
+            "/v1/roster/proposals/{id}/approve",
+            post(super::roster::approve),
+        )
+        .route("/v1/roster/export", get(super::roster::export))
         .route("/v1/records/{origin}", get(record))
         .route("/v1/provenance/{record}", get(provenance))
         .route("/v1/audit", get(audit))

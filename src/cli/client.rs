@@ -15,16 +15,22 @@ use super::format::utc;
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ApiArgs {
     /// The API's base URL (default: from the config file, else http://127.0.0.1:7800).
-    #[arg(long, env = "TIDINGS_API", value_name = "URL")]
+    #[arg(long, env = "TIDINGS_API", value_name = "URL", global = true)]
     api: Option<String>,
     /// The node's configuration file, to find its API address and token.
-    #[arg(long, short, env = "TIDINGS_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short,
+        env = "TIDINGS_CONFIG",
+        value_name = "FILE",
+        global = true
+    )]
     config: Option<PathBuf>,
     /// The API token (default: from the config file).
-    #[arg(long, env = "TIDINGS_API_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "TIDINGS_API_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
     /// Print JSON instead of text.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
 }
 
@@ -92,14 +98,14 @@ fn parse_meta(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| "expected KEY=VALUE".into())
 }
 
-struct Api {
-    base: String,
+pub(crate) struct Api {
+    pub(crate) base: String,
     token: Option<String>,
-    http: reqwest::blocking::Client,
+    pub(crate) http: reqwest::blocking::Client,
 }
 
 impl Api {
-    fn from(args: &ApiArgs) -> anyhow::Result<Self> {
+    pub(crate) fn from(args: &ApiArgs) -> anyhow::Result<Self> {
         let (mut base, mut token) = (None, None);
         let config = args.config.clone().or_else(|| {
             let default = PathBuf::from("tidings.toml");
@@ -126,7 +132,7 @@ impl Api {
         })
     }
 
-    fn send(&self, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
+    pub(crate) fn send(&self, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -150,17 +156,45 @@ impl Api {
         Ok(body)
     }
 
-    fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.http.get(format!("{}{path}", self.base)))
+    }
+
+    /// Posts `body` as JSON to `path`.
+    pub(crate) fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+    }
+
+    /// The body of `path` as text (for exports).
+    pub(crate) fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let request = self.http.get(format!("{}{path}", self.base));
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request
+            .send()
+            .map_err(|error| anyhow::anyhow!("request to {} failed: {error}", self.base))?;
+        let status = response.status();
+        let text = response.text()?;
+        if !status.is_success() {
+            bail!("the node answered {status}: {text}");
+        }
+        Ok(text)
+    }
+
+    /// Whether JSON output was asked for.
+    pub(crate) fn json(args: &ApiArgs) -> bool {
+        args.json
     }
 }
 
-fn print_json(value: &Value) -> anyhow::Result<ExitCode> {
+pub(crate) fn print_json(value: &Value) -> anyhow::Result<ExitCode> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(ExitCode::SUCCESS)
 }
 
-fn short(value: &Value) -> String {
+pub(crate) fn short(value: &Value) -> String {
     value
         .as_str()
         .map(|text| text.chars().take(10).collect())

@@ -14,6 +14,7 @@ pub(crate) mod interrupt;
 pub(crate) mod keys;
 pub(crate) mod node;
 pub(crate) mod record;
+pub(crate) mod roster;
 pub(crate) mod sim;
 pub(crate) mod verify;
 

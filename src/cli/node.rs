@@ -41,6 +41,13 @@ pub(crate) struct InitArgs {
     /// Label for this node in the roster (default: the directory's name).
     #[arg(long)]
     label: Option<String>,
+    /// Join a federation that already runs: --roster is its genesis, which this
+    /// node's key is not added to. The node learns the roster chain from its
+    /// bootstrap peers, checks it from that genesis, and publishes once an
+    /// operation admits it (`tidings roster countersign`, then a member's
+    /// `tidings roster propose add`).
+    #[arg(long, requires = "roster", requires = "bootstrap")]
+    join: bool,
     /// Replace an existing configuration file (the key is kept).
     #[arg(long)]
     force: bool,
@@ -95,12 +102,19 @@ pub(crate) fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| dir.join("roster.toml"));
     let mut roster = if roster_path.exists() {
         Roster::load(&roster_path)?
+    } else if args.join {
+        bail!(
+            "--join needs the federation's genesis roster: {} does not exist",
+            roster_path.display()
+        );
     } else {
         Roster::new()
     };
-    roster.insert(identity.node_id(), Some(label.clone()));
-    std::fs::write(&roster_path, roster.to_toml())
-        .with_context(|| format!("cannot write {}", roster_path.display()))?;
+    if !args.join {
+        roster.insert(identity.node_id(), Some(label.clone()));
+        std::fs::write(&roster_path, roster.to_toml())
+            .with_context(|| format!("cannot write {}", roster_path.display()))?;
+    }
     let roster_in_config = relative_to(&roster_path, dir)?;
     let bootstrap: Vec<String> = args
         .bootstrap
@@ -138,6 +152,15 @@ pub(crate) fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         roster.len()
     );
     println!("  config  {}", config_path.display());
+    if args.join {
+        println!(
+            "  joining: this key is not on the genesis roster; have it admitted with\n    \
+             tidings roster countersign --key {} --federation {} --label {label}\n  \
+             and give the output to a member, who proposes it",
+            key_path.display(),
+            args.federation
+        );
+    }
     if args.api_token || !args.api.ip().is_loopback() {
         println!(
             "  token   {} (mode 0600): the API on {} answers only `Authorization: Bearer <token>`",

@@ -189,6 +189,9 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         proof: None,
         notes: Vec::new(),
     };
+    if starts_with(&args.file, tidings::proto::roster::EXPORT_HEADER)? {
+        return roster_chain(args, length);
+    }
     if is_audit_export(&args.file)? {
         let file = fs::File::open(&args.file)
             .with_context(|| format!("cannot read {}", args.file.display()))?;
@@ -226,13 +229,95 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
 
 /// Whether the file starts like an audit export (a JSON header line).
 fn is_audit_export(path: &std::path::Path) -> anyhow::Result<bool> {
+    starts_with(path, "{\"type\":\"header\"")
+}
+
+/// Whether the file's text starts with `prefix` (after white space).
+fn starts_with(path: &std::path::Path, prefix: &str) -> anyhow::Result<bool> {
     use std::io::Read;
     let mut start = [0u8; 64];
     let mut file =
         fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let read = file.read(&mut start)?;
     let text = String::from_utf8_lossy(&start[..read]);
-    Ok(text.trim_start().starts_with("{\"type\":\"header\""))
+    Ok(text.trim_start().starts_with(prefix))
+}
+
+/// Largest roster chain export read.
+const MAX_ROSTER_EXPORT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Checks an exported roster chain from its genesis.
+fn roster_chain(args: &VerifyArgs, length: u64) -> anyhow::Result<ExitCode> {
+    use tidings::proto::roster::{parse_export, verify_chain, Genesis};
+    if length > MAX_ROSTER_EXPORT_BYTES {
+        anyhow::bail!(
+            "{} is {length} bytes, larger than any roster chain",
+            args.file.display()
+        );
+    }
+    let text = fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let mut report = serde_json::json!({
+        "file": args.file.display().to_string(),
+        "kind": "roster_chain",
+        "valid": false,
+    });
+    let verdict: Result<String, String> = (|| {
+        let (genesis, ops) = parse_export(&text).map_err(|error| error.to_string())?;
+        report["genesis"] = serde_json::json!(genesis.id());
+        report["operations"] = serde_json::json!(ops.len());
+        if let (Some(path), Some(name)) = (&args.roster, &args.federation) {
+            let roster = Roster::load(path).map_err(|error| error.to_string())?;
+            let expected = Genesis::from_roster(FederationId::from_name(name), &roster)
+                .map_err(|error| error.to_string())?;
+            if expected.id() != genesis.id() {
+                return Err(format!(
+                    "the chain starts from genesis {}, not from {} of federation {name} ({})",
+                    genesis.id(),
+                    path.display(),
+                    expected.id()
+                ));
+            }
+        } else if let Some(name) = &args.federation {
+            if genesis.federation != FederationId::from_name(name) {
+                return Err(format!(
+                    "the chain belongs to another federation than {name}"
+                ));
+            }
+        }
+        let state = verify_chain(&genesis, &ops).map_err(|error| error.to_string())?;
+        report["epoch"] = serde_json::json!(state.epoch());
+        report["head"] = serde_json::json!(state.head());
+        report["members"] = serde_json::json!(state.members().len());
+        Ok(format!(
+            "{} operations apply from genesis {}, each with its threshold of valid approvals: epoch {}, head {}, {} members",
+            ops.len(),
+            genesis.id(),
+            state.epoch(),
+            state.head(),
+            state.members().len()
+        ))
+    })();
+    let valid = verdict.is_ok();
+    let verdict = verdict.unwrap_or_else(|error| error);
+    report["valid"] = serde_json::json!(valid);
+    report["verdict"] = serde_json::json!(verdict);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}: roster chain", args.file.display());
+        println!("{}: {verdict}", if valid { "VALID" } else { "INVALID" });
+        if args.roster.is_none() {
+            println!(
+                "(compare the genesis id with `tidings roster create`'s, or give --roster and --federation)"
+            );
+        }
+    }
+    Ok(if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn print_record(prefix: &str, record: &RecordView) {

@@ -175,3 +175,79 @@ pub fn verify_chain(genesis: &Genesis, ops: &[SignedOp]) -> Result<RosterState, 
     }
     Ok(state)
 }
+
+/// The first line of an exported roster chain.
+pub const EXPORT_HEADER: &str = "tidings roster chain v1";
+
+/// An exported chain as text: the header, `genesis HEX`, then `op HEX` per
+/// operation in epoch order. Line-based, so a damaged line is named by number.
+pub fn export_chain(genesis: &Genesis, ops: &[SignedOp]) -> String {
+    let mut out = format!(
+        "{EXPORT_HEADER}\ngenesis {}\n",
+        tidings_keys::hex::encode(&genesis.encode())
+    );
+    for op in ops {
+        out.push_str("op ");
+        out.push_str(&tidings_keys::hex::encode(&op.encode()));
+        out.push('\n');
+    }
+    out
+}
+
+/// Why a text is not an exported roster chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportError {
+    /// The first line is not the header.
+    #[error("not an exported roster chain (the first line is not {EXPORT_HEADER:?})")]
+    NotAnExport,
+    /// A line does not parse.
+    #[error("line {line}: {reason}")]
+    Line {
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No genesis line.
+    #[error("the export has no genesis line")]
+    NoGenesis,
+}
+
+/// Reads an exported chain (the inverse of [`export_chain`]); checks encodings
+/// only: [`verify_chain`] checks the operations.
+pub fn parse_export(text: &str) -> Result<(Genesis, Vec<SignedOp>), ExportError> {
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, first)) if first.trim() == EXPORT_HEADER => {}
+        _ => return Err(ExportError::NotAnExport),
+    }
+    let mut genesis = None;
+    let mut ops = Vec::new();
+    for (index, line) in lines {
+        let line_no = index + 1;
+        let fail = |reason: String| ExportError::Line {
+            line: line_no,
+            reason,
+        };
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (kind, hex) = line
+            .split_once(' ')
+            .ok_or_else(|| fail("expected `genesis HEX` or `op HEX`".into()))?;
+        let bytes = tidings_keys::hex::decode(hex.trim()).map_err(|e| fail(e.to_string()))?;
+        match kind {
+            "genesis" if genesis.is_none() => {
+                genesis = Some(Genesis::decode(&bytes).map_err(|e| fail(e.to_string()))?)
+            }
+            "genesis" => return Err(fail("a second genesis line".into())),
+            "op" if genesis.is_some() => {
+                ops.push(SignedOp::decode(&bytes).map_err(|e| fail(e.to_string()))?)
+            }
+            "op" => return Err(fail("an operation before the genesis line".into())),
+            other => return Err(fail(format!("unknown line kind {other:?}"))),
+        }
+    }
+    Ok((genesis.ok_or(ExportError::NoGenesis)?, ops))
+}

@@ -137,6 +137,64 @@ impl Cluster {
         }
     }
 
+    /// Initialises one more node, `name`, that joins the running federation:
+    /// its key is not on the genesis roster (`tidings init --join`); it
+    /// bootstraps from n0. Returns its index.
+    pub fn join(&mut self, name: &str, interval_ms: u64) -> usize {
+        let port = free_udp_port();
+        let api = free_tcp_port();
+        let first = &self.members[0];
+        let listen = format!("127.0.0.1:{port}");
+        let api_addr = format!("127.0.0.1:{api}");
+        let bootstrap = format!("{}@{}", first.id, first.listen);
+        tidings(
+            &self.root,
+            &[
+                "init",
+                name,
+                "--federation",
+                "cluster",
+                "--roster",
+                "roster.toml",
+                "--join",
+                "--listen",
+                &listen,
+                "--api",
+                &api_addr,
+                "--bootstrap",
+                &bootstrap,
+            ],
+        );
+        let id: NodeId = tidings(&self.root, &["id", "--key", &format!("{name}/node.key")])
+            .trim()
+            .parse()
+            .unwrap();
+        let config = self.root.join(name).join("tidings.toml");
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "interval_ms = 1000",
+            &format!("interval_ms = {interval_ms}"),
+        );
+        std::fs::write(&config, text).unwrap();
+        self.members.push(Member {
+            dir: self.root.join(name),
+            name: name.to_string(),
+            id,
+            listen: listen.parse().unwrap(),
+            api: format!("http://{api_addr}"),
+            child: None,
+            log: Arc::default(),
+        });
+        self.members.len() - 1
+    }
+
+    /// Runs `tidings ARGS --api <member's API>` and returns its output.
+    pub fn cli(&self, index: usize, args: &[&str]) -> String {
+        let mut all: Vec<&str> = args.to_vec();
+        let api = self.members[index].api.clone();
+        all.extend(["--api", &api]);
+        tidings(&self.root, &all)
+    }
+
     /// Starts member `index` (`tidings run`).
     pub fn start(&mut self, index: usize) {
         let member = &mut self.members[index];

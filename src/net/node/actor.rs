@@ -241,6 +241,22 @@ impl Actor {
                 let _ = reply.send(record.map(|entry| entry.record.clone()));
                 return Ok(());
             }
+            ClientCommand::Roster(reply) => {
+                let _ = reply.send(self.roster_view());
+                return Ok(());
+            }
+            ClientCommand::RosterExport(reply) => {
+                let ledger = self.state.ledger();
+                let ops: Vec<_> = ledger.chain().iter().map(|op| op.op().clone()).collect();
+                let _ = reply.send(crate::proto::roster::export_chain(ledger.genesis(), &ops));
+                return Ok(());
+            }
+            ClientCommand::Govern(command, reply) => {
+                self.roster_reply = Some(reply);
+                self.state
+                    .handle_roster_command(command, now, &mut self.rng);
+                return self.drain().await;
+            }
         };
         self.reply = Some(reply);
         self.state.handle_command(command, now, &mut self.rng);

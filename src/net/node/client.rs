@@ -12,6 +12,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::metrics::NodeStats;
 use super::NodeError;
+use crate::proto::roster::{Action, Received, RosterHash, SignedOp};
+use crate::proto::state::RosterCommand;
 use crate::proto::{DirectoryChange, PublishError, RecordId, Specialist, VerifiedRecord};
 
 /// A specialist found by a lookup.
@@ -110,6 +112,111 @@ pub(super) enum Command {
     ),
     Lookup(Lookup, oneshot::Sender<Vec<FoundSpecialist>>),
     Record(NodeId, oneshot::Sender<Option<VerifiedRecord>>),
+    Roster(oneshot::Sender<RosterView>),
+    RosterExport(oneshot::Sender<String>),
+    Govern(RosterCommand, super::actor::RosterReply),
+}
+
+/// The roster as this node holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RosterView {
+    /// The federation.
+    pub federation: FederationId,
+    /// The genesis id: which chain.
+    pub genesis: RosterHash,
+    /// The current epoch.
+    pub epoch: u64,
+    /// The id of the current state.
+    pub head: RosterHash,
+    /// The threshold rule (`two-thirds` or a number).
+    pub threshold: String,
+    /// Approvals an operation needs now.
+    pub needed: usize,
+    /// The members, in id order.
+    pub members: Vec<RosterMember>,
+    /// Open proposals.
+    pub pending: Vec<ProposalView>,
+    /// Applied operations, epoch 1 first.
+    pub chain: Vec<OpView>,
+    /// Two operations for one epoch, if found: roster changes have stopped.
+    pub fork: Option<ForkView>,
+    /// What this node signed, per epoch.
+    pub votes: Vec<(u64, RosterHash)>,
+    /// Quarantined members and the highest seq in the proof against each (what
+    /// a pardon's `above_seq` must cover).
+    pub quarantined: Vec<(NodeId, u64)>,
+}
+
+/// A member of the roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RosterMember {
+    /// Its key.
+    pub id: NodeId,
+    /// Its label.
+    pub label: Option<String>,
+}
+
+/// A roster operation, open or applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpView {
+    /// Its id.
+    pub id: RosterHash,
+    /// The epoch it makes.
+    pub epoch: u64,
+    /// What it does (`add`, `remove`, ...).
+    pub action: &'static str,
+    /// What it does, in words.
+    pub summary: String,
+    /// Who proposed it.
+    pub proposer: NodeId,
+    /// Who approved it.
+    pub approvals: Vec<NodeId>,
+    /// When it was proposed, and when it expires unapproved.
+    pub issued_at_ms: u64,
+    /// Expiry of the proposal.
+    pub expires_at_ms: u64,
+}
+
+impl OpView {
+    /// The view of `op`.
+    pub fn of(op: &SignedOp) -> Self {
+        Self {
+            id: op.id(),
+            epoch: op.body.epoch,
+            action: op.body.action.name(),
+            summary: op.body.action.to_string(),
+            proposer: op.body.proposer,
+            approvals: op.approvals.iter().map(|a| a.signer).collect(),
+            issued_at_ms: op.body.issued_at_ms,
+            expires_at_ms: op.body.expires_at_ms,
+        }
+    }
+}
+
+/// An open proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProposalView {
+    /// The operation.
+    #[serde(flatten)]
+    pub op: OpView,
+    /// Approvals it needs.
+    pub needed: usize,
+    /// Whether this node approved it.
+    pub approved_here: bool,
+    /// Whether this node signed another operation for its epoch (and so cannot
+    /// approve this one).
+    pub voted_otherwise: bool,
+}
+
+/// A roster fork.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForkView {
+    /// The epoch.
+    pub epoch: u64,
+    /// The two operations.
+    pub ops: [RosterHash; 2],
+    /// Members who approved both.
+    pub double_signers: Vec<NodeId>,
 }
 
 /// A cloneable way to talk to a running node (what the HTTP API holds).
@@ -194,6 +301,41 @@ impl NodeClient {
     /// The current record of `origin`.
     pub async fn record(&self, origin: NodeId) -> Result<Option<VerifiedRecord>, NodeError> {
         self.ask(|reply| Command::Record(origin, reply)).await
+    }
+
+    /// The roster: members, chain, open proposals, votes.
+    pub async fn roster(&self) -> Result<RosterView, NodeError> {
+        self.ask(Command::Roster).await
+    }
+
+    /// The roster chain as an export (see [`crate::proto::roster::export_chain`]).
+    pub async fn roster_export(&self) -> Result<String, NodeError> {
+        self.ask(Command::RosterExport).await
+    }
+
+    /// Proposes `action` for the next epoch, approved by this node (durable when
+    /// answered).
+    pub async fn propose(
+        &self,
+        action: Action,
+        countersignature: Option<tidings_keys::Signature>,
+        lifetime_ms: u64,
+    ) -> Result<(SignedOp, Received), NodeError> {
+        let command = RosterCommand::Propose {
+            action,
+            countersignature,
+            lifetime_ms,
+        };
+        let answer = self.ask(|reply| Command::Govern(command, reply)).await??;
+        Ok(*answer)
+    }
+
+    /// Approves an open proposal (durable when answered).
+    pub async fn approve(&self, id: RosterHash) -> Result<(SignedOp, Received), NodeError> {
+        let answer = self
+            .ask(|reply| Command::Govern(RosterCommand::Approve(id), reply))
+            .await??;
+        Ok(*answer)
     }
 
     /// A stream of directory changes from now on.

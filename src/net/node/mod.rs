@@ -49,7 +49,10 @@ use crate::proto::rate::RateLimit;
 use crate::proto::state::GossipConfig;
 use crate::proto::{PublishError, Specialist};
 
-pub use client::{FoundSpecialist, Health, Lookup, Member, NodeClient, NodeHandle, Signing};
+pub use client::{
+    ForkView, FoundSpecialist, Health, Lookup, Member, NodeClient, NodeHandle, OpView,
+    ProposalView, RosterMember, RosterView, Signing,
+};
 pub use metrics::{NodeStats, LATENCY_BUCKETS_MS};
 pub use startup::NEW_NODE_MARKER;
 
@@ -145,6 +148,9 @@ pub enum NodeError {
     /// The roster file is not a valid genesis, or the stored chain does not apply.
     #[error("roster: {0}")]
     Roster(String),
+    /// This node will not sign a roster operation.
+    #[error(transparent)]
+    Sign(#[from] crate::proto::roster::SignError),
     /// A record this node signed could not be made durable: it stops rather
     /// than send what a crash could make it sign twice.
     #[error("cannot make this node's own record durable: {0}")]

@@ -3,7 +3,9 @@
 use tidings_keys::NodeId;
 
 use super::actor::Actor;
-use super::client::{FoundSpecialist, Lookup, Member};
+use super::client::{
+    ForkView, FoundSpecialist, Lookup, Member, OpView, ProposalView, RosterMember, RosterView,
+};
 
 impl Actor {
     pub(super) fn lookup(&self, query: &Lookup) -> Vec<FoundSpecialist> {
@@ -58,5 +60,61 @@ impl Actor {
                 }
             })
             .collect()
+    }
+
+    pub(super) fn roster_view(&self) -> RosterView {
+        let ledger = self.state.ledger();
+        let state = ledger.state();
+        let me = self.state.node_id();
+        let votes: Vec<(u64, crate::proto::roster::RosterHash)> =
+            ledger.signed().iter().map(|(e, id)| (*e, *id)).collect();
+        RosterView {
+            federation: state.federation(),
+            genesis: state.genesis(),
+            epoch: state.epoch(),
+            head: state.head(),
+            threshold: state.threshold().to_string(),
+            needed: state.needed(),
+            members: state
+                .members()
+                .iter()
+                .map(|(id, label)| RosterMember {
+                    id: *id,
+                    label: label.map(String::from),
+                })
+                .collect(),
+            pending: ledger
+                .pending()
+                .map(|op| ProposalView {
+                    approved_here: op.approvals.iter().any(|a| a.signer == me),
+                    voted_otherwise: ledger
+                        .signed()
+                        .get(&op.body.epoch)
+                        .is_some_and(|id| *id != op.id()),
+                    needed: state.needed(),
+                    op: OpView::of(&op),
+                })
+                .collect(),
+            chain: ledger
+                .chain()
+                .iter()
+                .map(|op| OpView::of(op.op()))
+                .collect(),
+            fork: ledger.fork().map(|proof| {
+                let (a, b) = proof.ops();
+                ForkView {
+                    epoch: proof.epoch(),
+                    ops: [a.id(), b.id()],
+                    double_signers: proof.double_signers(),
+                }
+            }),
+            votes,
+            quarantined: self
+                .state
+                .directory()
+                .quarantined()
+                .map(|(origin, proof)| (*origin, proof.highest_seq().unwrap_or(0)))
+                .collect(),
+        }
     }
 }

@@ -1,0 +1,544 @@
+//! `tidings roster`: the federation's governed roster.
+//!
+//! `create` works on files (it checks a roster file as the genesis and prints
+//! its id); `countersign` signs with a new key offline; the rest talk to a
+//! running node through its API (`show`, `pending`, `propose`, `approve`,
+//! `export`). `tidings verify` checks an export offline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use tidings::keys::{FederationId, Identity, NodeId, Roster};
+use tidings::proto::roster::{countersign, Action, Genesis, Threshold};
+
+use super::client::{print_json, short, Api, ApiArgs};
+use super::format::utc;
+
+/// `tidings roster ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum RosterCommand {
+    /// Check a roster file as the federation's genesis (optionally setting its
+    /// threshold) and print the genesis id every node must share.
+    Create(CreateArgs),
+    /// The roster a running node holds: epoch, members, threshold, chain, votes.
+    Show(ApiOnly),
+    /// Open proposals on a running node, with their approvals.
+    Pending(ApiOnly),
+    /// Propose a roster operation (the node approves it as its proposer).
+    Propose(ProposeArgs),
+    /// Approve an open proposal (by id, or a unique prefix of at least 6 characters).
+    Approve(ApproveArgs),
+    /// Sign, with a new key, the action that admits it (add or rotate): the
+    /// holder of the key runs this and hands the output to a proposing member.
+    Countersign(CountersignArgs),
+    /// Write the node's roster chain (genesis and every applied operation) for
+    /// `tidings verify`.
+    Export(ExportArgs),
+}
+
+/// Arguments of `roster show` and `roster pending`.
+#[derive(Debug, Args)]
+pub(crate) struct ApiOnly {
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Arguments of `roster create`.
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// The roster file (members and labels; `tidings init` writes one).
+    #[arg(long, value_name = "FILE", default_value = "roster.toml")]
+    roster: PathBuf,
+    /// The federation's name (as in every node's configuration).
+    #[arg(long)]
+    federation: String,
+    /// Approvals an operation needs: a number (a majority of the members) or
+    /// `two-thirds` (floor(2n/3)+1, recomputed as members change; the default).
+    #[arg(long)]
+    threshold: Option<Threshold>,
+    /// Write the genesis roster here instead of updating the roster file.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `roster propose`.
+#[derive(Debug, Args)]
+pub(crate) struct ProposeArgs {
+    #[command(subcommand)]
+    action: ProposeAction,
+    /// How long the proposal stays open, in seconds (default one day, at most seven).
+    #[arg(long, global = true, value_name = "SECONDS")]
+    lifetime: Option<u64>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// What to propose.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProposeAction {
+    /// Admit a new key. Give its countersignature (`roster countersign`), or the
+    /// key file itself when this operator holds it.
+    Add {
+        /// The new member's node id.
+        member: Option<NodeId>,
+        /// Its label.
+        #[arg(long)]
+        label: Option<String>,
+        /// The new key's countersignature (hex, from `roster countersign`).
+        #[arg(long)]
+        countersignature: Option<String>,
+        /// The new member's key file: countersign here.
+        #[arg(long, value_name = "FILE", conflicts_with = "countersignature")]
+        key_file: Option<PathBuf>,
+    },
+    /// Remove a member: its connections close and its records leave everywhere.
+    Remove {
+        /// The member's node id.
+        member: NodeId,
+    },
+    /// Replace a member's key (default: this node's); its record chain
+    /// continues under the new key.
+    Rotate {
+        /// The member's current key (default: the node's own).
+        #[arg(long)]
+        from: Option<NodeId>,
+        /// The new key's node id (with --countersignature).
+        #[arg(long)]
+        to: Option<NodeId>,
+        /// The new key's countersignature (hex, from `roster countersign`).
+        #[arg(long)]
+        countersignature: Option<String>,
+        /// The new key file: countersign here.
+        #[arg(long, value_name = "FILE", conflicts_with = "countersignature")]
+        key_file: Option<PathBuf>,
+    },
+    /// Change the threshold: a number (a majority) or `two-thirds`.
+    Threshold {
+        /// The new threshold.
+        threshold: Threshold,
+    },
+    /// Set (or, with no label, clear) a member's label.
+    Relabel {
+        /// The member's node id.
+        member: NodeId,
+        /// The new label.
+        label: Option<String>,
+    },
+    /// Lift a member's quarantine; its chain restarts above the proof.
+    Pardon {
+        /// The quarantined member's node id.
+        origin: NodeId,
+        /// The seq its chain restarts above (default: the highest seq in the
+        /// proof this node holds).
+        #[arg(long)]
+        above_seq: Option<u64>,
+    },
+}
+
+/// Arguments of `roster approve`.
+#[derive(Debug, Args)]
+pub(crate) struct ApproveArgs {
+    /// The proposal's id (or a unique prefix).
+    id: String,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Arguments of `roster countersign`.
+#[derive(Debug, Args)]
+pub(crate) struct CountersignArgs {
+    /// The new key's file.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The federation's name.
+    #[arg(long)]
+    federation: String,
+    /// For a rotation: the member key this one replaces (default: an add).
+    #[arg(long)]
+    rotate_from: Option<NodeId>,
+    /// For an add: the label the proposal gives the new member (it is signed).
+    #[arg(long)]
+    label: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `roster export`.
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Write here (default: standard output).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+pub(crate) fn run(command: &RosterCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RosterCommand::Create(args) => create(args),
+        RosterCommand::Show(args) => show(&args.api),
+        RosterCommand::Pending(args) => pending(&args.api),
+        RosterCommand::Propose(args) => propose(args),
+        RosterCommand::Approve(args) => approve(args),
+        RosterCommand::Countersign(args) => countersign_cmd(args),
+        RosterCommand::Export(args) => export(args),
+    }
+}
+
+fn create(args: &CreateArgs) -> anyhow::Result<ExitCode> {
+    let mut roster = Roster::load(&args.roster)
+        .with_context(|| format!("cannot load {}", args.roster.display()))?;
+    if let Some(threshold) = args.threshold {
+        roster.set_threshold(match threshold {
+            Threshold::TwoThirds => None,
+            Threshold::Fixed(k) => Some(k),
+        });
+    }
+    let federation = FederationId::from_name(&args.federation);
+    let genesis = Genesis::from_roster(federation, &roster)
+        .with_context(|| format!("{} cannot be the genesis", args.roster.display()))?;
+    let out = args.out.clone().unwrap_or_else(|| args.roster.clone());
+    if args.threshold.is_some() || args.out.is_some() {
+        std::fs::write(&out, roster.to_toml())
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    let id = genesis.id();
+    let needed = genesis.threshold.of(genesis.members.len());
+    if args.json {
+        return print_json(&json!({
+            "genesis": id,
+            "file": out.display().to_string(),
+            "federation": args.federation,
+            "members": genesis.members.len(),
+            "threshold": genesis.threshold.to_string(),
+            "needed": needed,
+        }));
+    }
+    println!("genesis:    {id}");
+    println!("file:       {}", out.display());
+    println!("federation: {}", args.federation);
+    println!(
+        "members:    {} (an operation needs {needed} approvals; threshold {})",
+        genesis.members.len(),
+        genesis.threshold
+    );
+    println!(
+        "Every node of the federation uses this file as its roster; `tidings roster show` \
+         on each must print this genesis id."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn label_of(value: &Value) -> String {
+    value.as_str().unwrap_or("-").to_string()
+}
+
+fn show(api_args: &ApiArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::from(api_args)?;
+    let view = api.get("/v1/roster")?;
+    if Api::json(api_args) {
+        return print_json(&view);
+    }
+    println!("genesis:   {}", view["genesis"].as_str().unwrap_or("-"));
+    println!(
+        "epoch:     {} (head {})",
+        view["epoch"],
+        view["head"].as_str().unwrap_or("-")
+    );
+    let members = view["members"].as_array().cloned().unwrap_or_default();
+    println!(
+        "threshold: {} ({} of {} members)",
+        label_of(&view["threshold"]),
+        view["needed"],
+        members.len()
+    );
+    if let Some(fork) = view["fork"].as_object() {
+        println!(
+            "FORKED at epoch {}: two operations carry a threshold; roster changes have stopped",
+            fork["epoch"]
+        );
+    }
+    println!("\nmembers:");
+    for member in &members {
+        println!(
+            "  {}  {}",
+            member["id"].as_str().unwrap_or("-"),
+            member["label"].as_str().unwrap_or("")
+        );
+    }
+    let chain = view["chain"].as_array().cloned().unwrap_or_default();
+    if !chain.is_empty() {
+        println!("\nchain:");
+        for op in &chain {
+            println!(
+                "  epoch {:>3}  {}  {}  ({} approvals)",
+                op["epoch"],
+                short(&op["id"]),
+                op["summary"].as_str().unwrap_or("-"),
+                op["approvals"].as_array().map_or(0, Vec::len)
+            );
+        }
+    }
+    let pending = view["pending"].as_array().cloned().unwrap_or_default();
+    if !pending.is_empty() {
+        println!(
+            "\n{} open proposal(s): see `tidings roster pending`",
+            pending.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pending(api_args: &ApiArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::from(api_args)?;
+    let answer = api.get("/v1/roster/pending")?;
+    if Api::json(api_args) {
+        return print_json(&answer);
+    }
+    let pending = answer["pending"].as_array().cloned().unwrap_or_default();
+    if pending.is_empty() {
+        println!("no open proposals (epoch {})", answer["epoch"]);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let epochs: Vec<u64> = pending.iter().filter_map(|p| p["epoch"].as_u64()).collect();
+    for proposal in &pending {
+        let approvals = proposal["approvals"].as_array().map_or(0, Vec::len);
+        let mut notes = Vec::new();
+        if proposal["approved_here"] == true {
+            notes.push("approved by this node");
+        }
+        if proposal["voted_otherwise"] == true {
+            notes.push("this node signed another operation for this epoch");
+        }
+        println!(
+            "{}  epoch {}  {}",
+            proposal["id"].as_str().unwrap_or("-"),
+            proposal["epoch"],
+            proposal["summary"].as_str().unwrap_or("-")
+        );
+        println!(
+            "    proposed by {}, {} of {} approvals, expires {}{}",
+            short(&proposal["proposer"]),
+            approvals,
+            proposal["needed"],
+            proposal["expires_at_ms"]
+                .as_u64()
+                .map(utc)
+                .unwrap_or_default(),
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", notes.join("; "))
+            }
+        );
+    }
+    let mut sorted = epochs.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() < epochs.len() {
+        println!(
+            "\nSeveral proposals compete for one epoch: each member can approve only one of \
+             them, so agree on one before approving, or none may reach the threshold."
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn countersignature_of(
+    key_file: &std::path::Path,
+    federation: &Value,
+    action: &Action,
+) -> anyhow::Result<String> {
+    let identity = Identity::load(key_file)
+        .with_context(|| format!("cannot load the new key {}", key_file.display()))?;
+    let bytes = tidings::keys::hex::decode_exact::<32>(federation.as_str().unwrap_or_default())
+        .context("the node did not say its federation")?;
+    let federation = FederationId::from_bytes(bytes);
+    Ok(tidings::keys::hex::encode(
+        &countersign(&identity, &federation, action).0,
+    ))
+}
+
+fn propose(args: &ProposeArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::from(&args.api)?;
+    let mut body = match &args.action {
+        ProposeAction::Add {
+            member,
+            label,
+            countersignature,
+            key_file,
+        } => {
+            let (member, countersignature) = match (key_file, countersignature, member) {
+                (Some(file), _, _) => {
+                    let identity = Identity::load(file)
+                        .with_context(|| format!("cannot load the new key {}", file.display()))?;
+                    let id = identity.node_id();
+                    let view = api.get("/v1/roster")?;
+                    let action = Action::Add {
+                        member: id,
+                        label: label.clone(),
+                    };
+                    (id, countersignature_of(file, &view["federation"], &action)?)
+                }
+                (None, Some(signature), Some(member)) => (*member, signature.clone()),
+                _ => bail!(
+                    "an add needs the new member's id and --countersignature (from `tidings roster \
+                     countersign` run by the key's holder), or --key-file"
+                ),
+            };
+            json!({"action": "add", "member": member, "label": label, "countersignature": countersignature})
+        }
+        ProposeAction::Remove { member } => json!({"action": "remove", "member": member}),
+        ProposeAction::Rotate {
+            from,
+            to,
+            countersignature,
+            key_file,
+        } => {
+            let from = match from {
+                Some(from) => *from,
+                None => api.get("/v1/health")?["node"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .parse()
+                    .context("the node did not say its id")?,
+            };
+            let (to, countersignature) = match (key_file, countersignature, to) {
+                (Some(file), _, _) => {
+                    let identity = Identity::load(file)
+                        .with_context(|| format!("cannot load the new key {}", file.display()))?;
+                    let to = identity.node_id();
+                    let view = api.get("/v1/roster")?;
+                    let action = Action::Rotate { from, to };
+                    (to, countersignature_of(file, &view["federation"], &action)?)
+                }
+                (None, Some(signature), Some(to)) => (*to, signature.clone()),
+                _ => bail!(
+                    "a rotation needs --to and --countersignature, or --key-file of the new key"
+                ),
+            };
+            json!({"action": "rotate", "from": from, "to": to, "countersignature": countersignature})
+        }
+        ProposeAction::Threshold { threshold } => {
+            json!({"action": "threshold", "threshold": threshold.to_string()})
+        }
+        ProposeAction::Relabel { member, label } => {
+            json!({"action": "relabel", "member": member, "label": label})
+        }
+        ProposeAction::Pardon { origin, above_seq } => {
+            json!({"action": "pardon", "origin": origin, "above_seq": above_seq})
+        }
+    };
+    if let (Some(lifetime), Some(map)) = (args.lifetime, body.as_object_mut()) {
+        map.insert("lifetime_s".into(), json!(lifetime));
+    }
+    let answer = api.post("/v1/roster/proposals", &body)?;
+    if Api::json(&args.api) {
+        return print_json(&answer);
+    }
+    report(&answer, "proposed");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(answer: &Value, verb: &str) {
+    let op = &answer["operation"];
+    println!(
+        "{verb} {} for epoch {}: {}",
+        op["id"].as_str().unwrap_or("-"),
+        op["epoch"],
+        op["summary"].as_str().unwrap_or("-")
+    );
+    match answer["status"].as_str() {
+        Some("applied") => println!("applied: it had the threshold of approvals"),
+        Some("pending") => println!(
+            "{} of {} approvals; other members approve with `tidings roster approve {}`",
+            answer["approvals"],
+            answer["needed"],
+            op["id"].as_str().unwrap_or("-")
+        ),
+        Some(other) => println!("status: {other}"),
+        None => {}
+    }
+}
+
+fn approve(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::from(&args.api)?;
+    let answer = api.post(
+        &format!("/v1/roster/proposals/{}/approve", args.id.trim()),
+        &json!({}),
+    )?;
+    if Api::json(&args.api) {
+        return print_json(&answer);
+    }
+    report(&answer, "approved");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn countersign_cmd(args: &CountersignArgs) -> anyhow::Result<ExitCode> {
+    let identity =
+        Identity::load(&args.key).with_context(|| format!("cannot load {}", args.key.display()))?;
+    let federation = FederationId::from_name(&args.federation);
+    let action = match args.rotate_from {
+        Some(from) => Action::Rotate {
+            from,
+            to: identity.node_id(),
+        },
+        None => Action::Add {
+            member: identity.node_id(),
+            label: args.label.clone(),
+        },
+    };
+    let signature = tidings::keys::hex::encode(&countersign(&identity, &federation, &action).0);
+    if args.json {
+        return print_json(&json!({
+            "member": identity.node_id(),
+            "action": action.to_string(),
+            "countersignature": signature,
+        }));
+    }
+    println!("member:           {}", identity.node_id());
+    println!("action:           {action}");
+    println!("countersignature: {signature}");
+    let propose = match args.rotate_from {
+        Some(from) => format!(
+            "tidings roster propose rotate --from {from} --to {} --countersignature {signature}",
+            identity.node_id()
+        ),
+        None => format!(
+            "tidings roster propose add {}{} --countersignature {signature}",
+            identity.node_id(),
+            args.label
+                .as_ref()
+                .map(|l| format!(" --label {l}"))
+                .unwrap_or_default()
+        ),
+    };
+    println!("A member proposes it with:\n  {propose}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::from(&args.api)?;
+    let text = api.get_text("/v1/roster/export")?;
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            let ops = text.lines().filter(|line| line.starts_with("op ")).count();
+            eprintln!(
+                "wrote {} ({ops} operations); check it with `tidings verify {}`",
+                path.display(),
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
