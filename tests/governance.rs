@@ -2,8 +2,9 @@
 //! through the CLI, with no restart: a sixth member is added by a threshold of
 //! approvals and joins live; a member is removed and dropped everywhere without
 //! any honest peer being banned; a quarantined honest member is pardoned and
-//! publishes again. Then the exported chain verifies offline, and a tampered
-//! one names its first invalid operation.
+//! publishes again; a member rotates its key and, restarted with the new key,
+//! continues its record chain. Then the exported chain verifies offline, and a
+//! tampered one names its first invalid operation.
 
 #![allow(clippy::unwrap_used)]
 
@@ -133,7 +134,7 @@ fn govern(
 }
 
 #[test]
-fn five_processes_add_remove_and_pardon_members_live() {
+fn five_processes_add_remove_pardon_and_rotate_members_live() {
     let root = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::init(root.path(), 5, INTERVAL_MS, &[]);
     cluster.start_all();
@@ -350,6 +351,71 @@ fn five_processes_add_remove_and_pardon_members_live() {
         },
     );
 
+    // 4. n2 rotates its key: a new key countersigns, four members approve, n2
+    //    (its old key off the roster) halts; restarted with the new key, its
+    //    chain continues right above its last record under the old key.
+    let two_old = cluster.members[2].id.to_string();
+    assert!(cluster
+        .announce(2, "translator", "https://n2.example/tr")
+        .is_some());
+    until(
+        &cluster,
+        "n2's record everywhere",
+        Duration::from_secs(20),
+        |c| {
+            [0, 1, 3, 5]
+                .iter()
+                .all(|&i| offers(c, i, &two_old, "translator"))
+        },
+    );
+    let last_seq = cluster.get(2, &format!("/v1/records/{two_old}")).unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    tidings(root.path(), &["keygen", "--key", "n2/next.key"]);
+    let two_new: tidings::keys::NodeId = tidings(root.path(), &["id", "--key", "n2/next.key"])
+        .trim()
+        .parse()
+        .unwrap();
+    let next_key = cluster.members[2].dir.join("next.key");
+    govern(
+        &cluster,
+        2,
+        &["rotate", "--key-file", next_key.to_str().unwrap()],
+        &[0, 1, 5],
+        &[0, 1, 2, 3, 5],
+        4,
+    );
+    until(
+        &cluster,
+        "n2 halts: its key was rotated",
+        Duration::from_secs(20),
+        |c| c.health(2).is_some_and(|h| h["status"] == "halted"),
+    );
+    cluster.terminate(2, Duration::from_secs(10));
+    std::fs::rename(&next_key, cluster.members[2].dir.join("node.key")).unwrap();
+    cluster.members[2].id = two_new;
+    cluster.start(2);
+    cluster.wait_ready(2, Duration::from_secs(20));
+    let two_new = two_new.to_string();
+    until(
+        &cluster,
+        "n2's chain continues under the new key everywhere",
+        Duration::from_secs(20),
+        |c| {
+            [0, 1, 2, 3, 5].iter().all(|&i| {
+                c.get(i, &format!("/v1/records/{two_new}"))
+                    .is_some_and(|r| r["seq"].as_u64() == Some(last_seq + 1))
+                    && offers(c, i, &two_new, "translator")
+            })
+        },
+    );
+    for index in [0, 1, 3, 5] {
+        assert!(
+            !offers(&cluster, index, &two_old, "translator"),
+            "the old key's record is gone"
+        );
+    }
+
     // No honest node banned anyone, or was banned, through all of it.
     for index in [0, 1, 2, 3, 5] {
         let banned = audit_kind(&cluster, index, "banned");
@@ -358,15 +424,32 @@ fn five_processes_add_remove_and_pardon_members_live() {
             "{} banned: {banned:?}",
             cluster.members[index].name
         );
-        let applied = audit_kind(&cluster, index, "roster_applied");
-        assert!(
-            applied.len() >= 2,
-            "{} audited its roster changes",
-            cluster.members[index].name
-        );
+        // n2's log started anew with its new key (the old one is kept aside).
+        if index != 2 {
+            let applied = audit_kind(&cluster, index, "roster_applied");
+            assert!(
+                applied.len() >= 4,
+                "{} audited its roster changes: {applied:?}",
+                cluster.members[index].name
+            );
+        }
     }
+    assert!(
+        cluster.members[2]
+            .dir
+            .join(format!("audit.key-{}", &two_old[..10]))
+            .exists()
+            || std::fs::read_dir(&cluster.members[2].dir)
+                .unwrap()
+                .any(|e| e
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("audit.key-")),
+        "the old key's audit log is kept"
+    );
 
-    // 4. The chain exports and verifies offline from the genesis file; a
+    // 5. The chain exports and verifies offline from the genesis file; a
     //    tampered copy names its first invalid operation.
     let exported = root.path().join("chain.txt");
     cluster.cli(
@@ -386,7 +469,7 @@ fn five_processes_add_remove_and_pardon_members_live() {
         ],
     ));
     assert_eq!(verified["valid"], true, "{verified}");
-    assert_eq!(verified["epoch"], 3);
+    assert_eq!(verified["epoch"], 4);
     let text = std::fs::read_to_string(&exported).unwrap();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     // Flip one hex digit inside the second operation's body.

@@ -32,14 +32,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tidings_audit::{AuditError, AuditLog, AuditWriter, EntryKind, NewEntry, OpenError, SledStore};
-use tidings_keys::FederationId;
+use tidings_keys::{FederationId, NodeId};
 use tracing::debug;
 
 use super::{NodeConfig, NodeError};
 use crate::net::lock::DataDirLock;
 use crate::net::store::{DirectoryStore, Loaded};
 use crate::proto::directory::{DirectoryConfig, VerifiedCache};
-use crate::proto::roster::{Genesis, Ledger, RosterForkProof, RosterHash, SignedOp};
+use crate::proto::roster::{
+    Action, Genesis, Ledger, Received, RosterForkProof, RosterHash, SignedOp,
+};
 use crate::proto::state::{announcement_of, State};
 use crate::proto::{Announcement, EquivocationProof, Record, Verdict, VerifiedRecord};
 use crate::recording::record_key;
@@ -77,6 +79,9 @@ pub(super) struct Opened {
     fresh: bool,
     /// The data directory belongs to a new key that never signed.
     new_node: bool,
+    /// The key this one replaced by a roster rotation, whose history the data
+    /// directory holds.
+    rotated_from: Option<NodeId>,
     notes: Notes,
 }
 
@@ -131,12 +136,23 @@ pub(super) fn open(
     let new_node = fresh && (config.new_node || marker.exists());
     let audit_existed = audit_path.exists();
     let (store, loaded) = open_store(&store_path, now_ms, &mut notes)?;
+    let rotated_from = rotated_from(config, federation, &loaded, now_ms);
+    if let Some(old) = rotated_from {
+        set_aside_rotated_log(config, federation, &audit_path, old, now_ms, &mut notes)?;
+    }
+    let audit_existed = audit_existed && audit_path.exists();
+    let remembered = if rotated_from.is_some() && !audit_path.exists() {
+        // The head the store remembers is the old key's log's.
+        None
+    } else {
+        loaded.audit_head
+    };
     let (log, audit_db) = open_audit(
         config,
         federation,
         &audit_path,
         audit_existed,
-        loaded.audit_head,
+        remembered,
         now_ms,
         &mut notes,
     )?;
@@ -152,8 +168,84 @@ pub(super) fn open(
         audit_db,
         fresh,
         new_node,
+        rotated_from,
         notes,
     })
+}
+
+/// The key this node's key replaced, when the stored roster chain rotated a
+/// member's key to this one and the data directory still holds the old key's
+/// history (its own record, its audit log).
+fn rotated_from(
+    config: &NodeConfig,
+    federation: FederationId,
+    loaded: &Loaded,
+    now_ms: u64,
+) -> Option<NodeId> {
+    let me = config.identity.node_id();
+    let own = loaded
+        .own
+        .as_deref()
+        .and_then(|bytes| VerifiedRecord::from_bytes(bytes, Some(&federation)).ok())?;
+    if own.origin() == me {
+        return None;
+    }
+    let genesis = Genesis::from_roster(federation, &config.roster).ok()?;
+    let mut ledger = Ledger::new(genesis);
+    for (_, bytes) in &loaded.roster_ops {
+        let op = SignedOp::decode(bytes).ok()?;
+        if !matches!(ledger.receive(&op, now_ms), Received::Applied(_)) {
+            return None;
+        }
+    }
+    ledger
+        .chain()
+        .iter()
+        .find_map(|op| match &op.body().action {
+            Action::Rotate { from, to } if *to == me && *from == own.origin() => Some(*from),
+            _ => None,
+        })
+}
+
+/// Moves the audit log signed by the rotated-away key aside (kept, readable
+/// with `tidings audit log --dir`), so that the new key starts its own log.
+fn set_aside_rotated_log(
+    config: &NodeConfig,
+    federation: FederationId,
+    path: &Path,
+    old: NodeId,
+    now_ms: u64,
+    notes: &mut Notes,
+) -> Result<(), NodeError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let belongs_to_old = match try_open_audit(config, federation, path) {
+        Err(AuditOpenError::OtherKey(found)) => found == old,
+        _ => false,
+    };
+    if !belongs_to_old {
+        return Ok(());
+    }
+    let aside = path.with_file_name(format!("audit.key-{}", old.short()));
+    let aside = if aside.exists() {
+        path.with_file_name(format!("audit.key-{}-{}", old.short(), now_ms / 1000))
+    } else {
+        aside
+    };
+    std::fs::rename(path, &aside).map_err(|error| {
+        data_dir_error(
+            path,
+            format!("cannot move the old key's audit log aside: {error}"),
+        )
+    })?;
+    notes.warnings.push(format!(
+        "this node's key was rotated from {old} to {}: the old key's audit log is kept at {} \
+         and a new log starts; the record chain continues under the new key",
+        config.identity.node_id(),
+        aside.display()
+    ));
+    Ok(())
 }
 
 fn open_store(
@@ -187,6 +279,8 @@ fn open_store(
 enum AuditOpenError {
     Corrupt(String),
     Unavailable(String),
+    /// The log was written by this other key.
+    OtherKey(NodeId),
 }
 
 fn try_open_audit(
@@ -206,6 +300,7 @@ fn try_open_audit(
             | AuditError::Store(tidings_audit::StoreError::Corrupt(_)) => {
                 AuditOpenError::Corrupt(error.to_string())
             }
+            AuditError::WrongNode { found, .. } => AuditOpenError::OtherKey(found),
             other => AuditOpenError::Unavailable(other.to_string()),
         })
 }
@@ -227,6 +322,13 @@ fn open_audit(
             return Err(NodeError::Audit(format!(
                 "cannot open the audit log at {}: {reason}",
                 path.display()
+            )))
+        }
+        (Err(AuditOpenError::OtherKey(found)), _) => {
+            return Err(NodeError::Audit(format!(
+                "the audit log at {} was written by key {found}, not by this node's key {}",
+                path.display(),
+                config.identity.node_id()
             )))
         }
         (Err(AuditOpenError::Corrupt(reason)), true) => Some(format!("is corrupt ({reason})")),
@@ -328,14 +430,19 @@ pub(super) fn restore(
         audit_db,
         fresh,
         new_node,
+        rotated_from,
         mut notes,
     } = opened;
     let me = config.identity.node_id();
-    let from_store = loaded
+    let stored_own = loaded
         .own
         .as_deref()
-        .and_then(|bytes| VerifiedRecord::from_bytes(bytes, Some(&federation)).ok())
-        .filter(|record| record.origin() == me);
+        .and_then(|bytes| VerifiedRecord::from_bytes(bytes, Some(&federation)).ok());
+    // The rotated-away key's latest record: the new key's chain continues above it.
+    let predecessor = stored_own
+        .clone()
+        .filter(|record| Some(record.origin()) == rotated_from);
+    let from_store = stored_own.filter(|record| record.origin() == me);
     let from_audit = own_from_audit(&log, &federation);
     let start = decide(
         &store,
@@ -381,6 +488,10 @@ pub(super) fn restore(
         }
     };
     restore_directory(&mut state, &store, loaded, federation, now_ms)?;
+    if let (None, Some(previous)) = (&own, &predecessor) {
+        state.continue_chain(previous.clone());
+    }
+    let own = own.or(predecessor);
     state.add_bootstrap(config.bootstrap.iter().map(|(peer, _)| *peer));
     let mut announcement = Announcement {
         addrs: advertised,

@@ -32,7 +32,7 @@ use crate::proto::event::{AuditEvent, ChainStatus, DirectoryChange, Halt, Output
 use crate::proto::limits::{
     MAX_FRAME_BYTES, MAX_ROSTER_OPS_PER_MESSAGE, RECOVERY_SEQ_GAP, ROSTER_GRACE_MS,
 };
-use crate::proto::record::RecordId;
+use crate::proto::record::{RecordId, VerifiedRecord};
 use crate::proto::roster::{
     Action, Ledger, Received, RosterError, RosterForkProof, RosterHash, SignedOp, VerifiedOp,
 };
@@ -95,6 +95,18 @@ impl State {
                     },
                 },
             )),
+        }
+    }
+
+    /// Continues the chain of the key this node's key replaced (a rotation):
+    /// its first record under the new key comes right above `previous`.
+    pub fn continue_chain(&mut self, previous: VerifiedRecord) {
+        if self.own.is_none() {
+            if self.desired.is_none() {
+                self.desired = Some(super::announcement_of(&previous));
+            }
+            self.predecessor = Some(previous);
+            self.note_desired();
         }
     }
 
