@@ -21,6 +21,7 @@ use tidings::keys::{Domain, FederationId, Identity, NodeId, Roster};
 use tidings::net::node::{Lookup, Node, NodeConfig, NodeHandle};
 use tidings::net::transport::{self, Transport};
 use tidings::proto::record::SignedRecord;
+use tidings::proto::roster::{countersign, Action, Received, RosterHash};
 use tidings::proto::wire::Message;
 use tidings::proto::{Announcement, GossipConfig, Record, RecordId, Specialist, VerifiedRecord};
 
@@ -61,8 +62,21 @@ struct Summary {
     equivocator_quarantined_at: usize,
     flooder_banned_by: usize,
     update_during_flood_reached: usize,
+    governance: Option<GovernanceSummary>,
     seconds: f64,
     data_dir: String,
+}
+
+/// What the governance step showed.
+#[derive(Debug, Default, Serialize)]
+struct GovernanceSummary {
+    threshold: usize,
+    frank_added_epoch: u64,
+    frank_listed_at: usize,
+    eve_still_quarantined_at: usize,
+    rotated_member: String,
+    rotated_to: Option<NodeId>,
+    rotated_chain_continued_at: usize,
 }
 
 struct Member {
@@ -76,6 +90,10 @@ struct Demo {
     honest: usize,
     federation: FederationId,
     roster: Arc<RwLock<Roster>>,
+    /// The genesis roster (with its threshold), as the nodes were started with.
+    genesis: Roster,
+    /// The fixed threshold: the honest members, when they are a majority.
+    threshold: Option<u32>,
     budget: Duration,
     quiet: bool,
 }
@@ -193,6 +211,11 @@ async fn setup(args: &DemoArgs, root: &Path) -> anyhow::Result<Demo> {
     for (identity, name) in identities.iter().zip(&names) {
         roster.insert(identity.node_id(), Some(name.clone()));
     }
+    // The honest members alone make the threshold (a majority of the members,
+    // so two quorums always overlap); without one, governance is not shown.
+    let honest = total - byzantine;
+    let threshold = (2 * honest > total).then_some(honest as u32);
+    roster.set_threshold(threshold);
     std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
     std::fs::write(root.join("roster.toml"), roster.to_toml())?;
     let mut members: Vec<Member> = Vec::new();
@@ -231,6 +254,8 @@ async fn setup(args: &DemoArgs, root: &Path) -> anyhow::Result<Demo> {
         members,
         honest: total - byzantine,
         federation: FederationId::from_name("demo"),
+        genesis: roster.clone(),
+        threshold,
         roster: Arc::new(RwLock::new(roster)),
         budget: Duration::from_secs(args.seconds.max(5)),
         quiet: args.json,
@@ -252,8 +277,21 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let runtime = super::runtime()?;
     let started = Instant::now();
     let (mut summary, false_entry, names) = runtime.block_on(async {
-        let demo = setup(args, &root).await?;
-        let result = script(&demo).await;
+        let mut demo = setup(args, &root).await?;
+        let mut result = script(&demo).await;
+        if let Ok((summary, _)) = &mut result {
+            if demo.threshold.is_some() {
+                match governance(&mut demo, &root).await {
+                    Ok(governed) => summary.governance = Some(governed),
+                    Err(error) => {
+                        for member in demo.members.drain(..) {
+                            let _ = member.node.shutdown().await;
+                        }
+                        return Err(error);
+                    }
+                }
+            }
+        }
         let names: Vec<String> = demo.members.iter().map(|m| m.name.clone()).collect();
         for member in demo.members {
             member.node.shutdown().await?;
@@ -266,7 +304,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let node_one = root.join(&names[0]);
     let log = AuditLog::open_read_only(SledStore::open(&node_one.join("audit"))?)?;
     if !args.json {
-        println!("\n6. after the incident: who signed the false \"payments\" entry, and who relayed it to node-1?");
+        println!("\n7. after the incident: who signed the false \"payments\" entry, and who relayed it to node-1?");
     }
     if let Some(trace) = tidings::trace::trace(&log, tidings::recording::record_key(&false_entry))?
     {
@@ -562,6 +600,224 @@ fn now_ms() -> u64 {
     super::format::now_ms()
 }
 
+const PROPOSAL_LIFETIME_MS: u64 = 60 * 60 * 1000;
+
+impl Demo {
+    /// Whether every honest member holds roster epoch `epoch`.
+    async fn at_epoch(&self, epoch: u64) -> bool {
+        for member in self.honest() {
+            match member.node.roster().await {
+                Ok(view) if view.epoch >= epoch => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Has honest members other than `proposer` approve `id` until it applies.
+    async fn approve_all(&self, proposer: usize, id: RosterHash) -> anyhow::Result<()> {
+        for (index, member) in self.honest().iter().enumerate() {
+            if index == proposer {
+                continue;
+            }
+            let holds = || async {
+                member.node.roster().await.is_ok_and(|view| {
+                    view.pending.iter().any(|p| p.op.id == id)
+                        || view.chain.iter().any(|op| op.id == id)
+                })
+            };
+            self.until(holds).await;
+            let view = member.node.roster().await?;
+            if view.chain.iter().any(|op| op.id == id) {
+                return Ok(());
+            }
+            let (_, received) = member.node.approve(id).await?;
+            if matches!(received, Received::Applied(_)) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn spawn(
+        &self,
+        name: &str,
+        identity: Arc<Identity>,
+        root: &Path,
+        specialists: Vec<Specialist>,
+        new_node: bool,
+    ) -> anyhow::Result<NodeHandle> {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir)?;
+        identity.save(&dir.join("node.key"), true)?;
+        let first = &self.members[0].node;
+        let config = NodeConfig {
+            bootstrap: vec![(first.node_id(), first.local_addr())],
+            gossip: GossipConfig {
+                interval_ms: INTERVAL_MS,
+                ..GossipConfig::default()
+            },
+            specialists,
+            new_node,
+            ..NodeConfig::new(dir, identity, "demo", self.genesis.clone())
+        };
+        Node::spawn(config)
+            .await
+            .with_context(|| format!("starting {name}"))
+    }
+}
+
+/// Step 6: a member joins by a threshold of approvals, live; eve stays
+/// quarantined; node-2 rotates its key and its chain continues.
+async fn governance(demo: &mut Demo, root: &Path) -> anyhow::Result<GovernanceSummary> {
+    let threshold = demo.threshold.unwrap_or_default() as usize;
+    let mut summary = GovernanceSummary {
+        threshold,
+        ..GovernanceSummary::default()
+    };
+    demo.say(&format!(
+        "\n6. governance: the roster is a chain of operations, each approved by {threshold} of the {} members",
+        demo.members.len()
+    ));
+    let frank = Arc::new(Identity::generate(&mut OsRng));
+    let frank_node = demo
+        .spawn(
+            "frank",
+            frank.clone(),
+            root,
+            vec![specialist(
+                "translator-frank",
+                "translate",
+                "https://frank.demo.example/api",
+            )],
+            true,
+        )
+        .await?;
+    let action = Action::Add {
+        member: frank.node_id(),
+        label: Some("frank".into()),
+    };
+    let countersignature = countersign(&frank, &demo.federation, &action);
+    let (op, _) = demo.members[0]
+        .node
+        .propose(action, Some(countersignature), PROPOSAL_LIFETIME_MS)
+        .await?;
+    demo.say(&format!(
+        "   frank starts outside the roster; node-1 proposes adding it (frank's key countersigns): operation {}",
+        op.id().short()
+    ));
+    demo.approve_all(0, op.id()).await?;
+    let epoch = op.body.epoch;
+    let took = demo.until(|| demo.at_epoch(epoch)).await;
+    summary.frank_added_epoch = epoch;
+    let listed = || async {
+        demo.count_honest(|found| {
+            found
+                .iter()
+                .any(|f| f.specialist.name == "translator-frank")
+        })
+        .await
+    };
+    demo.until(|| async { listed().await == demo.honest }).await;
+    summary.frank_listed_at = listed().await;
+    demo.say(&format!(
+        "   node-2..node-{} approve; every honest node is at epoch {epoch}{}; frank joined without a restart and its translator is listed at {} of {} honest nodes",
+        demo.honest,
+        took.map(|t| format!(" {:.1} s after the proposal", t.as_secs_f64())).unwrap_or_default(),
+        summary.frank_listed_at,
+        demo.honest
+    ));
+    let eve_id = demo.members[demo.honest + 1].node.node_id();
+    for member in demo.honest() {
+        if member
+            .node
+            .members()
+            .await?
+            .iter()
+            .any(|m| m.id == eve_id && m.quarantined)
+        {
+            summary.eve_still_quarantined_at += 1;
+        }
+    }
+    demo.say(&format!(
+        "   eve stays out: quarantined at {} of {} honest nodes; only a pardon approved by {threshold} members would lift it",
+        summary.eve_still_quarantined_at, demo.honest
+    ));
+    // frank is an honest member from here on.
+    demo.members.insert(
+        demo.honest,
+        Member {
+            name: "frank".into(),
+            identity: frank,
+            node: frank_node,
+        },
+    );
+    demo.honest += 1;
+    // node-2 rotates its key.
+    let old = demo.members[1].node.node_id();
+    let last = demo.members[1]
+        .node
+        .record(old)
+        .await?
+        .map_or(0, |r| r.seq());
+    let new_key = Arc::new(Identity::generate(&mut OsRng));
+    let action = Action::Rotate {
+        from: old,
+        to: new_key.node_id(),
+    };
+    let countersignature = countersign(&new_key, &demo.federation, &action);
+    let (op, _) = demo.members[1]
+        .node
+        .propose(action, Some(countersignature), PROPOSAL_LIFETIME_MS)
+        .await?;
+    demo.approve_all(1, op.id()).await?;
+    let epoch = op.body.epoch;
+    demo.until(|| demo.at_epoch(epoch)).await;
+    let member = demo.members.remove(1);
+    member.node.shutdown().await?;
+    let node = demo
+        .spawn("node-2", new_key.clone(), root, Vec::new(), false)
+        .await?;
+    demo.members.insert(
+        1,
+        Member {
+            name: "node-2".into(),
+            identity: new_key.clone(),
+            node,
+        },
+    );
+    let new_id = new_key.node_id();
+    let continued = || async {
+        let mut count = 0;
+        for member in demo.honest() {
+            if member
+                .node
+                .record(new_id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.seq() == last + 1)
+            {
+                count += 1;
+            }
+        }
+        count
+    };
+    demo.until(|| async { continued().await == demo.honest })
+        .await;
+    summary.rotated_member = "node-2".into();
+    summary.rotated_to = Some(new_id);
+    summary.rotated_chain_continued_at = continued().await;
+    demo.say(&format!(
+        "   node-2 rotates its key to {}: approved, applied at epoch {epoch}; restarted with the new key, its chain continues at seq {} at {} of {} honest nodes",
+        new_id.short(),
+        last + 1,
+        summary.rotated_chain_continued_at,
+        demo.honest
+    ));
+    Ok(summary)
+}
+
 fn closing(summary: &Summary, root: &Path) {
     let show = |value: Option<f64>| {
         value
@@ -584,6 +840,15 @@ fn closing(summary: &Summary, root: &Path) {
         "  equivocator quarantined at {} of {} honest nodes",
         summary.equivocator_quarantined_at, summary.honest_nodes
     );
+    if let Some(governed) = &summary.governance {
+        println!(
+            "  governance: frank added at epoch {} (listed at {} honest nodes), eve still quarantined at {}, node-2's chain continued under its new key at {}",
+            governed.frank_added_epoch,
+            governed.frank_listed_at,
+            governed.eve_still_quarantined_at,
+            governed.rotated_chain_continued_at
+        );
+    }
     if summary.flooder_banned_by > 0 || summary.update_during_flood_reached > 0 {
         println!(
             "  flooder banned; honest update still reached {} of {} honest nodes",
@@ -599,5 +864,6 @@ fn closing(summary: &Summary, root: &Path) {
         "  tidings audit verify --data-dir {}/node-1",
         root.display()
     );
+    println!("  tidings sim governance --nodes 200");
     println!("  tidings sim bet15 --nodes 1000");
 }

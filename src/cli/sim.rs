@@ -18,6 +18,11 @@ pub(crate) enum SimCommand {
     Bet15(Bet15Args),
     /// Run a scenario: a built-in name (see `tidings sim list`) or a TOML file.
     Run(RunArgs),
+    /// Governance: roster operations (adds, removals, a rotation, a pardon) with
+    /// a third of the members Byzantine (withholding, proposing conflicting
+    /// operations, signing twice, replaying and forging); reports the rounds
+    /// until every honest member is at each new epoch.
+    Governance(GovernanceArgs),
     /// List the built-in scenarios.
     List {
         /// Print JSON.
@@ -70,6 +75,23 @@ pub(crate) struct Bet15Args {
     loss: f64,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+/// Arguments of `tidings sim governance`.
+#[derive(Debug, Args)]
+pub(crate) struct GovernanceArgs {
+    /// Members at the genesis.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// The seed.
+    #[arg(long, default_value_t = 12)]
+    seed: u64,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE.json")]
+    out: Option<PathBuf>,
+    /// Print the JSON report instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `tidings sim run`.
@@ -136,7 +158,91 @@ pub(crate) fn run(command: &SimCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         SimCommand::Idle { records, json } => idle_costs(records, *json),
+        SimCommand::Governance(args) => governance(args),
     }
+}
+
+fn governance(args: &GovernanceArgs) -> anyhow::Result<ExitCode> {
+    if args.nodes < 4 {
+        bail!("--nodes must be at least 4");
+    }
+    let started = Instant::now();
+    eprintln!(
+        "governance: {} members (a third Byzantine), 17 roster operations...",
+        args.nodes
+    );
+    let report = sim::governance::run(sim::governance::GovernanceConfig {
+        nodes: args.nodes,
+        seed: args.seed,
+        ..Default::default()
+    });
+    let value = serde_json::to_value(&report)?;
+    if let Some(path) = &args.out {
+        fs::write(path, serde_json::to_string_pretty(&value)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!(
+            "{:>5}  {:>7}  {:>10}  {:>10}  action",
+            "epoch", "needed", "threshold", "converged"
+        );
+        let rounds = |r: Option<u32>| r.map_or("-".to_string(), |r| format!("+{r}"));
+        for op in &report.ops {
+            let action: String = op.action.chars().take(60).collect();
+            println!(
+                "{:>5}  {:>7}  {:>10}  {:>10}  {action}",
+                op.epoch,
+                op.needed,
+                rounds(op.rounds_to_threshold),
+                rounds(op.rounds_to_converge),
+            );
+        }
+        println!(
+            "threshold: rounds from the proposal until some node applied it (every honest \
+             member approves in the round it first holds the proposal)"
+        );
+        println!(
+            "converged: rounds from then until every honest member was at the new epoch; \
+             bound ceil(log2 N)+2 = {}; worst {}: {}",
+            report.bound,
+            report
+                .max_rounds_to_converge
+                .map_or("-".into(), |r| r.to_string()),
+            if report.within_bound {
+                "within the bound"
+            } else {
+                "NOT within the bound"
+            }
+        );
+        println!(
+            "same head on every honest node: {}; chain verifies from the genesis with only \
+             scheduled operations: {}; unscheduled operations applied: {}; honest peers \
+             banned: {}; Byzantine peers banned: {}",
+            report.same_head,
+            report.chain_valid,
+            report.invalid_applied,
+            report.honest_banned,
+            report.byzantine_banned
+        );
+        println!(
+            "{} messages, {:.1} MiB; {:.1} s",
+            report.messages,
+            report.bytes as f64 / (1024.0 * 1024.0),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let ok = report.within_bound
+        && report.same_head
+        && report.chain_valid
+        && report.invalid_applied == 0
+        && report.honest_banned == 0;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn execute(scenario: Scenario, output: &OutputArgs) -> anyhow::Result<ExitCode> {

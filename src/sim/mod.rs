@@ -12,8 +12,10 @@
 //! - [`report`]: JSON results and the Bet 15 verdict.
 //! - [`svg`]: the coverage plot.
 //! - [`idle`]: the cost of an exchange between converged nodes, by directory size.
+//! - [`governance`]: roster operations with a third of the members Byzantine.
 
 pub mod adversary;
+pub mod governance;
 pub mod idle;
 pub mod report;
 pub mod scenario;

@@ -204,3 +204,22 @@ fn without_the_durability_contract_crashes_fork_chains() {
     );
     assert_eq!(report.summary.verdict, "FAIL");
 }
+
+#[test]
+fn governance_converges_with_a_third_byzantine() {
+    let report = super::governance::run(super::governance::GovernanceConfig {
+        nodes: 60,
+        joiners: 10,
+        byzantine: 1.0 / 3.0,
+        seed: 3,
+    });
+    assert_eq!(report.ops.len(), 17, "{report:#?}");
+    assert!(report.within_bound, "{report:#?}");
+    assert!(report.same_head && report.chain_valid, "{report:#?}");
+    assert_eq!(report.invalid_applied, 0);
+    assert_eq!(report.honest_banned, 0, "{report:#?}");
+    assert!(
+        report.byzantine_banned > 0,
+        "replayers of forged operations are banned"
+    );
+}

@@ -110,6 +110,11 @@ impl State {
         }
     }
 
+    /// Shares a cache of verified approvals (the simulator's nodes share one).
+    pub fn set_approval_cache(&mut self, cache: Arc<crate::proto::roster::ApprovalCache>) {
+        self.ledger.set_cache(cache);
+    }
+
     /// Restores this node's vote for `epoch` (at start).
     pub fn restore_vote(&mut self, epoch: u64, id: RosterHash) {
         self.ledger.restore_signed(epoch, id);
