@@ -75,6 +75,9 @@ pub(crate) struct ProposeArgs {
     /// How long the proposal stays open, in seconds (default one day, at most seven).
     #[arg(long, global = true, value_name = "SECONDS")]
     lifetime: Option<u64>,
+    /// Print only the operation's id (for scripts).
+    #[arg(long, global = true)]
+    quiet: bool,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -96,6 +99,9 @@ pub(crate) enum ProposeAction {
         /// The new member's key file: countersign here.
         #[arg(long, value_name = "FILE", conflicts_with = "countersignature")]
         key_file: Option<PathBuf>,
+        /// The request the new key's holder wrote (`roster countersign --out`).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["countersignature", "key_file"])]
+        request: Option<PathBuf>,
     },
     /// Remove a member: its connections close and its records leave everywhere.
     Remove {
@@ -117,6 +123,9 @@ pub(crate) enum ProposeAction {
         /// The new key file: countersign here.
         #[arg(long, value_name = "FILE", conflicts_with = "countersignature")]
         key_file: Option<PathBuf>,
+        /// The request the new key's holder wrote (`roster countersign --rotate-from ID --out`).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["countersignature", "key_file"])]
+        request: Option<PathBuf>,
     },
     /// Change the threshold: a number (a majority) or `two-thirds`.
     Threshold {
@@ -165,6 +174,10 @@ pub(crate) struct CountersignArgs {
     /// For an add: the label the proposal gives the new member (it is signed).
     #[arg(long)]
     label: Option<String>,
+    /// Write the request (id, label, countersignature) to this file, for the
+    /// proposing member's `roster propose add|rotate --request FILE`.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -368,13 +381,28 @@ fn countersignature_of(
 
 fn propose(args: &ProposeArgs) -> anyhow::Result<ExitCode> {
     let api = Api::from(&args.api)?;
-    let mut body = match &args.action {
+    let body = match &args.action {
         ProposeAction::Add {
             member,
             label,
             countersignature,
             key_file,
+            request,
         } => {
+            if let Some(path) = request {
+                let request = read_request(path)?;
+                if !request["rotate_from"].is_null() {
+                    bail!(
+                        "{} asks for a rotation: use `roster propose rotate --request`",
+                        path.display()
+                    );
+                }
+                return send_proposal(
+                    &api,
+                    args,
+                    json!({"action": "add", "member": request["member"], "label": request["label"], "countersignature": request["countersignature"]}),
+                );
+            }
             let (member, countersignature) = match (key_file, countersignature, member) {
                 (Some(file), _, _) => {
                     let identity = Identity::load(file)
@@ -401,7 +429,22 @@ fn propose(args: &ProposeArgs) -> anyhow::Result<ExitCode> {
             to,
             countersignature,
             key_file,
+            request,
         } => {
+            if let Some(path) = request {
+                let request = read_request(path)?;
+                if request["rotate_from"].is_null() {
+                    bail!(
+                        "{} asks for an add: use `roster propose add --request`",
+                        path.display()
+                    );
+                }
+                return send_proposal(
+                    &api,
+                    args,
+                    json!({"action": "rotate", "from": request["rotate_from"], "to": request["member"], "countersignature": request["countersignature"]}),
+                );
+            }
             let from = match from {
                 Some(from) => *from,
                 None => api.get("/v1/health")?["node"]
@@ -436,10 +479,37 @@ fn propose(args: &ProposeArgs) -> anyhow::Result<ExitCode> {
             json!({"action": "pardon", "origin": origin, "above_seq": above_seq})
         }
     };
+    send_proposal(&api, args, body)
+}
+
+/// Reads a request written by `roster countersign --out`.
+fn read_request(path: &std::path::Path) -> anyhow::Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let request: Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a request from `roster countersign --out`",
+            path.display()
+        )
+    })?;
+    if !request["member"].is_string() || !request["countersignature"].is_string() {
+        bail!(
+            "{} is not a request from `roster countersign --out`",
+            path.display()
+        );
+    }
+    Ok(request)
+}
+
+fn send_proposal(api: &Api, args: &ProposeArgs, mut body: Value) -> anyhow::Result<ExitCode> {
     if let (Some(lifetime), Some(map)) = (args.lifetime, body.as_object_mut()) {
         map.insert("lifetime_s".into(), json!(lifetime));
     }
     let answer = api.post("/v1/roster/proposals", &body)?;
+    if args.quiet {
+        println!("{}", answer["operation"]["id"].as_str().unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
     if Api::json(&args.api) {
         return print_json(&answer);
     }
@@ -470,10 +540,22 @@ fn report(answer: &Value, verb: &str) {
 
 fn approve(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
     let api = Api::from(&args.api)?;
-    let answer = api.post(
-        &format!("/v1/roster/proposals/{}/approve", args.id.trim()),
-        &json!({}),
-    )?;
+    let path = format!("/v1/roster/proposals/{}/approve", args.id.trim());
+    // A proposal made a moment ago may not have reached this node yet: a full
+    // id is waited for a few seconds.
+    let started = std::time::Instant::now();
+    let answer = loop {
+        match api.post(&path, &json!({})) {
+            Err(error)
+                if args.id.trim().len() == 64
+                    && error.to_string().contains("no open proposal")
+                    && started.elapsed() < std::time::Duration::from_secs(5) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            other => break other?,
+        }
+    };
     if Api::json(&args.api) {
         return print_json(&answer);
     }
@@ -496,12 +578,33 @@ fn countersign_cmd(args: &CountersignArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let signature = tidings::keys::hex::encode(&countersign(&identity, &federation, &action).0);
+    let request = json!({
+        "member": identity.node_id(),
+        "label": args.label,
+        "rotate_from": args.rotate_from,
+        "action": action.to_string(),
+        "countersignature": signature,
+    });
+    if let Some(path) = &args.out {
+        std::fs::write(path, serde_json::to_string_pretty(&request)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        if args.json {
+            return print_json(&request);
+        }
+        let verb = if args.rotate_from.is_some() {
+            "rotate"
+        } else {
+            "add"
+        };
+        println!("wrote {}: {action}", path.display());
+        println!(
+            "give it to a member, who proposes it with `tidings roster propose {verb} --request {}`",
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.json {
-        return print_json(&json!({
-            "member": identity.node_id(),
-            "action": action.to_string(),
-            "countersignature": signature,
-        }));
+        return print_json(&request);
     }
     println!("member:           {}", identity.node_id());
     println!("action:           {action}");

@@ -2,7 +2,9 @@
 //! with a third of the members Byzantine.
 //!
 //! N members (a third Byzantine) and ten honest nodes outside the roster run in
-//! synchronous rounds (every message of a round is delivered within it). Honest
+//! synchronous rounds of four lockstep hops: a message made in one hop is
+//! delivered in the next, and what the fourth hop makes waits for the next
+//! round, so news crosses at most four nodes a round however it is pushed. Honest
 //! operators carry out a schedule, one operation at a time: the ten outsiders
 //! are added, five members removed (three Byzantine, two of the newcomers), an
 //! honest member's key rotated (its node restarts with the new key at the
@@ -49,6 +51,8 @@ const START_MS: u64 = super::world::START_MS;
 const INTERVAL_MS: u64 = 1000;
 /// Rounds an operation may take before the scenario gives up on it.
 const MAX_ROUNDS_PER_OP: u32 = 80;
+/// Lockstep hops per round (see [`Sim::deliver`]).
+const HOPS_PER_ROUND: usize = 4;
 /// Deliveries one round may make (a bound, never reached in practice).
 const MAX_DELIVERIES_PER_ROUND: usize = 20_000_000;
 
@@ -154,6 +158,8 @@ struct Sim {
     bytes: u64,
     /// Ids of the scheduled operations applied so far.
     scheduled: Vec<RosterHash>,
+    /// Messages made in a round's last hop, delivered first in the next.
+    carried: VecDeque<(usize, Output)>,
 }
 
 fn gossip() -> GossipConfig {
@@ -233,33 +239,49 @@ impl Sim {
             .max_by_key(|&i| self.nodes[i].state.ledger().state().epoch())
     }
 
-    fn deliver(&mut self, mut queue: VecDeque<(usize, Output)>) {
+    /// Delivers `queue` in lockstep hops: what a delivery makes is delivered in
+    /// the next hop, and a round has [`HOPS_PER_ROUND`] hops (an exchange's
+    /// depth: head, answer, request, delivery). What is left waits for the next
+    /// round, so news crosses at most that many nodes per round.
+    fn deliver(&mut self, queue: VecDeque<(usize, Output)>) {
+        let mut wave: VecDeque<(usize, Output)> = std::mem::take(&mut self.carried);
+        wave.extend(queue);
         let mut deliveries = 0;
-        while let Some((from, output)) = queue.pop_front() {
-            let Output::Send { to, message } = output else {
-                continue;
-            };
-            if self.nodes[from].role == Role::Withholder && is_roster(&message) {
-                continue;
+        for _ in 0..HOPS_PER_ROUND {
+            let mut next = VecDeque::new();
+            while let Some((from, output)) = wave.pop_front() {
+                let Output::Send { to, message } = output else {
+                    continue;
+                };
+                if self.nodes[from].role == Role::Withholder && is_roster(&message) {
+                    continue;
+                }
+                let Some(target) = self.node(&to) else {
+                    continue;
+                };
+                if !self.nodes[target].live || deliveries >= MAX_DELIVERIES_PER_ROUND {
+                    continue;
+                }
+                deliveries += 1;
+                let bytes = message.encode();
+                self.messages += 1;
+                self.bytes += bytes.len() as u64;
+                let sender = self.nodes[from].identity.node_id();
+                let (now, rng) = (self.now, &mut self.rng);
+                let state = &mut self.nodes[target].state;
+                state.handle_frame(sender, &bytes, now, rng);
+                while let Some(output) = state.poll_output() {
+                    if matches!(output, Output::Send { .. }) {
+                        next.push_back((target, output));
+                    }
+                }
             }
-            let Some(target) = self.node(&to) else {
-                continue;
-            };
-            if !self.nodes[target].live || deliveries >= MAX_DELIVERIES_PER_ROUND {
-                continue;
-            }
-            deliveries += 1;
-            let bytes = message.encode();
-            self.messages += 1;
-            self.bytes += bytes.len() as u64;
-            let sender = self.nodes[from].identity.node_id();
-            let (now, rng) = (self.now, &mut self.rng);
-            let state = &mut self.nodes[target].state;
-            state.handle_frame(sender, &bytes, now, rng);
-            while let Some(output) = state.poll_output() {
-                queue.push_back((target, output));
+            wave = next;
+            if wave.is_empty() {
+                break;
             }
         }
+        self.carried = wave;
     }
 
     fn drain(&mut self, i: usize, queue: &mut VecDeque<(usize, Output)>) {
@@ -545,6 +567,7 @@ pub fn run(config: GovernanceConfig) -> GovernanceReport {
         messages: 0,
         bytes: 0,
         scheduled: Vec::new(),
+        carried: VecDeque::new(),
     };
     for (i, identity) in identities.iter().enumerate() {
         sim.add_node(identity.clone(), roles[i]);

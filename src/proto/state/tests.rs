@@ -1155,3 +1155,89 @@ fn a_node_behind_on_the_roster_catches_up_from_any_peer() {
         Some("carol")
     );
 }
+
+#[test]
+fn bad_roster_input_is_audited_and_blamed_only_when_no_honest_relay_sends_it() {
+    let mut net = Net::governed(4, 0);
+    let state = net.nodes[0].ledger().state().clone();
+    let sender = net.nodes[1].node_id();
+    let victim = net.nodes[3].node_id();
+    let keys: Vec<Identity> = (1..=4u8)
+        .map(|seed| Identity::from_seed(&[seed; 32]))
+        .collect();
+    let body = state.propose(sender, Action::Remove { member: victim }, net.now, DAY_MS);
+    let mut forged = crate::proto::roster::SignedOp {
+        approvals: keys[..3]
+            .iter()
+            .map(|k| crate::proto::roster::approve(k, &body))
+            .collect(),
+        countersignature: None,
+        body: body.clone(),
+    };
+    forged.approvals.sort_by_key(|a| a.signer);
+    forged.approvals[2].signature = tidings_keys::Signature([9; 64]);
+    let frame = Message::RosterOps(vec![forged.encode(), vec![0xff; 40]]).encode();
+    net.nodes[0].handle_frame(sender, &frame, net.now, &mut net.rng);
+    let out = outputs(&mut net.nodes[0]);
+    let refused = out.iter().any(|o| {
+        matches!(
+            o,
+            Output::Audit(AuditEvent::Roster {
+                outcome: RosterOutcome::Refused(
+                    crate::proto::roster::RosterError::BadApproval { .. }
+                ),
+                ..
+            })
+        )
+    });
+    let malformed = out
+        .iter()
+        .any(|o| matches!(o, Output::Audit(AuditEvent::MalformedFrame { .. })));
+    assert!(refused && malformed, "{out:?}");
+    assert!(
+        net.nodes[0].peer_points(&sender, net.now) >= 80,
+        "a forged approval and garbage are blamed"
+    );
+    assert_eq!(net.nodes[0].ledger().state().epoch(), 0, "nothing applied");
+    // An operation for a later epoch (this node is behind) and an expired
+    // proposal are not blamed: an honest relay can send them.
+    let other = net.nodes[2].node_id();
+    let mut ahead = forged.clone();
+    ahead.body.epoch = 5;
+    let mut late_body = state.propose(
+        other,
+        Action::Remove { member: victim },
+        net.now - 2 * DAY_MS,
+        DAY_MS,
+    );
+    late_body.issued_at_ms = net.now - 2 * DAY_MS;
+    let late = crate::proto::roster::SignedOp {
+        approvals: vec![crate::proto::roster::approve(&keys[2], &late_body)],
+        countersignature: None,
+        body: late_body,
+    };
+    let frame = Message::RosterOps(vec![ahead.encode(), late.encode()]).encode();
+    net.nodes[0].handle_frame(other, &frame, net.now, &mut net.rng);
+    let out = outputs(&mut net.nodes[0]);
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Audit(AuditEvent::Roster {
+                outcome: RosterOutcome::Refused(crate::proto::roster::RosterError::Expired { .. }),
+                ..
+            })
+        )),
+        "{out:?}"
+    );
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Send {
+                message: Message::RosterWant { after: Some(0), .. },
+                ..
+            }
+        )),
+        "it asks to catch up"
+    );
+    assert_eq!(net.nodes[0].peer_points(&other, net.now), 0);
+}
