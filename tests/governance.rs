@@ -492,3 +492,93 @@ fn five_processes_add_remove_pardon_and_rotate_members_live() {
         "{verdict}"
     );
 }
+
+/// Runs `tidings ARGS --api <member's API>` and returns whether it succeeded and
+/// what it printed (both streams).
+fn try_cli(cluster: &Cluster, index: usize, args: &[&str]) -> (bool, String) {
+    let mut all: Vec<&str> = args.to_vec();
+    let api = cluster.members[index].api.clone();
+    all.extend(["--api", &api]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(&all)
+        .current_dir(&cluster.root)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn a_vote_and_the_chain_survive_sigkill() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::init(root.path(), 4, INTERVAL_MS, &[]);
+    cluster.start_all();
+    for index in 0..4 {
+        cluster.wait_ready(index, Duration::from_secs(20));
+    }
+    let three = cluster.members[3].id.to_string();
+    let p = json(&cluster.cli(
+        0,
+        &["roster", "propose", "relabel", &three, "dee", "--json"],
+    ));
+    let p_id = p["operation"]["id"].as_str().unwrap().to_string();
+    // n1 approves; SIGKILL a few milliseconds after the answer.
+    let answer = json(&cluster.cli(1, &["roster", "approve", &p_id, "--json"]));
+    assert_eq!(answer["status"], "pending", "{answer}");
+    std::thread::sleep(Duration::from_millis(u64::from(std::process::id() % 20)));
+    cluster.kill(1);
+    cluster.start(1);
+    cluster.wait_ready(1, Duration::from_secs(20));
+    // A competing operation for the same epoch: n1 must refuse to sign it.
+    let q = json(&cluster.cli(
+        3,
+        &["roster", "propose", "relabel", &three, "other", "--json"],
+    ));
+    let q_id = q["operation"]["id"].as_str().unwrap().to_string();
+    until(
+        &cluster,
+        "the competing proposal reaches n1",
+        Duration::from_secs(20),
+        |c| {
+            c.get(1, "/v1/roster/pending")
+                .and_then(|p| p["pending"].as_array().cloned())
+                .is_some_and(|pending| pending.iter().any(|p| p["id"] == q_id.as_str()))
+        },
+    );
+    let (ok, text) = try_cli(&cluster, 1, &["roster", "approve", &q_id]);
+    assert!(!ok, "n1 signed a second operation for epoch 1: {text}");
+    assert!(text.contains("already signed"), "{text}");
+    let view = cluster.get(1, "/v1/roster").unwrap();
+    assert_eq!(
+        view["votes"][0][1],
+        p_id.as_str(),
+        "the vote was restored: {view}"
+    );
+    // n2 approves the first: applied. SIGKILL n2 and n0 right after; both come
+    // back at epoch 1 with the change.
+    cluster.cli(2, &["roster", "approve", &p_id]);
+    until(
+        &cluster,
+        "every node at epoch 1",
+        Duration::from_secs(20),
+        |c| (0..4).all(|i| epoch(c, i) == Some(1)),
+    );
+    for index in [2, 0] {
+        cluster.kill(index);
+        cluster.start(index);
+        cluster.wait_ready(index, Duration::from_secs(20));
+        let view = cluster.get(index, "/v1/roster").unwrap();
+        assert_eq!(view["epoch"], 1, "{view}");
+        assert_eq!(view["head"], p_id.as_str());
+        let dee = view["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == three.as_str() && m["label"] == "dee");
+        assert!(dee, "the applied relabel is restored: {view}");
+    }
+}
