@@ -558,6 +558,27 @@ fn a_vote_and_the_chain_survive_sigkill() {
         p_id.as_str(),
         "the vote was restored: {view}"
     );
+    // The store lost (the vote with it): the audit log still has the vote.
+    cluster.kill(1);
+    std::fs::remove_dir_all(cluster.members[1].dir.join("store")).unwrap();
+    cluster.start(1);
+    cluster.wait_ready(1, Duration::from_secs(30));
+    until(
+        &cluster,
+        "the competing proposal back at n1",
+        Duration::from_secs(20),
+        |c| {
+            c.get(1, "/v1/roster/pending")
+                .and_then(|p| p["pending"].as_array().cloned())
+                .is_some_and(|pending| pending.iter().any(|p| p["id"] == q_id.as_str()))
+        },
+    );
+    let (ok, text) = try_cli(&cluster, 1, &["roster", "approve", &q_id]);
+    assert!(
+        !ok,
+        "n1 signed a second operation after losing its store: {text}"
+    );
+    assert!(text.contains("already signed"), "{text}");
     // n2 approves the first: applied. SIGKILL n2 and n0 right after; both come
     // back at epoch 1 with the change.
     cluster.cli(2, &["roster", "approve", &p_id]);

@@ -51,6 +51,7 @@ fn sign_problem(error: NodeError) -> Problem {
                 SignError::AlreadyApproved(_) => (StatusCode::CONFLICT, "already-approved"),
                 SignError::NotAMember => (StatusCode::FORBIDDEN, "not-a-member"),
                 SignError::Frozen(_) => (StatusCode::CONFLICT, "roster-forked"),
+                SignError::PoolFull => (StatusCode::TOO_MANY_REQUESTS, "too-many-proposals"),
                 SignError::Invalid(RosterError::Expired { .. }) => {
                     (StatusCode::GONE, "proposal-expired")
                 }
@@ -240,10 +241,11 @@ async fn resolve(state: &AppState, text: &str) -> Result<RosterHash, Problem> {
     if let Ok(id) = text.parse::<RosterHash>() {
         return Ok(id);
     }
-    if text.len() < 6 || !text.chars().all(|c| c.is_ascii_hexdigit()) {
+    // A short prefix is cheap to collide with on purpose: at least 12 digits.
+    if text.len() < 12 || !text.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(Problem::bad_request(
             "invalid-proposal-id",
-            format!("{text:?} is not a proposal id (64 hex characters, or a unique prefix of at least 6)"),
+            format!("{text:?} is not a proposal id (64 hex characters, or a unique prefix of at least 12)"),
         ));
     }
     let view = view(state).await?;

@@ -29,7 +29,7 @@ pub(crate) enum RosterCommand {
     Pending(ApiOnly),
     /// Propose a roster operation (the node approves it as its proposer).
     Propose(ProposeArgs),
-    /// Approve an open proposal (by id, or a unique prefix of at least 6 characters).
+    /// Approve an open proposal (by id, or a unique prefix of at least 12 characters).
     Approve(ApproveArgs),
     /// Sign, with a new key, the action that admits it (add or rotate): the
     /// holder of the key runs this and hands the output to a proposing member.

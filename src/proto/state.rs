@@ -188,8 +188,10 @@ pub struct State {
     ledger: Ledger,
     /// Keys removed from the roster, until the end of their grace period.
     removed: BTreeMap<NodeId, u64>,
-    /// The highest roster epoch a peer has shown.
-    roster_ahead: u64,
+    /// The highest roster epoch a peer has claimed lately, and until when the
+    /// claim excuses records of unknown origins (claims are not proof: they
+    /// lapse unless renewed, see `governance`).
+    roster_ahead: (u64, u64),
     /// The least seq of the next record after a jump (a pardon's floor).
     jump_floor: u64,
     /// The record of this node's previous key, when its key was rotated and
@@ -214,7 +216,7 @@ impl State {
         Self {
             ledger,
             removed: BTreeMap::new(),
-            roster_ahead: 0,
+            roster_ahead: (0, 0),
             jump_floor: 0,
             predecessor: None,
             identity,
@@ -669,13 +671,23 @@ impl State {
             }
             Message::Records(records) => {
                 let mut units = 0;
+                let mut unknown_origin = false;
                 for bytes in records {
                     let checks = self.directory.signature_checks();
                     let verdict = self.directory.ingest(&bytes, Source::Peer(from), now_ms);
+                    unknown_origin |= matches!(
+                        verdict,
+                        Verdict::Rejected(super::verdict::Rejection::NotAdmitted(_))
+                    );
                     let verdict = self.excuse(verdict, now_ms);
                     let checked = self.directory.signature_checks() - checks;
                     units += wasted_record_cost(&verdict, bytes.len(), checked);
                     self.after_verdict(Some(from), verdict, now_ms, rng);
+                }
+                if unknown_origin {
+                    // The sender may know a roster this node has not applied
+                    // yet: show it ours, so that it answers with its own.
+                    self.ask_roster(from, now_ms);
                 }
                 units
             }

@@ -466,6 +466,12 @@ pub(super) fn restore(
         now_ms,
     );
     restore_roster(&mut state, &loaded, now_ms, &mut notes)?;
+    // Votes are in the store, and each is audited (`roster_signed`): a store
+    // that was repaired or lost gets them back from the log, so a restart
+    // never signs a second operation for an epoch.
+    for (epoch, id) in votes_from_audit(&log) {
+        state.restore_vote(epoch, RosterHash(id));
+    }
     // Records this node verified recently: the same bytes again (from another
     // peer, or after the origin moved on) skip the signature check.
     state.set_verified_cache(Arc::new(VerifiedCache::new(VERIFIED_CACHE_RECORDS)));
@@ -615,6 +621,43 @@ fn decide(
         return Ok(Start::Recovering(newest));
     }
     Ok(Start::Known(newest))
+}
+
+/// This node's roster votes as its audit log records them: `roster_signed`
+/// entries name the operation (as their record) and its epoch (in the reason).
+fn votes_from_audit(log: &AuditLog<SledStore>) -> Vec<(u64, [u8; 32])> {
+    let mut votes = Vec::new();
+    let mut after = 0;
+    loop {
+        let query = tidings_audit::Query {
+            kind: Some(EntryKind::RosterSigned),
+            after_index: after,
+            limit: 1000,
+            ..Default::default()
+        };
+        let Ok(entries) = log.query(&query) else {
+            break;
+        };
+        let Some(last) = entries.last() else {
+            break;
+        };
+        after = last.index;
+        for entry in &entries {
+            let epoch = entry
+                .reason
+                .split(" for epoch ")
+                .nth(1)
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|digits| digits.parse::<u64>().ok());
+            if let (Some(epoch), Some(record)) = (epoch, entry.record) {
+                votes.push((epoch, record.0));
+            }
+        }
+        if entries.len() < 1000 {
+            break;
+        }
+    }
+    votes
 }
 
 /// Replays the stored roster chain from the genesis, then this node's votes and

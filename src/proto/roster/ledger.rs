@@ -96,6 +96,10 @@ pub enum SignError {
     /// Roster changes have stopped (a fork was found).
     #[error("roster changes have stopped: two valid operations exist for epoch {0}")]
     Frozen(u64),
+    /// This node holds the most open proposals it keeps, or this member has the
+    /// most open proposals allowed.
+    #[error("too many open proposals (at most 4 per member): approve or let some expire first")]
+    PoolFull,
     /// The operation does not pass the rules.
     #[error("{0}")]
     Invalid(RosterError),
@@ -198,6 +202,13 @@ impl Ledger {
         self.pending.get(id).map(Pending::current)
     }
 
+    /// Whether an open proposal would admit `key` (an add or a rotation to it).
+    pub fn proposes_key(&self, key: &NodeId) -> bool {
+        self.pending
+            .values()
+            .any(|pending| pending.op.body.action.new_key() == Some(*key))
+    }
+
     /// A fingerprint of each open proposal's approvals (for gossip digests).
     pub fn pending_digest(&self) -> Vec<(RosterHash, u64)> {
         self.pending
@@ -278,21 +289,31 @@ impl Ledger {
                 Err(error) => Received::Refused(error),
             };
         }
-        if let Some(pending) = self.pending.get_mut(&id) {
-            let mut added = 0;
+        if let Some(pending) = self.pending.get(&id) {
+            // Every new approval is checked before any is taken in: a copy with
+            // one forged approval adds nothing.
+            let mut new: Vec<Approval> = Vec::new();
             for approval in &op.approvals {
-                if pending.approvals.contains_key(&approval.signer) {
+                if pending.approvals.contains_key(&approval.signer)
+                    || new.iter().any(|a| a.signer == approval.signer)
+                {
                     continue;
                 }
                 if let Err(error) = self.state.check_approval(&op.body, approval, cache) {
                     return Received::Refused(error);
                 }
-                pending.approvals.insert(approval.signer, *approval);
-                added += 1;
+                new.push(*approval);
             }
-            if added == 0 {
+            let held = pending.approvals.len();
+            if new.is_empty() && held < self.state.needed() {
                 return Received::Known;
             }
+            if let Some(pending) = self.pending.get_mut(&id) {
+                for approval in new {
+                    pending.approvals.insert(approval.signer, approval);
+                }
+            }
+            // Applies it if the threshold is held, whatever brought it there.
             return self.settle(id);
         }
         let verified = match self.state.check(op, Need::Proposal { now_ms }, cache) {
@@ -305,7 +326,10 @@ impl Ledger {
             .values()
             .filter(|pending| pending.op.body.proposer == proposer)
             .count();
-        if open >= MAX_PROPOSALS_PER_MEMBER || self.pending.len() >= MAX_PENDING_PROPOSALS {
+        // Every member has its own slots: the pool holds all of them, so
+        // members flooding proposals cannot crowd out anyone else's.
+        let pool = MAX_PENDING_PROPOSALS.max(MAX_PROPOSALS_PER_MEMBER * self.state.members().len());
+        if open >= MAX_PROPOSALS_PER_MEMBER || self.pending.len() >= pool {
             return Received::TooManyProposals(proposer);
         }
         let op = verified.op().clone();
@@ -362,10 +386,24 @@ impl Ledger {
         if self.chain[index].id() == op.id() {
             return Received::Known;
         }
-        // Fewer approvals than that epoch needed: a proposal that lost, or a
-        // replay of one; not worth rebuilding the state to look closer.
-        if op.approvals.len() < self.needed[index] {
+        if self.fork.is_some() {
+            // One proof is enough: further forks change nothing.
+            return Received::Frozen;
+        }
+        // Fewer distinct approvals than that epoch needed: a proposal that
+        // lost, or a replay of one; not worth rebuilding the state to look closer.
+        let mut signers: Vec<NodeId> = op.approvals.iter().map(|a| a.signer).collect();
+        signers.dedup();
+        if signers.len() < self.needed[index] {
             return Received::Stale;
+        }
+        // Another state than the chain's at that epoch: not a fork of this chain.
+        let prev = self.chain[index].body().prev;
+        if op.body.prev != prev {
+            return Received::Refused(RosterError::WrongPrev {
+                expected: prev,
+                found: op.body.prev,
+            });
         }
         let proof = RosterForkProof::new(self.chain[index].op().clone(), op.clone());
         match self.check_fork(&proof) {
@@ -428,13 +466,15 @@ impl Ledger {
             approvals: vec![approve(identity, &op.body)],
             ..op
         };
-        // Check before the vote is recorded: an invalid proposal costs no vote.
-        let cache = self.cache.clone();
-        self.state
-            .check(&op, Need::Proposal { now_ms }, cache.as_deref())
-            .map_err(SignError::Invalid)?;
-        self.signed.insert(op.body.epoch, id);
+        // The vote is recorded only once the proposal is taken in: an invalid
+        // one, or one the pool cannot hold, costs no vote.
         let received = self.receive(&op, now_ms);
+        match &received {
+            Received::Refused(error) => return Err(SignError::Invalid(error.clone())),
+            Received::TooManyProposals(_) => return Err(SignError::PoolFull),
+            _ => {}
+        }
+        self.signed.insert(op.body.epoch, id);
         Ok((op, received))
     }
 
@@ -460,7 +500,11 @@ impl Ledger {
         }
         let epoch = pending.op.body.epoch;
         let body = pending.op.body.clone();
-        self.may_sign(identity, epoch, *id)?;
+        // A vote made before a crash whose approval never left: signing the same
+        // body again gives the same signature (ed25519 is deterministic).
+        if self.signed.get(&epoch) != Some(id) {
+            self.may_sign(identity, epoch, *id)?;
+        }
         let approval = approve(identity, &body);
         self.signed.insert(epoch, *id);
         let mut op = self.pending[id].current();

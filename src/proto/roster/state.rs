@@ -12,7 +12,7 @@ use tidings_keys::{verify, Domain, FederationId, Identity, NodeId, Roster, Verif
 
 use super::op::{check_label, Action, Approval, Genesis, OpBody, RosterHash, SignedOp, Threshold};
 use crate::proto::codec::DecodeError;
-use crate::proto::limits::MAX_PROPOSAL_LIFETIME_MS;
+use crate::proto::limits::{MAX_CLOCK_SKEW_MS, MAX_PROPOSAL_LIFETIME_MS};
 
 /// Why an operation does not apply to a state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +110,13 @@ pub enum RosterError {
         issued_at_ms: u64,
         /// Expires at.
         expires_at_ms: u64,
+    },
+    /// A proposal issued further in the future than the tolerated clock skew
+    /// (it would stay open past any expiry a node could check).
+    #[error("the proposal is issued {ahead_ms} ms in the future")]
+    FutureDated {
+        /// How far ahead of this node's clock.
+        ahead_ms: u64,
     },
     /// A proposal past its expiry (complete operations are judged by their
     /// approvals alone: a node catching up meets old operations).
@@ -288,6 +295,10 @@ impl RosterState {
             });
         }
         if let Need::Proposal { now_ms } = need {
+            let ahead_ms = body.issued_at_ms.saturating_sub(now_ms);
+            if ahead_ms > MAX_CLOCK_SKEW_MS {
+                return Err(RosterError::FutureDated { ahead_ms });
+            }
             if now_ms > body.expires_at_ms {
                 return Err(RosterError::Expired {
                     expires_at_ms: body.expires_at_ms,

@@ -865,3 +865,116 @@ fn verify_chain_names_the_first_invalid_operation() {
 }
 
 use crate::proto::codec::DecodeError;
+
+#[test]
+fn a_copy_with_one_forged_approval_neither_merges_nor_blocks_the_threshold() {
+    let fed = fed(4);
+    let state = fed.state();
+    let mut ledger = Ledger::new(fed.genesis.clone());
+    let action = Action::Remove {
+        member: fed.member(3),
+    };
+    let proposal = fed.op(&state, action, &[0], None);
+    assert!(matches!(
+        ledger.receive(&proposal, NOW),
+        Received::Proposal { approvals: 1, .. }
+    ));
+    // Member 1's real approval and a forged one of member 2, in one copy.
+    let mut copy = proposal.clone();
+    copy.approvals = vec![
+        approve(&fed.keys[1], &proposal.body),
+        Approval {
+            signer: fed.member(2),
+            signature: Signature([5; 64]),
+        },
+    ];
+    copy.approvals.sort_by_key(|a| a.signer);
+    assert!(matches!(
+        ledger.receive(&copy, NOW),
+        Received::Refused(RosterError::BadApproval { .. })
+    ));
+    assert_eq!(
+        ledger.proposal(&proposal.id()).unwrap().approvals.len(),
+        1,
+        "nothing merged"
+    );
+    // The complete operation, from nodes that applied it, applies here.
+    let complete = fed.op(&state, proposal.body.action.clone(), &[0, 1, 2], None);
+    let complete = SignedOp {
+        body: proposal.body.clone(),
+        ..complete
+    };
+    let complete = SignedOp {
+        approvals: {
+            let mut a: Vec<Approval> = [0, 1, 2]
+                .iter()
+                .map(|i| approve(&fed.keys[*i], &complete.body))
+                .collect();
+            a.sort_by_key(|a| a.signer);
+            a
+        },
+        ..complete
+    };
+    assert!(matches!(
+        ledger.receive(&complete, NOW),
+        Received::Applied(_)
+    ));
+}
+
+#[test]
+fn proposals_from_the_future_are_refused_and_each_member_has_its_slots() {
+    let fed = fed(4);
+    let state = fed.state();
+    let mut ledger = Ledger::new(fed.genesis.clone());
+    let mut body = state.propose(
+        fed.member(1),
+        Action::Threshold(Threshold::Fixed(4)),
+        u64::MAX - 2 * DAY,
+        DAY,
+    );
+    body.expires_at_ms = body.issued_at_ms + DAY;
+    let future = SignedOp {
+        approvals: vec![approve(&fed.keys[1], &body)],
+        countersignature: None,
+        body,
+    };
+    assert!(matches!(
+        ledger.receive(&future, NOW),
+        Received::Refused(RosterError::FutureDated { .. })
+    ));
+    // A refused proposal costs the proposer no vote.
+    let mut own = Ledger::new(fed.genesis.clone());
+    for index in 0..MAX_PROPOSALS_PER_MEMBER {
+        let op = fed.op(
+            &state,
+            Action::Relabel {
+                member: fed.member(0),
+                label: Some(format!("x{index}")),
+            },
+            &[1],
+            None,
+        );
+        own.receive(&op, NOW);
+    }
+    let refused = own.propose(
+        &fed.keys[2],
+        Action::Remove {
+            member: key(99).node_id(),
+        },
+        None,
+        NOW,
+        DAY,
+    );
+    assert!(refused.is_err());
+    assert!(own.signed().is_empty());
+    // Member 1 filled its slots; member 2 still proposes.
+    assert!(own
+        .propose(
+            &fed.keys[2],
+            Action::Threshold(Threshold::Fixed(4)),
+            None,
+            NOW,
+            DAY
+        )
+        .is_ok());
+}

@@ -145,15 +145,17 @@ impl State {
             RosterCommand::Approve(id) => self.ledger.approve(&identity, &id, now_ms),
         };
         if let Ok((op, received)) = &result {
-            self.outputs.push_back(Output::PersistVote {
-                epoch: op.body.epoch,
-                id: op.id(),
-            });
+            // The audit entry first: it is durable with the vote (a store lost
+            // later gives the vote back from the log).
             self.outputs.push_back(Output::Audit(AuditEvent::roster(
                 None,
                 op,
                 RosterOutcome::Signed,
             )));
+            self.outputs.push_back(Output::PersistVote {
+                epoch: op.body.epoch,
+                id: op.id(),
+            });
             self.after_received(None, op, received.clone(), now_ms, rng);
             if !matches!(received, Received::Applied(_)) {
                 // Applied operations were pushed by `after_received`.
@@ -199,7 +201,7 @@ impl State {
         }
         let mut differs = mine.epoch != theirs.epoch || mine.head != theirs.head;
         if theirs.epoch > mine.epoch {
-            self.roster_ahead = self.roster_ahead.max(theirs.epoch);
+            self.note_ahead(theirs.epoch, now_ms);
             self.send(
                 from,
                 Message::RosterWant {
@@ -367,9 +369,16 @@ impl State {
                 Received::Applied(_) | Received::Proposal { .. } | Received::Forked(_)
             );
             if !useful {
-                units += cost::WASTED_RECORD
-                    + cost::bytes(bytes.len())
-                    + cost::SIGNATURE * (op.approvals.len() as u64 + 1);
+                // Signatures are charged only when they may have been checked
+                // (a refusal); a duplicate, a stale proposal or a later epoch
+                // costs its bytes, since honest peers send those too.
+                let checked = match &received {
+                    Received::Refused(_) | Received::TooManyProposals(_) => {
+                        cost::SIGNATURE * (op.approvals.len() as u64 + 1)
+                    }
+                    _ => 0,
+                };
+                units += cost::WASTED_RECORD + cost::bytes(bytes.len()) + checked;
             }
             self.after_received(Some(from), &op, received, now_ms, rng);
         }
@@ -398,7 +407,7 @@ impl State {
             }
             Received::Known | Received::Stale | Received::Frozen => {}
             Received::Ahead { epoch } => {
-                self.roster_ahead = self.roster_ahead.max(epoch);
+                self.note_ahead(epoch, now_ms);
                 if let Some(peer) = peer {
                     let after = self.ledger.state().epoch();
                     self.send(
@@ -453,7 +462,7 @@ impl State {
         };
         if proof.epoch() > self.ledger.state().epoch() {
             // A fork beyond this node's chain: catch up first, it comes again.
-            self.roster_ahead = self.roster_ahead.max(proof.epoch());
+            self.note_ahead(proof.epoch(), now_ms);
             return wasted;
         }
         match self.ledger.restore_fork(proof.clone()) {
@@ -647,18 +656,43 @@ impl State {
         let Verdict::Rejected(Rejection::NotAdmitted(origin)) = verdict else {
             return verdict;
         };
+        let (claimed, until) = self.roster_ahead;
         let excuse = if self
             .removed
             .get(&origin)
             .is_some_and(|until| now_ms < *until)
         {
             RosterExcuse::RecentlyRemoved
-        } else if self.roster_ahead > self.ledger.state().epoch() {
+        } else if (claimed > self.ledger.state().epoch() && now_ms < until)
+            || self.ledger.proposes_key(&origin)
+        {
+            // A peer showed a later epoch lately, or an open proposal admits
+            // this key: the relay may have applied it already.
             RosterExcuse::RosterBehind
         } else {
             return verdict;
         };
         Verdict::Ignored(Ignored::NotOnRoster { origin, excuse })
+    }
+
+    /// Notes a peer's claim of a later roster epoch. A claim excuses records of
+    /// unknown origins for a few intervals only: it is not proof (the operations
+    /// that would prove it are asked for at once), so a false one lapses.
+    fn note_ahead(&mut self, epoch: u64, now_ms: u64) {
+        if epoch <= self.ledger.state().epoch() {
+            return;
+        }
+        let until = now_ms.saturating_add(4 * self.config.interval_ms);
+        self.roster_ahead = (self.roster_ahead.0.max(epoch), until);
+    }
+
+    /// Shows `peer` this node's roster head (once an interval), after it sent a
+    /// record of an origin this node does not admit.
+    pub(super) fn ask_roster(&mut self, peer: NodeId, now_ms: u64) {
+        if self.roster_mark_sent(peer, RosterHash([0xee; 32]), 0, now_ms) {
+            let head = self.roster_head(false);
+            self.send(peer, Message::RosterHead(head));
+        }
     }
 
     /// Drops expired proposals and finished grace periods (each round).
