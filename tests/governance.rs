@@ -512,6 +512,27 @@ fn try_cli(cluster: &Cluster, index: usize, args: &[&str]) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// Waits until n1 holds proposal `id`, then checks it refuses to approve it
+/// (it signed another operation for that epoch).
+fn refuses_second_vote(cluster: &Cluster, id: &str, when: &str) {
+    until(
+        cluster,
+        "the competing proposal at n1",
+        Duration::from_secs(20),
+        |c| {
+            c.get(1, "/v1/roster/pending")
+                .and_then(|p| p["pending"].as_array().cloned())
+                .is_some_and(|pending| pending.iter().any(|p| p["id"] == id))
+        },
+    );
+    let (ok, text) = try_cli(cluster, 1, &["roster", "approve", id]);
+    assert!(
+        !ok,
+        "n1 signed a second operation for epoch 1 {when}: {text}"
+    );
+    assert!(text.contains("already signed"), "{text}");
+}
+
 #[test]
 fn a_vote_and_the_chain_survive_sigkill() {
     let root = tempfile::tempdir().unwrap();
@@ -539,19 +560,7 @@ fn a_vote_and_the_chain_survive_sigkill() {
         &["roster", "propose", "relabel", &three, "other", "--json"],
     ));
     let q_id = q["operation"]["id"].as_str().unwrap().to_string();
-    until(
-        &cluster,
-        "the competing proposal reaches n1",
-        Duration::from_secs(20),
-        |c| {
-            c.get(1, "/v1/roster/pending")
-                .and_then(|p| p["pending"].as_array().cloned())
-                .is_some_and(|pending| pending.iter().any(|p| p["id"] == q_id.as_str()))
-        },
-    );
-    let (ok, text) = try_cli(&cluster, 1, &["roster", "approve", &q_id]);
-    assert!(!ok, "n1 signed a second operation for epoch 1: {text}");
-    assert!(text.contains("already signed"), "{text}");
+    refuses_second_vote(&cluster, &q_id, "after SIGKILL");
     let view = cluster.get(1, "/v1/roster").unwrap();
     assert_eq!(
         view["votes"][0][1],
@@ -563,22 +572,7 @@ fn a_vote_and_the_chain_survive_sigkill() {
     std::fs::remove_dir_all(cluster.members[1].dir.join("store")).unwrap();
     cluster.start(1);
     cluster.wait_ready(1, Duration::from_secs(30));
-    until(
-        &cluster,
-        "the competing proposal back at n1",
-        Duration::from_secs(20),
-        |c| {
-            c.get(1, "/v1/roster/pending")
-                .and_then(|p| p["pending"].as_array().cloned())
-                .is_some_and(|pending| pending.iter().any(|p| p["id"] == q_id.as_str()))
-        },
-    );
-    let (ok, text) = try_cli(&cluster, 1, &["roster", "approve", &q_id]);
-    assert!(
-        !ok,
-        "n1 signed a second operation after losing its store: {text}"
-    );
-    assert!(text.contains("already signed"), "{text}");
+    refuses_second_vote(&cluster, &q_id, "after losing its store");
     // n2 approves the first: applied. SIGKILL n2 and n0 right after; both come
     // back at epoch 1 with the change.
     cluster.cli(2, &["roster", "approve", &p_id]);
