@@ -59,7 +59,10 @@ impl Names {
             .flat_map(|dir| [dir.join("roster.toml"), dir.join("..").join("roster.toml")]);
         for path in candidates {
             if path.is_file() {
-                if let Ok(roster) = tidings::keys::Roster::load(&path) {
+                if let Ok(mut roster) = tidings::keys::Roster::load(&path) {
+                    if let Some(dir) = data_dir {
+                        label_from_chain(&mut roster, dir);
+                    }
                     return Ok(Self(Some(roster)));
                 }
             }
@@ -80,6 +83,41 @@ impl Names {
         match self.0.as_ref().and_then(|roster| roster.label(id)) {
             Some(label) => format!("{label} ({id})"),
             None => id.to_string(),
+        }
+    }
+}
+
+/// Adds the labels the roster chain in `data_dir`'s store gave to members
+/// added, relabelled or rotated since the genesis (the roster file lists only
+/// the genesis). A store in use by a running node is left alone.
+fn label_from_chain(roster: &mut tidings::keys::Roster, data_dir: &Path) {
+    use tidings::proto::roster::{Action, SignedOp};
+    let path = data_dir.join("store");
+    if !path.is_dir() {
+        return;
+    }
+    let Ok(store) = tidings::net::store::DirectoryStore::open(&path) else {
+        return;
+    };
+    let Ok(loaded) = store.load() else {
+        return;
+    };
+    for (_, bytes) in &loaded.roster_ops {
+        let Ok(op) = SignedOp::decode(bytes) else {
+            continue;
+        };
+        match op.body.action {
+            Action::Add { member, label } => {
+                roster.insert(member, label);
+            }
+            Action::Relabel { member, label } => {
+                roster.relabel(&member, label);
+            }
+            Action::Rotate { from, to } => {
+                let label = roster.label(&from).map(str::to_owned);
+                roster.insert(to, label);
+            }
+            _ => {}
         }
     }
 }
