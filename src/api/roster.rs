@@ -12,7 +12,9 @@ use tidings_keys::{NodeId, Signature};
 use super::problem::Problem;
 use super::routes::AppState;
 use crate::net::node::{NodeError, OpView};
-use crate::proto::limits::{DEFAULT_PROPOSAL_LIFETIME_MS, MAX_PROPOSAL_LIFETIME_MS};
+use crate::proto::limits::{
+    DEFAULT_PROPOSAL_LIFETIME_MS, MAX_PROPOSAL_LIFETIME_MS, RECOVERY_SEQ_GAP,
+};
 use crate::proto::roster::{Action, Received, RosterError, RosterHash, SignError, Threshold};
 
 /// A proposal, as posted.
@@ -136,10 +138,25 @@ pub(super) async fn propose(
         "remove" => Action::Remove {
             member: body.member.ok_or_else(|| missing("member", name))?,
         },
-        "rotate" => Action::Rotate {
-            from: body.from.unwrap_or_else(|| state.client.node_id()),
-            to: body.to.ok_or_else(|| missing("to", name))?,
-        },
+        "rotate" => {
+            let from = body.from.unwrap_or_else(|| state.client.node_id());
+            if view(&state)
+                .await?
+                .quarantined
+                .iter()
+                .any(|(id, _)| *id == from)
+            {
+                return Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "quarantined",
+                    format!("{from} is quarantined: a rotation would lift the quarantine without a pardon; propose a pardon first"),
+                ));
+            }
+            Action::Rotate {
+                from,
+                to: body.to.ok_or_else(|| missing("to", name))?,
+            }
+        }
         "threshold" => {
             let value = body
                 .threshold
@@ -166,12 +183,16 @@ pub(super) async fn propose(
             let above_seq = match body.above_seq {
                 Some(seq) => seq,
                 None => {
+                    // Above the proof by the recovery gap: any other fork the
+                    // origin signed before the pardon (a copied node folder
+                    // runs on for a while) is covered too, and its chain
+                    // restarts above all of them.
                     view(&state)
                         .await?
                         .quarantined
                         .iter()
                         .find(|(id, _)| *id == origin)
-                        .map(|(_, seq)| *seq)
+                        .map(|(_, seq)| seq.saturating_add(RECOVERY_SEQ_GAP))
                         .ok_or_else(|| {
                             Problem::new(
                                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -143,8 +143,9 @@ pub(crate) enum ProposeAction {
     Pardon {
         /// The quarantined member's node id.
         origin: NodeId,
-        /// The seq its chain restarts above (default: the highest seq in the
-        /// proof this node holds).
+        /// The seq its chain restarts above; forks at or below it are pardoned
+        /// (default: the highest seq in the proof this node holds, plus a
+        /// million, so forks signed after that proof are covered too).
         #[arg(long)]
         above_seq: Option<u64>,
     },
