@@ -252,7 +252,20 @@ pub(super) async fn approve(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let id = resolve(&state, &id).await?;
-    let (op, received) = state.client.approve(id).await.map_err(sign_problem)?;
+    let answer = state.client.approve(id).await;
+    if let Err(NodeError::Sign(SignError::NoSuchProposal(_))) = &answer {
+        if let Some(op) = view(&state).await?.chain.iter().find(|op| op.id == id) {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "already-applied",
+                format!(
+                    "operation {id} was applied at epoch {}: nothing left to approve",
+                    op.epoch
+                ),
+            ));
+        }
+    }
+    let (op, received) = answer.map_err(sign_problem)?;
     Ok(Json(outcome(&op, &received)))
 }
 

@@ -227,12 +227,14 @@ fn set_aside_rotated_log(
     if !belongs_to_old {
         return Ok(());
     }
-    let aside = path.with_file_name(format!("audit.key-{}", old.short()));
-    let aside = if aside.exists() {
-        path.with_file_name(format!("audit.key-{}-{}", old.short(), now_ms / 1000))
-    } else {
-        aside
-    };
+    // A directory of its own, laid out as a data directory, so that the audit
+    // commands read it (`tidings audit verify -d DIR/old-key-…`).
+    let mut holder = path.with_file_name(format!("old-key-{}", old.short()));
+    if holder.exists() {
+        holder = path.with_file_name(format!("old-key-{}-{}", old.short(), now_ms / 1000));
+    }
+    std::fs::create_dir_all(&holder).map_err(|error| data_dir_error(&holder, error))?;
+    let aside = holder.join("audit");
     std::fs::rename(path, &aside).map_err(|error| {
         data_dir_error(
             path,
