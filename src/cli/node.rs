@@ -147,9 +147,10 @@ pub(crate) fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
     println!("node {label}: {}", identity.node_id());
     println!("  key     {}", key_path.display());
     println!(
-        "  roster  {} ({} members)",
+        "  roster  {} ({} member{})",
         roster_path.display(),
-        roster.len()
+        roster.len(),
+        if roster.len() == 1 { "" } else { "s" }
     );
     println!("  config  {}", config_path.display());
     if args.join {
@@ -179,11 +180,13 @@ pub(crate) fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         "next: add specialists to the config, then `tidings run --config {}`",
         config_path.display()
     );
-    println!(
-        "other nodes can bootstrap from it with --bootstrap {}@{}",
-        identity.node_id(),
-        args.listen
-    );
+    if !args.join {
+        println!(
+            "other nodes can bootstrap from it with --bootstrap {}@{}",
+            identity.node_id(),
+            args.listen
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
