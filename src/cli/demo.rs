@@ -149,6 +149,36 @@ impl Demo {
         count
     }
 
+    /// Honest members whose view of member `id` passes `check`.
+    async fn count_member(
+        &self,
+        id: NodeId,
+        check: impl Fn(&tidings::net::node::Member) -> bool,
+    ) -> usize {
+        let mut count = 0;
+        for member in self.honest() {
+            if let Ok(members) = member.node.members().await {
+                if members.iter().any(|m| m.id == id && check(m)) {
+                    count += 1;
+                }
+            }
+        }
+        count
+    }
+
+    /// Honest members whose current record of `origin` passes `check`.
+    async fn count_record(&self, origin: NodeId, check: impl Fn(&VerifiedRecord) -> bool) -> usize {
+        let mut count = 0;
+        for member in self.honest() {
+            if let Ok(Some(record)) = member.node.record(origin).await {
+                if check(&record) {
+                    count += 1;
+                }
+            }
+        }
+        count
+    }
+
     /// A connection to `target` as `as_member`, through a second endpoint.
     /// Sends `frame` from a second endpoint of `as_member` to member `target`
     /// until `delivered` says it arrived (a node keeps one connection per key, so
@@ -480,17 +510,7 @@ async fn script(demo: &Demo) -> anyhow::Result<(Summary, RecordId)> {
     let to_three = Message::Records(vec![b.wire_bytes().to_vec()]).encode();
     demo.inject(eve, 2, &to_three, || holds(node_three, b.id()))
         .await?;
-    let quarantined = || async {
-        let mut count = 0;
-        for member in demo.honest() {
-            if let Ok(members) = member.node.members().await {
-                if members.iter().any(|m| m.id == eve_id && m.quarantined) {
-                    count += 1;
-                }
-            }
-        }
-        count
-    };
+    let quarantined = || demo.count_member(eve_id, |m| m.quarantined);
     let caught = demo
         .until(|| async { quarantined().await == demo.honest })
         .await
@@ -557,37 +577,12 @@ async fn script(demo: &Demo) -> anyhow::Result<(Summary, RecordId)> {
             ))
             .await?;
         flooding.await??;
-        let reached = || async {
-            let mut count = 0;
-            for member in demo.honest() {
-                if member
-                    .node
-                    .record(update.origin())
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| r.id() == update.id())
-                {
-                    count += 1;
-                }
-            }
-            count
-        };
+        let reached = || demo.count_record(update.origin(), |r| r.id() == update.id());
         demo.until(|| async { reached().await == demo.honest })
             .await;
         summary.update_during_flood_reached = reached().await;
         let flooder_id = demo.members[flooder].node.node_id();
-        for member in demo.honest() {
-            if member
-                .node
-                .members()
-                .await?
-                .iter()
-                .any(|m| m.id == flooder_id && m.banned)
-            {
-                summary.flooder_banned_by += 1;
-            }
-        }
+        summary.flooder_banned_by = demo.count_member(flooder_id, |m| m.banned).await;
         demo.say(&format!(
             "   node-1 charges the flood to the flooder's work budget and bans it (banned at {} node(s)); node-2's update reached {} of {} honest nodes",
             summary.flooder_banned_by, summary.update_during_flood_reached, demo.honest
@@ -728,17 +723,7 @@ async fn governance(demo: &mut Demo, root: &Path) -> anyhow::Result<GovernanceSu
         demo.honest
     ));
     let eve_id = demo.members[demo.honest + 1].node.node_id();
-    for member in demo.honest() {
-        if member
-            .node
-            .members()
-            .await?
-            .iter()
-            .any(|m| m.id == eve_id && m.quarantined)
-        {
-            summary.eve_still_quarantined_at += 1;
-        }
-    }
+    summary.eve_still_quarantined_at = demo.count_member(eve_id, |m| m.quarantined).await;
     demo.say(&format!(
         "   eve stays out: quarantined at {} of {} honest nodes; only a pardon approved by {threshold} members would lift it",
         summary.eve_still_quarantined_at, demo.honest
@@ -787,22 +772,7 @@ async fn governance(demo: &mut Demo, root: &Path) -> anyhow::Result<GovernanceSu
         },
     );
     let new_id = new_key.node_id();
-    let continued = || async {
-        let mut count = 0;
-        for member in demo.honest() {
-            if member
-                .node
-                .record(new_id)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|r| r.seq() == last + 1)
-            {
-                count += 1;
-            }
-        }
-        count
-    };
+    let continued = || demo.count_record(new_id, |r| r.seq() == last + 1);
     demo.until(|| async { continued().await == demo.honest })
         .await;
     summary.rotated_member = "node-2".into();

@@ -267,6 +267,18 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Refuses an input of `len` bytes above `max` before anything is decoded.
+pub fn check_size(field: Field, max: usize, len: usize) -> Result<(), DecodeError> {
+    if len > max {
+        return Err(DecodeError::Oversized {
+            field,
+            max,
+            found: len,
+        });
+    }
+    Ok(())
+}
+
 /// Appends `value` as a postcard varint.
 pub fn write_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {

@@ -51,7 +51,7 @@ pub use op::{
 };
 pub use state::{approve, countersign, ApprovalCache, Need, RosterError, RosterState, VerifiedOp};
 
-use super::codec::{DecodeError, Field, Reader};
+use super::codec::{check_size, DecodeError, Field, Reader};
 use super::limits::MAX_ROSTER_FORK_BYTES;
 
 /// Two operations for one epoch, each approved by a threshold of the state they
@@ -127,13 +127,7 @@ impl RosterForkProof {
 
     /// Decodes a proof (the two operations in id order).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_ROSTER_FORK_BYTES {
-            return Err(DecodeError::Oversized {
-                field: Field::RosterFork,
-                max: MAX_ROSTER_FORK_BYTES,
-                found: bytes.len(),
-            });
-        }
+        check_size(Field::RosterFork, MAX_ROSTER_FORK_BYTES, bytes.len())?;
         let mut reader = Reader::new(bytes);
         let first = SignedOp::read(&mut reader)?;
         let second = SignedOp::read(&mut reader)?;

@@ -39,9 +39,7 @@ use super::{NodeConfig, NodeError};
 use crate::net::lock::DataDirLock;
 use crate::net::store::{DirectoryStore, Loaded};
 use crate::proto::directory::{DirectoryConfig, VerifiedCache};
-use crate::proto::roster::{
-    Action, Genesis, Ledger, Received, RosterForkProof, RosterHash, SignedOp,
-};
+use crate::proto::roster::{Action, Genesis, Ledger, RosterForkProof, RosterHash, SignedOp};
 use crate::proto::state::{announcement_of, State};
 use crate::proto::{Announcement, EquivocationProof, Record, Verdict, VerifiedRecord};
 use crate::recording::record_key;
@@ -136,7 +134,7 @@ pub(super) fn open(
     let new_node = fresh && (config.new_node || marker.exists());
     let audit_existed = audit_path.exists();
     let (store, loaded) = open_store(&store_path, now_ms, &mut notes)?;
-    let rotated_from = rotated_from(config, federation, &loaded, now_ms);
+    let rotated_from = rotated_from(config, federation, &loaded);
     if let Some(old) = rotated_from {
         set_aside_rotated_log(config, federation, &audit_path, old, now_ms, &mut notes)?;
     }
@@ -175,13 +173,10 @@ pub(super) fn open(
 
 /// The key this node's key replaced, when the stored roster chain rotated a
 /// member's key to this one and the data directory still holds the old key's
-/// history (its own record, its audit log).
-fn rotated_from(
-    config: &NodeConfig,
-    federation: FederationId,
-    loaded: &Loaded,
-    now_ms: u64,
-) -> Option<NodeId> {
+/// history (its own record, its audit log). The chain is read, not checked
+/// here: `restore_roster` checks it from the genesis (and refuses to start on
+/// a chain that does not apply), and a log set aside is kept, not deleted.
+fn rotated_from(config: &NodeConfig, federation: FederationId, loaded: &Loaded) -> Option<NodeId> {
     let me = config.identity.node_id();
     let own = loaded
         .own
@@ -190,21 +185,12 @@ fn rotated_from(
     if own.origin() == me {
         return None;
     }
-    let genesis = Genesis::from_roster(federation, &config.roster).ok()?;
-    let mut ledger = Ledger::new(genesis);
-    for (_, bytes) in &loaded.roster_ops {
-        let op = SignedOp::decode(bytes).ok()?;
-        if !matches!(ledger.receive(&op, now_ms), Received::Applied(_)) {
-            return None;
-        }
-    }
-    ledger
-        .chain()
-        .iter()
-        .find_map(|op| match &op.body().action {
-            Action::Rotate { from, to } if *to == me && *from == own.origin() => Some(*from),
+    loaded.roster_ops.iter().find_map(|(_, bytes)| {
+        match SignedOp::decode(bytes).ok()?.body.action {
+            Action::Rotate { from, to } if to == me && from == own.origin() => Some(from),
             _ => None,
-        })
+        }
+    })
 }
 
 /// Moves the audit log signed by the rotated-away key aside (kept, readable

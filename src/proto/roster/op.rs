@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tidings_keys::{hex, FederationId, NodeId, Roster, Signature};
 
-use crate::proto::codec::{write_varint, DecodeError, Field, Reader};
+use crate::proto::codec::{check_size, write_varint, DecodeError, Field, Reader};
 use crate::proto::limits::{
     MAX_APPROVALS, MAX_GENESIS_BYTES, MAX_LABEL_BYTES, MAX_OP_BODY_BYTES, MAX_ROSTER_MEMBERS,
     MAX_ROSTER_OP_BYTES,
@@ -296,14 +296,8 @@ impl Genesis {
     /// Decodes canonical genesis bytes (members in id order, each once, with
     /// usable keys, and a threshold that can govern them).
     pub fn decode(bytes: &[u8]) -> Result<Self, GenesisError> {
-        if bytes.len() > MAX_GENESIS_BYTES {
-            return Err(DecodeError::Oversized {
-                field: Field::RosterGenesis,
-                max: MAX_GENESIS_BYTES,
-                found: bytes.len(),
-            }
-            .into());
-        }
+        check_size(Field::RosterGenesis, MAX_GENESIS_BYTES, bytes.len())
+            .map_err(GenesisError::from)?;
         let mut reader = Reader::new(bytes);
         let version = reader.u8()?;
         if version != ROSTER_VERSION {
@@ -542,13 +536,7 @@ impl OpBody {
 
     /// Decodes canonical body bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_OP_BODY_BYTES {
-            return Err(DecodeError::Oversized {
-                field: Field::RosterOp,
-                max: MAX_OP_BODY_BYTES,
-                found: bytes.len(),
-            });
-        }
+        check_size(Field::RosterOp, MAX_OP_BODY_BYTES, bytes.len())?;
         let mut reader = Reader::new(bytes);
         let version = reader.u8()?;
         if version != ROSTER_VERSION {
@@ -632,13 +620,7 @@ impl SignedOp {
 
     /// Decodes an operation; approvals must come in signer order.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_ROSTER_OP_BYTES {
-            return Err(DecodeError::Oversized {
-                field: Field::RosterOp,
-                max: MAX_ROSTER_OP_BYTES,
-                found: bytes.len(),
-            });
-        }
+        check_size(Field::RosterOp, MAX_ROSTER_OP_BYTES, bytes.len())?;
         let mut reader = Reader::new(bytes);
         let op = Self::read(&mut reader)?;
         reader.finish()?;
