@@ -412,6 +412,30 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, Problem> {
         "Gossip exchanges opened.",
         vec![format!("tidings_exchanges_total {}", stats.exchanges)],
     );
+    metric(
+        "tidings_spread_links",
+        "gauge",
+        "Neighbour links new records spread along: eager (pushed in full) and lazy (announced).",
+        vec![
+            format!("tidings_spread_links{{kind=\"eager\"}} {}", stats.links.0),
+            format!("tidings_spread_links{{kind=\"lazy\"}} {}", stats.links.1),
+        ],
+    );
+    metric(
+        "tidings_grafts_total",
+        "counter",
+        "Announced records asked of their announcer because the eager path had not brought them in time.",
+        vec![format!("tidings_grafts_total {}", stats.grafts)],
+    );
+    metric(
+        "tidings_pushes_pruned_total",
+        "counter",
+        "Pushes that brought only records another neighbour had brought, answered with a prune.",
+        vec![format!(
+            "tidings_pushes_pruned_total {}",
+            stats.pushes_pruned
+        )],
+    );
     let mut cumulative = 0;
     let mut lines = Vec::new();
     for (index, bound) in LATENCY_BUCKETS_MS.iter().enumerate() {

@@ -30,6 +30,9 @@ pub struct WatchEvent {
     /// The specialist concerned (none for expired and quarantined).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub specialist: Option<Specialist>,
+    /// When this node saw the change (milliseconds since the Unix epoch, by
+    /// this machine's clock).
+    pub at_ms: u64,
 }
 
 /// The shared event stream.
@@ -59,7 +62,11 @@ impl Watch {
             loop {
                 match changes.recv().await {
                     Ok(change) => {
-                        for event in translate(&mut known, change) {
+                        let at_ms = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |since| since.as_millis() as u64);
+                        for mut event in translate(&mut known, change) {
+                            event.at_ms = at_ms;
                             let _ = sender.send(event);
                         }
                     }
@@ -84,6 +91,7 @@ fn event(kind: &'static str, record: &VerifiedRecord, specialist: Specialist) ->
         record: Some(record.id()),
         seq: Some(record.seq()),
         specialist: Some(specialist),
+        at_ms: 0,
     }
 }
 
@@ -118,6 +126,7 @@ fn translate(known: &mut Known, change: DirectoryChange) -> Vec<WatchEvent> {
                 record: Some(record.id()),
                 seq: Some(record.seq()),
                 specialist: None,
+                at_ms: 0,
             });
         }
         DirectoryChange::Pardoned { origin, above_seq } => out.push(WatchEvent {
@@ -126,6 +135,7 @@ fn translate(known: &mut Known, change: DirectoryChange) -> Vec<WatchEvent> {
             record: None,
             seq: Some(above_seq),
             specialist: None,
+            at_ms: 0,
         }),
         DirectoryChange::Expired(record) => {
             known.remove(&record.origin());
@@ -135,6 +145,7 @@ fn translate(known: &mut Known, change: DirectoryChange) -> Vec<WatchEvent> {
                 record: Some(record.id()),
                 seq: Some(record.seq()),
                 specialist: None,
+                at_ms: 0,
             });
         }
         DirectoryChange::Quarantined { origin, .. } => {
@@ -145,6 +156,7 @@ fn translate(known: &mut Known, change: DirectoryChange) -> Vec<WatchEvent> {
                 record: None,
                 seq: None,
                 specialist: None,
+                at_ms: 0,
             });
         }
     }

@@ -165,20 +165,28 @@ pub(crate) enum BenchCommand {
         json: bool,
     },
     /// Over QUIC with mutual TLS on loopback: records per second from one node to
-    /// another, and the time for a new record to reach all of 16 nodes.
+    /// another, then federations of real `tidings run` processes: the time for a
+    /// new record to reach every node, every node publishing at once, and the
+    /// idle cost per node.
     Net {
         /// Records the empty node pulls from the full one.
         #[arg(long, default_value_t = 5_000)]
         records: usize,
-        /// Nodes in the spread measurement.
-        #[arg(long, default_value_t = 16)]
-        nodes: usize,
-        /// Gossip interval in the spread measurement, milliseconds.
-        #[arg(long, default_value_t = 200)]
-        interval_ms: u64,
-        /// Repetitions of the spread measurement (the median is reported).
+        /// Federation sizes (processes), comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "16,64")]
+        nodes: Vec<usize>,
+        /// Gossip intervals, milliseconds, comma-separated: one federation each.
+        #[arg(long = "intervals", value_delimiter = ',', default_value = "200,1000")]
+        intervals_ms: Vec<u64>,
+        /// Single-record measurements per federation (the median is reported).
         #[arg(long, default_value_t = 11)]
         repeat: usize,
+        /// Every-node-publishes measurements per federation.
+        #[arg(long, default_value_t = 5)]
+        bursts: usize,
+        /// Seconds of idle cost measured per federation.
+        #[arg(long, default_value_t = 20)]
+        idle_seconds: u64,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -258,17 +266,22 @@ pub(crate) fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Net {
             records,
             nodes,
-            interval_ms,
+            intervals_ms,
             repeat,
+            bursts,
+            idle_seconds,
             json,
         } => {
             let runtime = super::runtime()?;
-            let result = runtime.block_on(super::bench_net::run(
-                *records,
-                *nodes,
-                *interval_ms,
-                (*repeat).max(1),
-            ))?;
+            let plan = super::bench_net::NetPlan {
+                records: *records,
+                nodes: nodes.clone(),
+                intervals_ms: intervals_ms.clone(),
+                repeat: (*repeat).max(1),
+                bursts: (*bursts).max(1),
+                idle_seconds: (*idle_seconds).max(1),
+            };
+            let result = runtime.block_on(super::bench_net::run(&plan))?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {

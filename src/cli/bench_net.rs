@@ -10,8 +10,18 @@ use tidings::net::node::{Lookup, Node, NodeConfig, NodeHandle};
 use tidings::net::store::DirectoryStore;
 use tidings::proto::{Announcement, GossipConfig, Record, Specialist, VerifiedRecord};
 
+use super::fleet::{self, Fleet, FleetSpec};
+
 #[derive(Debug, Serialize)]
 pub(crate) struct NetBench {
+    bulk: Bulk,
+    /// One federation of real processes per (nodes, interval).
+    spread: Vec<Spread>,
+}
+
+/// Records pulled by an empty node from a full one over QUIC.
+#[derive(Debug, Serialize)]
+struct Bulk {
     records: usize,
     /// From starting the empty node (including its wait for its first round).
     transfer_seconds: f64,
@@ -19,24 +29,102 @@ pub(crate) struct NetBench {
     streaming_seconds: f64,
     /// Records over `streaming_seconds`.
     records_per_second: f64,
+}
+
+/// A median with its lowest and highest value and every run.
+#[derive(Debug, Serialize)]
+pub(crate) struct Spreadout {
+    median: f64,
+    min: f64,
+    max: f64,
+    runs: Vec<f64>,
+}
+
+impl Spreadout {
+    pub(crate) fn of(runs: Vec<f64>) -> Self {
+        let mut sorted = runs.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let pick = |i: usize| sorted.get(i).copied().unwrap_or(f64::NAN);
+        Self {
+            median: pick(sorted.len() / 2),
+            min: pick(0),
+            max: pick(sorted.len().saturating_sub(1)),
+            runs: runs.iter().map(|v| (v * 100.0).round() / 100.0).collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for Spreadout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "median {:.1} (from {:.1} to {:.1}, {} runs)",
+            self.median,
+            self.min,
+            self.max,
+            self.runs.len()
+        )
+    }
+}
+
+/// Spreading in one federation of real `tidings run` processes on loopback.
+#[derive(Debug, Serialize)]
+struct Spread {
     nodes: usize,
     interval_ms: u64,
-    spread_ms_median: f64,
-    spread_intervals_median: f64,
-    spread_ms_runs: Vec<f64>,
+    /// From starting the processes until every node held every node's record.
+    start_seconds: f64,
+    /// One new record, from the request to its node until the last node's watch
+    /// stream reported it.
+    one_record_ms: Spreadout,
+    /// Every node announcing at once, until every node held every announcement.
+    all_publish_ms: Spreadout,
+    /// A converged, idle federation: CPU seconds per node per minute (the
+    /// spread is over nodes).
+    idle_cpu_seconds_per_minute: Spreadout,
+    /// Bytes sent per node per second while idle (the spread is over nodes).
+    idle_bytes_per_second: Spreadout,
+    idle_seconds: u64,
+    /// Over the whole run, per node: records asked for after an announcement
+    /// because the eager path had not brought them, and pushes pruned.
+    grafts_per_node: f64,
+    pruned_per_node: f64,
 }
 
 impl NetBench {
     pub(crate) fn print(&self) {
         println!("network benchmark (QUIC + mutual TLS on loopback, one run)");
+        let bulk = &self.bulk;
         println!(
             "  {} records pulled by an empty node from a full one: {:.0} records/s ({:.2} s from the first record to the last; {:.2} s from starting the node)",
-            self.records, self.records_per_second, self.streaming_seconds, self.transfer_seconds
+            bulk.records, bulk.records_per_second, bulk.streaming_seconds, bulk.transfer_seconds
         );
-        println!(
-            "  a new record reaches all {} nodes at a {} ms interval: median {:.0} ms = {:.1} intervals (runs: {:?})",
-            self.nodes, self.interval_ms, self.spread_ms_median, self.spread_intervals_median, self.spread_ms_runs
-        );
+        for spread in &self.spread {
+            println!(
+                "  {} processes at a {} ms interval (converged {:.1} s after start):",
+                spread.nodes, spread.interval_ms, spread.start_seconds
+            );
+            println!(
+                "    one new record reaches every node, ms: {}",
+                spread.one_record_ms
+            );
+            println!(
+                "    every node publishing at once, ms:     {}",
+                spread.all_publish_ms
+            );
+            println!(
+                "    idle, CPU s per node per minute:       {}",
+                spread.idle_cpu_seconds_per_minute
+            );
+            println!(
+                "    idle, bytes sent per node per second:  {}",
+                spread.idle_bytes_per_second
+            );
+            println!(
+                "    per node over the run: {:.1} grafts, {:.1} pushes pruned",
+                spread.grafts_per_node, spread.pruned_per_node
+            );
+        }
     }
 }
 
@@ -77,51 +165,167 @@ async fn holding(node: &NodeHandle, capability: &str) -> usize {
     .unwrap_or(0)
 }
 
-async fn wait_for(
-    nodes: &[NodeHandle],
-    capability: &str,
-    count: usize,
-    limit: Duration,
-) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    loop {
-        let mut done = true;
-        for node in nodes {
-            if holding(node, capability).await < count {
-                done = false;
-                break;
-            }
-        }
-        if done {
-            return Ok(started.elapsed());
-        }
-        anyhow::ensure!(started.elapsed() < limit, "not converged within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// What `tidings bench net` measures.
+#[derive(Debug, Clone)]
+pub(crate) struct NetPlan {
+    pub(crate) records: usize,
+    pub(crate) nodes: Vec<usize>,
+    pub(crate) intervals_ms: Vec<u64>,
+    pub(crate) repeat: usize,
+    pub(crate) bursts: usize,
+    pub(crate) idle_seconds: u64,
 }
 
-pub(crate) async fn run(
-    records: usize,
-    nodes: usize,
-    interval_ms: u64,
-    repeat: usize,
-) -> anyhow::Result<NetBench> {
+pub(crate) async fn run(plan: &NetPlan) -> anyhow::Result<NetBench> {
     anyhow::ensure!(
-        nodes >= 2 && records >= 1,
-        "--nodes must be at least 2 and --records at least 1"
+        plan.nodes.iter().all(|n| (2..=200).contains(n)) && plan.records >= 1,
+        "--nodes must be between 2 and 200, and --records at least 1"
+    );
+    anyhow::ensure!(
+        plan.intervals_ms.iter().all(|ms| *ms >= 10),
+        "--intervals must be at least 10 ms"
     );
     let scratch = super::interrupt::ScratchDir::new("bench-net")?;
-    let result = measure(scratch.path(), records, nodes, interval_ms, repeat).await;
-    result
+    let bulk = bulk(scratch.path(), plan.records).await?;
+    let mut spread = Vec::new();
+    for &nodes in &plan.nodes {
+        for &interval_ms in &plan.intervals_ms {
+            let root = scratch.path().join(format!("fleet-{nodes}-{interval_ms}"));
+            std::fs::create_dir_all(&root)?;
+            spread.push(measure_spread(&root, nodes, interval_ms, plan).await?);
+            let _ = std::fs::remove_dir_all(&root);
+        }
+    }
+    Ok(NetBench { bulk, spread })
 }
 
-async fn measure(
-    temp: &Path,
-    records: usize,
+async fn measure_spread(
+    root: &Path,
     nodes: usize,
     interval_ms: u64,
-    repeat: usize,
-) -> anyhow::Result<NetBench> {
+    plan: &NetPlan,
+) -> anyhow::Result<Spread> {
+    let spec = FleetSpec {
+        nodes,
+        interval_ms,
+        edits: vec![],
+    };
+    let started = Instant::now();
+    let fleet = Fleet::start(root, &spec)?;
+    fleet
+        .wait_converged(nodes, Duration::from_secs(30 + nodes as u64))
+        .await?;
+    let start_seconds = started.elapsed().as_secs_f64();
+    let mut events = fleet.watch().await?;
+    let limit = Duration::from_secs(30);
+    let quiet = Duration::from_millis((2 * interval_ms).max(300));
+    let (mut one, mut all) = (Vec::new(), Vec::new());
+    // Interleaved: a single record, then a burst, and so on.
+    for run in 0..plan.repeat.max(plan.bursts) {
+        if run < plan.repeat {
+            let announcer = (run * 7 + 3) % nodes;
+            let name = format!("needle-{run}");
+            let started = fleet::wall_ms();
+            fleet.announce(announcer, &name).await?;
+            let last = fleet::wait_seen(&mut events, nodes, &[name], limit).await?;
+            one.push(last[0].saturating_sub(started) as f64);
+            tokio::time::sleep(quiet).await;
+        }
+        if run < plan.bursts {
+            let names: Vec<String> = (0..nodes).map(|i| format!("burst-{run}-f{i}")).collect();
+            let fleet_ref = &fleet;
+            let started = fleet::wall_ms();
+            let announced = futures_join(
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| fleet_ref.announce(i, name)),
+            )
+            .await;
+            for result in announced {
+                result?;
+            }
+            let last = fleet::wait_seen(&mut events, nodes, &names, limit).await?;
+            let done = last.iter().max().copied().unwrap_or(started);
+            all.push(done.saturating_sub(started) as f64);
+            tokio::time::sleep(quiet).await;
+        }
+    }
+    fleet.check_alive()?;
+    // Idle: a few intervals to settle, then CPU and bytes over the window.
+    tokio::time::sleep(Duration::from_millis(3 * interval_ms).max(Duration::from_secs(2))).await;
+    let cpu_before = fleet.cpu_seconds();
+    let mut bytes_before = Vec::new();
+    for i in 0..nodes {
+        bytes_before.push(fleet.bytes_sent(i).await?);
+    }
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(plan.idle_seconds)).await;
+    let cpu_after = fleet.cpu_seconds();
+    let seconds = window.elapsed().as_secs_f64();
+    let mut bytes_after = Vec::new();
+    for i in 0..nodes {
+        bytes_after.push(fleet.bytes_sent(i).await?);
+    }
+    fleet.check_alive()?;
+    let (mut grafts, mut pruned) = (0.0, 0.0);
+    for i in 0..nodes {
+        grafts += fleet.metric(i, "tidings_grafts_total").await?;
+        pruned += fleet.metric(i, "tidings_pushes_pruned_total").await?;
+    }
+    fleet.stop();
+    let cpu: Vec<f64> = cpu_before
+        .iter()
+        .zip(&cpu_after)
+        .map(|(before, after)| (after - before) * 60.0 / seconds)
+        .collect();
+    let bytes: Vec<f64> = bytes_before
+        .iter()
+        .zip(&bytes_after)
+        .map(|(before, after)| (after - before) / seconds)
+        .collect();
+    Ok(Spread {
+        nodes,
+        interval_ms,
+        start_seconds,
+        one_record_ms: Spreadout::of(one),
+        all_publish_ms: Spreadout::of(all),
+        idle_cpu_seconds_per_minute: Spreadout::of(cpu),
+        idle_bytes_per_second: Spreadout::of(bytes),
+        idle_seconds: plan.idle_seconds,
+        grafts_per_node: grafts / nodes as f64,
+        pruned_per_node: pruned / nodes as f64,
+    })
+}
+
+/// Runs every future at once and returns their outputs in order.
+async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}
+
+async fn bulk(temp: &Path, records: usize) -> anyhow::Result<Bulk> {
     // Transfer: node A holds `records` records of as many origins; B starts empty.
     let federation = tidings::keys::FederationId::from_name("bench");
     let (a, b) = (
@@ -183,67 +387,10 @@ async fn measure(
     empty.shutdown().await?;
     full.shutdown().await?;
 
-    // Spread: a new record on one of `nodes` nodes, until all hold it.
-    let identities: Vec<Arc<Identity>> = (0..nodes as u64)
-        .map(|i| {
-            Arc::new(Identity::from_seed(&blake3::derive_key(
-                "tidings bench net node",
-                &i.to_le_bytes(),
-            )))
-        })
-        .collect();
-    let roster: Roster = identities
-        .iter()
-        .map(|identity| identity.node_id())
-        .collect();
-    let first = Node::spawn(config(
-        temp,
-        "m0",
-        identities[0].clone(),
-        &roster,
-        interval_ms,
-    ))
-    .await?;
-    let bootstrap = vec![(first.node_id(), first.local_addr())];
-    let mut running = vec![first];
-    for (index, identity) in identities.iter().enumerate().skip(1) {
-        let mut node_config = config(
-            temp,
-            &format!("m{index}"),
-            identity.clone(),
-            &roster,
-            interval_ms,
-        );
-        node_config.bootstrap = bootstrap.clone();
-        running.push(Node::spawn(node_config).await?);
-    }
-    wait_for(&running, "bench", nodes, Duration::from_secs(60)).await?;
-    let mut runs = Vec::new();
-    for run in 0..repeat {
-        let announcer = &running[(run * 7 + 3) % nodes];
-        let capability = format!("needle-{run}");
-        let started = Instant::now();
-        announcer
-            .announce(specialist(&format!("needle-{run}"), &capability))
-            .await?;
-        wait_for(&running, &capability, 1, Duration::from_secs(60)).await?;
-        runs.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    for node in running {
-        node.shutdown().await?;
-    }
-    let mut sorted = runs.clone();
-    sorted.sort_by(|x, y| x.total_cmp(y));
-    let median = sorted[sorted.len() / 2];
-    Ok(NetBench {
+    Ok(Bulk {
         records,
         transfer_seconds: transfer.as_secs_f64(),
         streaming_seconds: streaming.as_secs_f64(),
         records_per_second: records as f64 / streaming.as_secs_f64().max(1e-9),
-        nodes,
-        interval_ms,
-        spread_ms_median: median,
-        spread_intervals_median: median / interval_ms as f64,
-        spread_ms_runs: runs.iter().map(|ms| (ms * 10.0).round() / 10.0).collect(),
     })
 }

@@ -15,6 +15,20 @@ use anyhow::Context;
 static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static WATCHER: Once = Once::new();
 
+/// Work to do before exiting on a signal (stopping child processes).
+type Hook = Box<dyn FnOnce() + Send>;
+static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
+
+/// Runs `hook` if the program is interrupted (for example, to stop the
+/// processes it started). Installs the signal watcher.
+pub(crate) fn on_interrupt(hook: Hook) {
+    exit_on_interrupt();
+    HOOKS
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .push(hook);
+}
+
 /// Exit status of a program stopped by a signal (128 + SIGINT).
 pub(crate) const INTERRUPTED: i32 = 130;
 
@@ -55,6 +69,11 @@ pub(crate) fn exit_on_interrupt() {
                 });
                 if let Some(signal) = signal {
                     eprintln!("\n{signal}: stopping");
+                    let hooks =
+                        std::mem::take(&mut *HOOKS.lock().unwrap_or_else(|p| p.into_inner()));
+                    for hook in hooks {
+                        hook();
+                    }
                     remove_all_scratch();
                     std::process::exit(INTERRUPTED);
                 }

@@ -9,6 +9,7 @@ pub(crate) mod bench_net;
 pub(crate) mod bench_retention;
 pub(crate) mod client;
 pub(crate) mod demo;
+pub(crate) mod fleet;
 pub(crate) mod format;
 pub(crate) mod interrupt;
 pub(crate) mod keys;

@@ -79,7 +79,10 @@ struct Federation {
 struct Gossip {
     interval_ms: u64,
     fanout: usize,
-    rumor_fanout: usize,
+    /// Called `rumor_fanout` before neighbour spreading replaced random pushes.
+    #[serde(alias = "rumor_fanout")]
+    neighbours: usize,
+    graft_timeout_ms: u64,
     ttl_ms: u64,
 }
 
@@ -89,7 +92,8 @@ impl Default for Gossip {
         Self {
             interval_ms: defaults.interval_ms,
             fanout: defaults.fanout,
-            rumor_fanout: defaults.rumor_fanout,
+            neighbours: defaults.spread.neighbours,
+            graft_timeout_ms: defaults.spread.graft_timeout_ms,
             ttl_ms: defaults.ttl_ms,
         }
     }
@@ -203,6 +207,15 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             "gossip.interval_ms and gossip.fanout must be above zero".into(),
         ));
     }
+    if file.gossip.neighbours > 64
+        || file.gossip.graft_timeout_ms == 0
+        || file.gossip.graft_timeout_ms > 60_000
+    {
+        return Err(invalid(
+            "gossip.neighbours must be at most 64, and gossip.graft_timeout_ms between 1 and 60000"
+                .into(),
+        ));
+    }
     if file.gossip.ttl_ms == 0 || file.gossip.ttl_ms > crate::proto::limits::MAX_TTL_MS {
         return Err(invalid(
             "gossip.ttl_ms must be above zero and at most one day".into(),
@@ -211,7 +224,11 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let gossip = GossipConfig {
         interval_ms: file.gossip.interval_ms,
         fanout: file.gossip.fanout,
-        rumor_fanout: file.gossip.rumor_fanout,
+        spread: crate::proto::spread::SpreadConfig {
+            neighbours: file.gossip.neighbours,
+            graft_timeout_ms: file.gossip.graft_timeout_ms,
+            ..Default::default()
+        },
         ttl_ms: file.gossip.ttl_ms,
         ..GossipConfig::default()
     };
@@ -368,7 +385,8 @@ roster = "{roster}"
 [gossip]
 interval_ms = 1000     # time between gossip rounds
 fanout = 2             # exchanges per round
-rumor_fanout = 2       # immediate pushes of a new record (0: off)
+neighbours = 5         # chosen neighbours new records spread through at once (0: off)
+graft_timeout_ms = 100 # wait for an announced record before asking its announcer
 ttl_ms = 3600000       # lifetime of this node's records; refreshed at half-life
 
 [audit]

@@ -80,6 +80,8 @@ pub enum Field {
     RosterFork,
     /// The roster operations of a message.
     RosterOps,
+    /// The records announced in a `Have` message.
+    Announced,
 }
 
 impl fmt::Display for Field {
@@ -107,6 +109,7 @@ impl fmt::Display for Field {
             Field::Holdings => "range holdings",
             Field::Records => "records",
             Field::Wants => "wanted origins",
+            Field::Announced => "announced records",
             Field::Proofs => "proofs",
             Field::RosterGenesis => "roster genesis",
             Field::RosterOp => "roster operation",

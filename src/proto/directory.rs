@@ -138,7 +138,8 @@ impl Holding {
     /// The `seq` that stands for "holds an equivocation proof": above every record.
     pub const QUARANTINED: u64 = u64::MAX;
 
-    fn of_record(record: &VerifiedRecord) -> Self {
+    /// What holding `record` makes.
+    pub fn of_record(record: &VerifiedRecord) -> Self {
         Self {
             origin: record.origin(),
             seq: record.seq(),

@@ -73,6 +73,9 @@ pub const MAX_RECORDS_PER_MESSAGE: usize = 256;
 /// Most origins asked for in one want message.
 pub const MAX_WANTS: usize = 1024;
 
+/// Most records announced in one `Have` message.
+pub const MAX_ANNOUNCED: usize = 1024;
+
 /// Most proofs in one message.
 pub const MAX_PROOFS_PER_MESSAGE: usize = 8;
 

@@ -15,6 +15,8 @@
 //! - [`directory`]: current record per origin, and the acceptance rules.
 //! - [`wire`]: the messages nodes exchange, framed and bounded.
 //! - [`gossip`]: set reconciliation over a prefix trie of fingerprints.
+//! - [`spread`]: the fast path of new records, eager pushes along a tree of
+//!   neighbour links and announcements on the others.
 //! - [`membership`], [`score`], [`budget`]: whom to gossip with; what misbehaviour
 //!   costs; what work each peer's input may cause.
 //! - [`state`]: the node state machine (`handle_*` in, `poll_output` and
@@ -36,6 +38,7 @@ pub mod rate;
 pub mod record;
 pub mod roster;
 pub mod score;
+pub mod spread;
 pub mod state;
 pub mod verdict;
 pub mod wire;

@@ -13,9 +13,10 @@
 //!
 //! Per round (every `interval_ms`) the node opens a push-pull exchange with
 //! `fanout` members picked uniformly at random (see [`gossip`](super::gossip) for the
-//! digest). A newly accepted record is also pushed at once to `rumor_fanout`
-//! members; anti-entropy repairs whatever such pushes miss. Equivocation proofs are
-//! sent before records. Every frame is charged to its sender's message budget, and
+//! digest). A newly accepted record also spreads at once along the node's
+//! neighbour links, pushed in full on eager links and announced on lazy ones (see
+//! [`spread`](super::spread)); anti-entropy repairs whatever spreading misses.
+//! Equivocation proofs are sent before records, and to every neighbour. Every frame is charged to its sender's message budget, and
 //! every offence to its score.
 //!
 //! The node's own chain (see [`own`](self#own-chain)): a node signs only while it
@@ -47,18 +48,19 @@ use tidings_keys::{Identity, NodeId};
 use super::budget::{cost, WorkBudgets};
 use super::clock::ClockWatch;
 use super::codec::DecodeError;
-use super::directory::{Directory, DirectoryConfig, ProofVerdict, Source};
+use super::directory::{Directory, DirectoryConfig, Holding, ProofVerdict, Source};
 use super::equivocation::EquivocationProof;
 use super::event::{AuditEvent, ChainStatus, DirectoryChange, Halt, Output, PublishError};
 use super::gossip;
 use super::limits::{
-    DEFAULT_TTL_MS, MAX_FRAME_BYTES, MAX_PROOFS_PER_MESSAGE, MAX_RECORDS_PER_MESSAGE,
-    RECOVERY_SEQ_GAP,
+    DEFAULT_TTL_MS, MAX_ANNOUNCED, MAX_FRAME_BYTES, MAX_PROOFS_PER_MESSAGE,
+    MAX_RECORDS_PER_MESSAGE, MAX_WANTS, RECOVERY_SEQ_GAP,
 };
 use super::membership::{BackoffPolicy, Membership};
 use super::record::{Announcement, Record, RecordId, Specialist, VerifiedRecord};
 use super::roster::Ledger;
 use super::score::{Offence, Penalty, ScorePolicy, Scores};
+use super::spread::{Spread, SpreadConfig};
 use super::verdict::{Verdict, VerdictKind};
 use super::wire::{Message, Range, Summary};
 
@@ -77,8 +79,8 @@ pub struct GossipConfig {
     pub interval_ms: u64,
     /// Exchanges opened per round.
     pub fanout: usize,
-    /// Peers a newly accepted record is pushed to at once (0 turns the fast path off).
-    pub rumor_fanout: usize,
+    /// How new records spread between rounds (see [`spread`](super::spread)).
+    pub spread: SpreadConfig,
     /// Lifetime of this node's own records; they are refreshed at half of it.
     pub ttl_ms: u64,
     /// How long a peer has to deliver a record it listed and was asked for.
@@ -96,7 +98,7 @@ impl Default for GossipConfig {
         Self {
             interval_ms: 1000,
             fanout: 2,
-            rumor_fanout: 2,
+            spread: SpreadConfig::default(),
             ttl_ms: DEFAULT_TTL_MS,
             want_timeout_ms: 5000,
             score: ScorePolicy::default(),
@@ -126,6 +128,10 @@ pub struct Counters {
     pub messages_out: u64,
     /// Exchanges opened.
     pub exchanges_opened: u64,
+    /// Pushes that brought nothing new and were answered with a prune.
+    pub pushes_pruned: u64,
+    /// Announced records asked for because the eager path had not brought them.
+    pub grafts: u64,
 }
 
 /// A local command: what a user of the node asks of it.
@@ -159,6 +165,10 @@ pub struct State {
     config: GossipConfig,
     directory: Directory,
     membership: Membership,
+    /// Neighbour links for spreading new records.
+    spread: Spread,
+    /// The duplicates (origin, seq) in the records frame being handled.
+    duplicates: Vec<(NodeId, u64)>,
     scores: Scores,
     work: WorkBudgets,
     /// What this node wants announced; published whenever its chain allows.
@@ -224,6 +234,8 @@ impl State {
             next_round_ms: now_ms.saturating_add(gossip.interval_ms),
             scores: Scores::new(gossip.score),
             work: WorkBudgets::new(gossip.score.work),
+            spread: Spread::new(gossip.spread),
+            duplicates: Vec::new(),
             config: gossip,
             directory: Directory::new(directory, roster),
             membership: Membership::new(me, members),
@@ -287,6 +299,11 @@ impl State {
         self.clock.offset_ms()
     }
 
+    /// Neighbour links for spreading: (eager, lazy).
+    pub fn link_counts(&self) -> (usize, usize) {
+        self.spread.link_counts()
+    }
+
     /// Counters since start.
     pub fn counters(&self) -> &Counters {
         &self.counters
@@ -323,6 +340,9 @@ impl State {
         }
         if let Some(publish) = self.publish_due_at() {
             next = next.min(publish);
+        }
+        if let Some(spread) = self.spread.next_deadline() {
+            next = next.min(spread);
         }
         next
     }
@@ -445,6 +465,7 @@ impl State {
                 }
             }
         }
+        self.spread_due(now_ms);
         if now_ms >= self.next_round_ms {
             self.round(now_ms, rng);
             let next = self.next_round_ms.saturating_add(self.config.interval_ms);
@@ -524,7 +545,7 @@ impl State {
                 .push_back(Output::ChainStatus(ChainStatus::Known));
         }
         self.note_change(&verdict);
-        self.rumor_record(&signed, None, now_ms, rng);
+        self.spread_record(&signed, None, now_ms, rng);
         Ok(signed)
     }
 
@@ -536,6 +557,7 @@ impl State {
         self.membership.expire(now_ms);
         self.scores.prune(now_ms);
         self.work.prune(now_ms);
+        self.maintain_neighbours(now_ms, rng);
         let peers = self.pick(self.config.fanout, now_ms, rng, &[]);
         let opening = gossip::opening(&self.directory, now_ms);
         for peer in peers {
@@ -604,6 +626,8 @@ impl State {
     pub fn handle_dial_failed<R: Rng + ?Sized>(&mut self, peer: NodeId, now_ms: u64, rng: &mut R) {
         self.membership
             .dial_failed(peer, now_ms, self.config.backoff, rng);
+        // Its place is refilled at the next round.
+        self.spread.drop_peer(&peer);
     }
 
     /// Handles one frame from an authenticated peer.
@@ -669,27 +693,32 @@ impl State {
                 self.note_own_holding(from, &ranges, now_ms);
                 self.on_sync(from, &ranges, now_ms)
             }
-            Message::Records(records) => {
-                let mut units = 0;
-                let mut unknown_origin = false;
-                for bytes in records {
-                    let checks = self.directory.signature_checks();
-                    let verdict = self.directory.ingest(&bytes, Source::Peer(from), now_ms);
-                    unknown_origin |= matches!(
-                        verdict,
-                        Verdict::Rejected(super::verdict::Rejection::NotAdmitted(_))
-                    );
-                    let verdict = self.excuse(verdict, now_ms);
-                    let checked = self.directory.signature_checks() - checks;
-                    units += wasted_record_cost(&verdict, bytes.len(), checked);
-                    self.after_verdict(Some(from), verdict, now_ms, rng);
-                }
-                if unknown_origin {
-                    // The sender may know a roster this node has not applied
-                    // yet: show it ours, so that it answers with its own.
-                    self.ask_roster(from, now_ms);
+            Message::Records(records) => self.on_records(from, records, false, now_ms, rng).0,
+            Message::Push(records) => {
+                let (units, news) = self.on_records(from, records, true, now_ms, rng);
+                let redundant = !news && self.came_by_neighbours(from);
+                if self.spread.on_push(from, news, redundant) {
+                    self.counters.pushes_pruned += 1;
+                    self.send(from, Message::Prune);
                 }
                 units
+            }
+            Message::Have(holdings) => self.on_have(from, &holdings, now_ms),
+            Message::Graft(origins) => {
+                if !self.spread.on_graft(from) && origins.is_empty() {
+                    self.send(from, Message::Leave);
+                }
+                self.on_want(from, &origins, now_ms)
+            }
+            Message::Prune => {
+                for peer in self.spread.on_prune(&from) {
+                    self.send(peer, Message::Graft(Vec::new()));
+                }
+                0
+            }
+            Message::Leave => {
+                self.spread.on_leave(&from, now_ms);
+                0
             }
             Message::Want(origins) => self.on_want(from, &origins, now_ms),
             Message::RosterHead(head) => self.on_roster_head(from, &head, now_ms),
@@ -712,6 +741,155 @@ impl State {
                 }
                 units
             }
+        }
+    }
+
+    /// Ingests records from `from`; returns the work units wasted on them and
+    /// whether any was news (accepted).
+    fn on_records<R: Rng + ?Sized>(
+        &mut self,
+        from: NodeId,
+        records: Vec<Vec<u8>>,
+        pushed: bool,
+        now_ms: u64,
+        rng: &mut R,
+    ) -> (u64, bool) {
+        let mut units = 0;
+        let mut unknown_origin = false;
+        let mut news = false;
+        self.duplicates.clear();
+        for bytes in records {
+            let checks = self.directory.signature_checks();
+            let verdict = self.directory.ingest(&bytes, Source::Peer(from), now_ms);
+            unknown_origin |= matches!(
+                verdict,
+                Verdict::Rejected(super::verdict::Rejection::NotAdmitted(_))
+            );
+            let verdict = self.excuse(verdict, now_ms);
+            news |= matches!(
+                verdict.kind(),
+                VerdictKind::Accepted | VerdictKind::Equivocation
+            );
+            let checked = self.directory.signature_checks() - checks;
+            units += wasted_record_cost(&verdict, bytes.len(), checked);
+            match &verdict {
+                Verdict::Duplicate(record) => self.duplicates.push((record.origin, record.seq)),
+                Verdict::Accepted { record, .. } if pushed => {
+                    self.spread
+                        .accepted_from_push(record.origin(), record.seq(), from)
+                }
+                _ => {}
+            }
+            self.after_verdict(Some(from), verdict, now_ms, rng);
+        }
+        if unknown_origin {
+            // The sender may know a roster this node has not applied
+            // yet: show it ours, so that it answers with its own.
+            self.ask_roster(from, now_ms);
+        }
+        (units, news)
+    }
+
+    /// Whether every duplicate of the last records frame had first come by a
+    /// push from a peer other than `from` (an eager path beside `from`'s).
+    fn came_by_neighbours(&self, from: NodeId) -> bool {
+        !self.duplicates.is_empty()
+            && self
+                .duplicates
+                .iter()
+                .all(|(origin, seq)| self.spread.pushed_by_another(origin, *seq, &from))
+    }
+
+    /// Notes the records `from` announced that this node lacks: each is asked
+    /// of an announcer if the eager path has not brought it by the graft
+    /// timeout. Returns the work units the announcement cost.
+    fn on_have(&mut self, from: NodeId, holdings: &[Holding], now_ms: u64) -> u64 {
+        let mut units = cost::RANGE + cost::HOLDING * holdings.len() as u64;
+        for holding in holdings {
+            if !self.directory.roster().contains(&holding.origin) || holding.origin == self.me {
+                continue;
+            }
+            let lacking = self
+                .directory
+                .holding(&holding.origin)
+                .is_none_or(|mine| mine.seq < holding.seq);
+            if lacking && !self.spread.on_announced(from, holding, now_ms) {
+                units += cost::WASTED_RECORD;
+            }
+        }
+        units
+    }
+
+    /// Sends the announcements and grafts due by `now_ms`.
+    fn spread_due(&mut self, now_ms: u64) {
+        for (peer, holdings) in self.spread.take_announcements(now_ms) {
+            for chunk in holdings.chunks(MAX_ANNOUNCED) {
+                self.send(peer, Message::Have(chunk.to_vec()));
+            }
+        }
+        let directory = &self.directory;
+        let grafts = self.spread.take_grafts(now_ms, |origin, seq| {
+            directory.holding(origin).is_none_or(|mine| mine.seq < seq)
+        });
+        let deadline = now_ms.saturating_add(self.config.want_timeout_ms);
+        for (peer, origins) in grafts {
+            self.counters.grafts += origins.len() as u64;
+            for origin in &origins {
+                self.pending_wants.insert((peer, *origin), deadline);
+            }
+            for chunk in origins.chunks(MAX_WANTS) {
+                self.send(peer, Message::Graft(chunk.to_vec()));
+            }
+        }
+    }
+
+    /// Drops neighbours that are no longer fit (off the roster, banned,
+    /// quarantined) and chooses new ones up to the configured number.
+    fn maintain_neighbours<R: Rng + ?Sized>(&mut self, now_ms: u64, rng: &mut R) {
+        if !self.spread.enabled() {
+            return;
+        }
+        let (directory, membership) = (&self.directory, &self.membership);
+        self.spread.retain(|peer| {
+            directory.roster().contains(peer)
+                && !directory.is_quarantined(peer)
+                && !membership.is_banned(peer, now_ms)
+        });
+        for peer in self.spread.restore_floor(None) {
+            self.send(peer, Message::Graft(Vec::new()));
+        }
+        let wanted = self.spread.wanted();
+        if wanted > 0 {
+            let mut skip: Vec<NodeId> = self.spread.neighbours().copied().collect();
+            skip.extend(self.spread.refusing(now_ms));
+            for peer in self.pick(wanted, now_ms, rng, &skip) {
+                self.spread.choose(peer);
+                // An empty graft tells the peer it was chosen: it links back,
+                // and pushes its news here too.
+                self.send(peer, Message::Graft(Vec::new()));
+            }
+        }
+    }
+
+    /// Peers an urgent item (a proof, a roster operation) goes to at once: every
+    /// neighbour but `except`, or `fanout` random members while there are none.
+    fn broadcast_targets<R: Rng + ?Sized>(
+        &mut self,
+        except: &[NodeId],
+        now_ms: u64,
+        rng: &mut R,
+    ) -> Vec<NodeId> {
+        self.maintain_neighbours(now_ms, rng);
+        let neighbours: Vec<NodeId> = self
+            .spread
+            .neighbours()
+            .filter(|peer| !except.contains(peer))
+            .copied()
+            .collect();
+        if neighbours.is_empty() {
+            self.pick(self.config.fanout.max(2), now_ms, rng, except)
+        } else {
+            neighbours
         }
     }
 
@@ -767,7 +945,7 @@ impl State {
         for chunk in fresh.chunks(MAX_PROOFS_PER_MESSAGE) {
             self.send(to, Message::Proofs(chunk.to_vec()));
         }
-        units + self.send_records(to, &records, now_ms)
+        units + self.send_records(to, &records, false, now_ms)
     }
 
     /// Notes that `id` goes to `to` now; false if it went there within the last
@@ -784,9 +962,23 @@ impl State {
         true
     }
 
-    /// Sends `records` to `to`, but none it was sent within the last interval.
-    /// Returns the work units of what was sent.
-    fn send_records(&mut self, to: NodeId, records: &[VerifiedRecord], now_ms: u64) -> u64 {
+    /// Sends `records` to `to` (as a `Push` of news, or `Records` that were
+    /// asked for), but none it was sent within the last interval. Returns the
+    /// work units of what was sent.
+    fn send_records(
+        &mut self,
+        to: NodeId,
+        records: &[VerifiedRecord],
+        push: bool,
+        now_ms: u64,
+    ) -> u64 {
+        let wrap = |batch: Vec<Vec<u8>>| {
+            if push {
+                Message::Push(batch)
+            } else {
+                Message::Records(batch)
+            }
+        };
         let mut units = 0;
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut batch_bytes = 0;
@@ -799,7 +991,7 @@ impl State {
             let full = batch.len() == MAX_RECORDS_PER_MESSAGE
                 || batch_bytes + bytes.len() + 16 > MAX_FRAME_BYTES;
             if full {
-                self.send(to, Message::Records(std::mem::take(&mut batch)));
+                self.send(to, wrap(std::mem::take(&mut batch)));
                 batch_bytes = 0;
             }
             batch_bytes += bytes.len() + 8;
@@ -812,7 +1004,7 @@ impl State {
             }
         }
         if !batch.is_empty() {
-            self.send(to, Message::Records(batch));
+            self.send(to, wrap(batch));
         }
         units
     }
@@ -883,6 +1075,9 @@ impl State {
         if let (Some(peer), Some(origin)) = (peer, verdict.origin()) {
             self.pending_wants.remove(&(peer, origin));
         }
+        if let Verdict::Accepted { record, .. } = &verdict {
+            self.spread.received(&record.origin(), record.seq());
+        }
         if kind != VerdictKind::Duplicate {
             self.outputs.push_back(Output::Audit(AuditEvent::Verdict {
                 peer,
@@ -892,7 +1087,7 @@ impl State {
         self.on_own_verdict(peer, &verdict);
         self.note_change(&verdict);
         match &verdict {
-            Verdict::Accepted { record, .. } => self.rumor_record(record, peer, now_ms, rng),
+            Verdict::Accepted { record, .. } => self.spread_record(record, peer, now_ms, rng),
             Verdict::Equivocation(proof) => {
                 let proof = proof.as_ref().clone();
                 self.rumor_proof(&proof, peer, now_ms, rng);
@@ -931,16 +1126,26 @@ impl State {
         self.outputs.push_back(Output::Change(change));
     }
 
-    fn rumor_record<R: Rng + ?Sized>(
+    /// Spreads a record this node just accepted: pushed in full to its eager
+    /// neighbours, announced to the lazy ones (see [`spread`](super::spread)).
+    fn spread_record<R: Rng + ?Sized>(
         &mut self,
         record: &VerifiedRecord,
         source: Option<NodeId>,
         now_ms: u64,
         rng: &mut R,
     ) {
-        let except: Vec<NodeId> = source.into_iter().chain([record.origin()]).collect();
-        for peer in self.pick(self.config.rumor_fanout, now_ms, rng, &except) {
-            self.send_records(peer, std::slice::from_ref(record), now_ms);
+        if !self.spread.enabled() {
+            return;
+        }
+        if self.spread.wanted() > 0 {
+            self.maintain_neighbours(now_ms, rng);
+        }
+        let targets = self
+            .spread
+            .targets(Holding::of_record(record), source, now_ms);
+        for peer in targets.eager {
+            self.send_records(peer, std::slice::from_ref(record), true, now_ms);
         }
     }
 
@@ -952,9 +1157,8 @@ impl State {
         rng: &mut R,
     ) {
         let except: Vec<NodeId> = source.into_iter().collect();
-        let count = self.config.rumor_fanout.max(self.config.fanout);
         let bytes = proof.encode();
-        for peer in self.pick(count, now_ms, rng, &except) {
+        for peer in self.broadcast_targets(&except, now_ms, rng) {
             self.send(peer, Message::Proofs(vec![bytes.clone()]));
         }
     }
@@ -996,6 +1200,7 @@ impl State {
             }
             Penalty::Banned { until_ms, .. } => {
                 self.membership.ban(peer, until_ms);
+                self.spread.drop_peer(&peer);
                 self.work.forget(&peer);
                 self.pending_wants.retain(|(from, _), _| *from != peer);
                 self.outputs.push_back(Output::Audit(AuditEvent::Banned {

@@ -17,6 +17,11 @@
 //! | 7 | `RosterOps` | roster operations and proposals (each its own wire form) |
 //! | 8 | `RosterWant` | operations after an epoch, and open proposals by id, the sender asks for |
 //! | 9 | `RosterFork` | a roster fork proof (its own wire form) |
+//! | 10 | `Push` | signed records pushed as news (as in `Records`; see [`spread`](super::spread)) |
+//! | 11 | `Have` | announced records: origin, seq and tag each, sorted by origin |
+//! | 12 | `Graft` | origins whose announced records the sender asks for (as in `Want`) |
+//! | 13 | `Prune` | nothing: the sender wants no more pushes |
+//! | 14 | `Leave` | nothing: the sender drops (or refuses) the neighbour link |
 //!
 //! An exchange opens with `RosterHead` before `Open`: the roster travels ahead
 //! of records, so a node behind on the roster catches up before it judges them.
@@ -47,6 +52,11 @@ const TYPE_ROSTER_HEAD: u8 = 6;
 const TYPE_ROSTER_OPS: u8 = 7;
 const TYPE_ROSTER_WANT: u8 = 8;
 const TYPE_ROSTER_FORK: u8 = 9;
+const TYPE_PUSH: u8 = 10;
+const TYPE_HAVE: u8 = 11;
+const TYPE_GRAFT: u8 = 12;
+const TYPE_PRUNE: u8 = 13;
+const TYPE_LEAVE: u8 = 14;
 
 /// A set of origin ids: those whose first `depth` hex digits equal `bits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -169,6 +179,17 @@ pub enum Message {
     },
     /// A roster fork proof in its wire form.
     RosterFork(Vec<u8>),
+    /// Records pushed as news along an eager link.
+    Push(Vec<Vec<u8>>),
+    /// Records the sender accepted lately, announced along a lazy link.
+    Have(Vec<Holding>),
+    /// Announced records the sender asks for; the link turns eager.
+    Graft(Vec<NodeId>),
+    /// The sender wants no more pushes: the link turns lazy.
+    Prune,
+    /// The sender drops the neighbour link, or refuses it (it has as many as
+    /// it takes): the receiver chooses another neighbour.
+    Leave,
 }
 
 /// A node's roster position and open proposals, as sent in [`Message::RosterHead`].
@@ -199,6 +220,11 @@ impl Message {
             Message::RosterOps(_) => "roster-ops",
             Message::RosterWant { .. } => "roster-want",
             Message::RosterFork(_) => "roster-fork",
+            Message::Push(_) => "push",
+            Message::Have(_) => "have",
+            Message::Graft(_) => "graft",
+            Message::Prune => "prune",
+            Message::Leave => "leave",
         }
     }
 
@@ -215,9 +241,13 @@ impl Message {
                 out.push(TYPE_SYNC);
                 encode_ranges(&mut out, ranges);
             }
-            Message::Records(items) | Message::Proofs(items) | Message::RosterOps(items) => {
+            Message::Records(items)
+            | Message::Push(items)
+            | Message::Proofs(items)
+            | Message::RosterOps(items) => {
                 out.push(match self {
                     Message::Records(_) => TYPE_RECORDS,
+                    Message::Push(_) => TYPE_PUSH,
                     Message::Proofs(_) => TYPE_PROOFS,
                     _ => TYPE_ROSTER_OPS,
                 });
@@ -227,8 +257,12 @@ impl Message {
                     out.extend_from_slice(item);
                 }
             }
-            Message::Want(origins) => {
-                out.push(TYPE_WANT);
+            Message::Want(origins) | Message::Graft(origins) => {
+                out.push(if matches!(self, Message::Want(_)) {
+                    TYPE_WANT
+                } else {
+                    TYPE_GRAFT
+                });
                 write_varint(&mut out, origins.len() as u64);
                 for origin in origins {
                     out.extend_from_slice(origin.as_bytes());
@@ -264,6 +298,15 @@ impl Message {
                 write_varint(&mut out, proof.len() as u64);
                 out.extend_from_slice(proof);
             }
+            Message::Have(holdings) => {
+                out.push(TYPE_HAVE);
+                write_varint(&mut out, holdings.len() as u64);
+                for holding in holdings {
+                    encode_holding(&mut out, holding);
+                }
+            }
+            Message::Prune => out.push(TYPE_PRUNE),
+            Message::Leave => out.push(TYPE_LEAVE),
         }
         out
     }
@@ -294,21 +337,33 @@ impl Message {
                 MAX_RECORDS_PER_MESSAGE,
                 MAX_SIGNED_RECORD_BYTES,
             )?),
-            TYPE_WANT => {
-                let count = reader.count(Field::Wants, MAX_WANTS)?;
-                let mut origins: Vec<NodeId> = Vec::with_capacity(count);
+            TYPE_WANT => Message::Want(decode_origins(&mut reader)?),
+            TYPE_GRAFT => Message::Graft(decode_origins(&mut reader)?),
+            TYPE_PUSH => Message::Push(decode_blobs(
+                &mut reader,
+                Field::Records,
+                MAX_RECORDS_PER_MESSAGE,
+                MAX_SIGNED_RECORD_BYTES,
+            )?),
+            TYPE_HAVE => {
+                let count = reader.count(Field::Announced, MAX_ANNOUNCED)?;
+                let mut holdings: Vec<Holding> = Vec::with_capacity(count);
                 for _ in 0..count {
-                    let origin = NodeId::from_bytes(reader.array()?);
-                    // Sorted and unique: asking twice for one record gets it once.
-                    if origins.last().is_some_and(|last| *last >= origin) {
+                    let holding = decode_holding(&mut reader)?;
+                    if holdings
+                        .last()
+                        .is_some_and(|last| last.origin >= holding.origin)
+                    {
                         return Err(DecodeError::NotSorted {
-                            field: Field::Wants,
+                            field: Field::Announced,
                         });
                     }
-                    origins.push(origin);
+                    holdings.push(holding);
                 }
-                Message::Want(origins)
+                Message::Have(holdings)
             }
+            TYPE_PRUNE => Message::Prune,
+            TYPE_LEAVE => Message::Leave,
             TYPE_PROOFS => Message::Proofs(decode_blobs(
                 &mut reader,
                 Field::Proofs,
@@ -386,6 +441,36 @@ impl Message {
     }
 }
 
+fn encode_holding(out: &mut Vec<u8>, holding: &Holding) {
+    out.extend_from_slice(holding.origin.as_bytes());
+    write_varint(out, holding.seq);
+    out.extend_from_slice(&holding.tag.to_le_bytes());
+}
+
+fn decode_holding(reader: &mut Reader<'_>) -> Result<Holding, DecodeError> {
+    Ok(Holding {
+        origin: NodeId::from_bytes(reader.array()?),
+        seq: reader.varint()?,
+        tag: u64::from_le_bytes(reader.array()?),
+    })
+}
+
+/// Origins, sorted and unique: asking twice for one record gets it once.
+fn decode_origins(reader: &mut Reader<'_>) -> Result<Vec<NodeId>, DecodeError> {
+    let count = reader.count(Field::Wants, MAX_WANTS)?;
+    let mut origins: Vec<NodeId> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let origin = NodeId::from_bytes(reader.array()?);
+        if origins.last().is_some_and(|last| *last >= origin) {
+            return Err(DecodeError::NotSorted {
+                field: Field::Wants,
+            });
+        }
+        origins.push(origin);
+    }
+    Ok(origins)
+}
+
 fn encode_ranges(out: &mut Vec<u8>, ranges: &[Range]) {
     write_varint(out, ranges.len() as u64);
     for range in ranges {
@@ -406,9 +491,7 @@ fn encode_range(out: &mut Vec<u8>, range: &Range) {
             out.push(1);
             write_varint(out, holdings.len() as u64);
             for holding in holdings {
-                out.extend_from_slice(holding.origin.as_bytes());
-                write_varint(out, holding.seq);
-                out.extend_from_slice(&holding.tag.to_le_bytes());
+                encode_holding(out, holding);
             }
         }
     }
@@ -455,11 +538,7 @@ fn decode_holdings(reader: &mut Reader<'_>, prefix: &Prefix) -> Result<Vec<Holdi
     let count = reader.count(Field::Holdings, MAX_RANGE_HOLDINGS)?;
     let mut holdings: Vec<Holding> = Vec::with_capacity(count);
     for _ in 0..count {
-        let holding = Holding {
-            origin: NodeId::from_bytes(reader.array()?),
-            seq: reader.varint()?,
-            tag: u64::from_le_bytes(reader.array()?),
-        };
+        let holding = decode_holding(reader)?;
         if !prefix.contains(&holding.origin) {
             return Err(DecodeError::Invalid {
                 field: Field::Holdings,
@@ -558,6 +637,15 @@ mod tests {
             Message::Records(vec![vec![1, 2, 3], vec![]]),
             Message::Want(vec![NodeId::from_bytes([4; 32])]),
             Message::Proofs(vec![vec![9; 10]]),
+            Message::Push(vec![vec![5; 3]]),
+            Message::Have(vec![holding(0x10, 1), holding(0xa0, 1 << 40)]),
+            Message::Graft(vec![
+                NodeId::from_bytes([1; 32]),
+                NodeId::from_bytes([2; 32]),
+            ]),
+            Message::Graft(vec![]),
+            Message::Prune,
+            Message::Leave,
         ];
         for message in messages {
             assert_eq!(Message::decode(&message.encode()).unwrap(), message);
@@ -632,6 +720,34 @@ mod tests {
         assert!(matches!(
             Message::decode(&nested.encode()),
             Err(DecodeError::NotSorted { .. })
+        ));
+        // Announcements out of order or repeated; a graft naming one origin twice.
+        let unsorted = Message::Have(vec![holding(0xa0, 1), holding(0x10, 1)]);
+        assert!(matches!(
+            Message::decode(&unsorted.encode()),
+            Err(DecodeError::NotSorted { .. })
+        ));
+        let repeated = Message::Have(vec![holding(0xa0, 1), holding(0xa0, 1)]);
+        assert!(matches!(
+            Message::decode(&repeated.encode()),
+            Err(DecodeError::NotSorted { .. })
+        ));
+        let twice = Message::Graft(vec![NodeId::from_bytes([4; 32]); 2]);
+        assert!(matches!(
+            Message::decode(&twice.encode()),
+            Err(DecodeError::NotSorted { .. })
+        ));
+        let mut frame = vec![1, TYPE_HAVE];
+        write_varint(&mut frame, (MAX_ANNOUNCED + 1) as u64);
+        assert!(matches!(
+            Message::decode(&frame),
+            Err(DecodeError::TooMany { .. })
+        ));
+        let mut prune = Message::Prune.encode();
+        prune.push(0);
+        assert!(matches!(
+            Message::decode(&prune),
+            Err(DecodeError::TrailingBytes { .. })
         ));
         let mut trailing = Message::Want(vec![]).encode();
         trailing.push(0);

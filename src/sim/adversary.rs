@@ -43,7 +43,10 @@ impl Role {
 
     /// Whether a message the member's state wants to send actually leaves.
     pub fn lets_out(self, message: &Message, to_target: bool) -> bool {
-        let delivers = matches!(message, Message::Records(_) | Message::Proofs(_));
+        let delivers = matches!(
+            message,
+            Message::Records(_) | Message::Push(_) | Message::Proofs(_)
+        );
         match self {
             Role::Silent => false,
             Role::Withholding => !delivers,

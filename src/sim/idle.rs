@@ -36,7 +36,10 @@ pub struct ExchangeCost {
 
 fn node(federation: &Federation, index: usize, cache: &Arc<VerifiedCache>) -> State {
     let config = GossipConfig {
-        rumor_fanout: 0,
+        spread: crate::proto::spread::SpreadConfig {
+            neighbours: 0,
+            ..Default::default()
+        },
         audit_relays: false,
         ..GossipConfig::default()
     };

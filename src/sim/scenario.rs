@@ -150,8 +150,10 @@ pub struct Scenario {
     pub mode: Mode,
     /// Exchanges per node per round.
     pub fanout: usize,
-    /// Immediate pushes of a newly accepted record (0: anti-entropy only).
-    pub rumor_fanout: usize,
+    /// Neighbours each node chooses for spreading new records at once (0:
+    /// anti-entropy only, as in Bet 15; see [`crate::proto::spread`]).
+    #[serde(alias = "rumor_fanout")]
+    pub neighbours: usize,
     /// Rounds after which a trial that has not converged is called a failure.
     pub max_rounds: u32,
     /// What is published.
@@ -184,7 +186,7 @@ impl Default for Scenario {
             seed: 15,
             mode: Mode::Rounds,
             fanout: 2,
-            rumor_fanout: 0,
+            neighbours: 0,
             max_rounds: 64,
             workload: Workload::OneAnnouncement,
             loss: 0.0,
@@ -239,6 +241,9 @@ impl Scenario {
         }
         if self.latency_ms[0] > self.latency_ms[1] || self.interval_ms == 0 {
             return invalid("latency_ms must be [low, high] and interval_ms above zero");
+        }
+        if self.neighbours > 64 {
+            return invalid("neighbours must be at most 64");
         }
         if self.max_rounds == 0 || self.max_rounds > 100_000 {
             return invalid("max_rounds must be between 1 and 100000");
@@ -359,16 +364,16 @@ pub fn builtin() -> Vec<Scenario> {
                 disk_loss: 0.2,
                 durable_before_send: true,
             }),
-            rumor_fanout: 2,
+            neighbours: 5,
             ..base()
         },
         Scenario {
             name: "events".into(),
-            description: "event-driven time with 10-60 ms latency and the rumor fast path, N=1,000"
+            description: "event-driven time with 10-60 ms latency and neighbour spreading, N=1,000"
                 .into(),
             nodes: 1000,
             mode: Mode::Events,
-            rumor_fanout: 2,
+            neighbours: 5,
             ..base()
         },
         Scenario {
@@ -379,6 +384,7 @@ pub fn builtin() -> Vec<Scenario> {
             trials: 3,
             workload: Workload::AllPublish,
             adversaries: AdversaryShares::mixed_third(),
+            neighbours: 5,
             ..base()
         },
     ]

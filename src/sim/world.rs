@@ -272,7 +272,10 @@ impl<'a> World<'a> {
         let gossip = GossipConfig {
             interval_ms: scenario.interval_ms,
             fanout: scenario.fanout,
-            rumor_fanout: scenario.rumor_fanout,
+            spread: crate::proto::spread::SpreadConfig {
+                neighbours: scenario.neighbours,
+                ..Default::default()
+            },
             audit_relays: false,
             ..GossipConfig::default()
         };
@@ -369,7 +372,7 @@ impl<'a> World<'a> {
             self.nodes[i].disk = Some(record);
             // The rumor pushes of the start are dropped in Bet 15's setting: the
             // announcement is only held, and spreads by exchanges.
-            if self.scenario.rumor_fanout > 0 {
+            if self.scenario.neighbours > 0 {
                 let mut queue = Vec::new();
                 self.route(i, outputs, &mut queue);
                 match self.scenario.mode {

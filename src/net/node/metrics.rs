@@ -26,6 +26,12 @@ pub struct NodeStats {
     pub bytes_received: u64,
     /// Exchanges opened.
     pub exchanges: u64,
+    /// Neighbour links for spreading: eager, lazy.
+    pub links: (usize, usize),
+    /// Announced records asked for because the eager path had not brought them.
+    pub grafts: u64,
+    /// Pushes of nothing new, answered with a prune.
+    pub pushes_pruned: u64,
     /// Exchange latency: counts per bucket of [`LATENCY_BUCKETS_MS`] (cumulative
     /// counts are computed by the exporter), plus the overflow bucket.
     pub latency_buckets: Vec<u64>,

@@ -17,7 +17,8 @@
 //!   sets the floor above which the chain restarts), membership picks among
 //!   the new members, and the driver is told ([`Output::RosterChanged`]) so
 //!   that TLS admits new keys and connections of removed keys close. The
-//!   operation is pushed at once to `max(fanout, rumor_fanout)` peers.
+//!   operation is pushed at once to every neighbour (see
+//!   [`spread`](crate::proto::spread)), or to `fanout` members while there are none.
 //! - **Votes** are made only by local command, and are durable
 //!   ([`Output::PersistVote`]) before the approval leaves the node.
 
@@ -500,8 +501,7 @@ impl State {
             }));
         let bytes = proof.encode();
         let except: Vec<NodeId> = peer.into_iter().collect();
-        let count = self.config.rumor_fanout.max(self.config.fanout);
-        for to in self.pick(count, now_ms, rng, &except) {
+        for to in self.broadcast_targets(&except, now_ms, rng) {
             self.send(to, Message::RosterFork(bytes.clone()));
         }
     }
@@ -515,9 +515,8 @@ impl State {
         rng: &mut R,
     ) {
         let except: Vec<NodeId> = source.into_iter().collect();
-        let count = self.config.rumor_fanout.max(self.config.fanout);
         let bytes = op.encode();
-        for to in self.pick(count, now_ms, rng, &except) {
+        for to in self.broadcast_targets(&except, now_ms, rng) {
             self.send(to, Message::RosterOps(vec![bytes.clone()]));
         }
     }

@@ -15,6 +15,10 @@ use crate::proto::testkit::{announcement, Federation, NOW};
 struct Net {
     federation: Federation,
     nodes: Vec<State>,
+    /// A node whose records, pushes and proofs never leave (it still announces).
+    withholder: Option<usize>,
+    /// Messages delivered, by name.
+    by_name: std::collections::BTreeMap<&'static str, usize>,
     rng: ChaCha8Rng,
     now: u64,
     delivered: usize,
@@ -28,11 +32,14 @@ fn outputs(state: &mut State) -> Vec<Output> {
 }
 
 impl Net {
-    fn new(size: usize, rumor_fanout: usize) -> Self {
+    fn new(size: usize, neighbours: usize) -> Self {
         let federation = Federation::new(size);
         let ledger = federation.ledger();
         let gossip = GossipConfig {
-            rumor_fanout,
+            spread: crate::proto::spread::SpreadConfig {
+                neighbours,
+                ..Default::default()
+            },
             ..GossipConfig::default()
         };
         let nodes = (0..size)
@@ -52,6 +59,8 @@ impl Net {
         Self {
             federation,
             nodes,
+            withholder: None,
+            by_name: Default::default(),
             rng: ChaCha8Rng::seed_from_u64(5),
             now: NOW,
             delivered: 0,
@@ -94,7 +103,15 @@ impl Net {
                     let Some(target) = self.index(&to) else {
                         continue;
                     };
+                    let delivers = matches!(
+                        message,
+                        Message::Records(_) | Message::Push(_) | Message::Proofs(_)
+                    );
+                    if delivers && self.withholder == Some(from) {
+                        continue;
+                    }
                     self.delivered += 1;
+                    *self.by_name.entry(message.name()).or_default() += 1;
                     let sender = self.nodes[from].node_id();
                     let bytes = message.encode();
                     self.nodes[target].handle_frame(sender, &bytes, self.now, &mut self.rng);
@@ -108,6 +125,18 @@ impl Net {
                 _ => {}
             }
         }
+    }
+
+    /// Advances time by `ms`, runs the timers that are due (not a whole
+    /// round unless one is due), and delivers.
+    fn advance(&mut self, ms: u64) {
+        self.now += ms;
+        for node in &mut self.nodes {
+            if node.poll_timeout() <= self.now {
+                node.handle_timeout(self.now, &mut self.rng);
+            }
+        }
+        self.settle();
     }
 
     fn rounds(&mut self, count: usize) {
@@ -139,7 +168,7 @@ fn a_publication_reaches_every_node_by_anti_entropy_alone() {
 }
 
 #[test]
-fn the_rumor_path_spreads_without_rounds() {
+fn spreading_reaches_every_node_without_rounds() {
     let mut net = Net::new(6, 5);
     let record = net.publish(2, &["a"]).unwrap();
     net.settle();
@@ -147,6 +176,135 @@ fn the_rumor_path_spreads_without_rounds() {
         .nodes
         .iter()
         .all(|node| node.directory().entry(&record.origin()).is_some()));
+}
+
+#[test]
+fn eager_links_thin_out_to_the_floor() {
+    let size = 16;
+    let mut net = Net::new(size, 4);
+    for i in 0..10 {
+        net.publish(i, &["warm-up"]).unwrap();
+        net.settle();
+    }
+    let pruned: u64 = net.nodes.iter().map(|n| n.counters().pushes_pruned).sum();
+    assert!(pruned > 0, "duplicates were pruned while the tree formed");
+    let pushes_before = net.by_name.get("push").copied().unwrap_or(0);
+    let record = net.publish(12, &["news"]).unwrap();
+    net.settle();
+    let pushes = net.by_name["push"] - pushes_before;
+    for node in &net.nodes {
+        let held = node.directory().entry(&record.origin()).unwrap();
+        assert_eq!(held.record.id(), record.id(), "every node got it at once");
+    }
+    // Each node keeps about three eager links and pushes along all but the one
+    // the record came by: two or three copies per node, far below flooding
+    // every link (one copy per link end, less the first).
+    let links: usize = net
+        .nodes
+        .iter()
+        .map(|node| node.spread.neighbours().count())
+        .sum();
+    assert!(
+        pushes <= 3 * size && pushes * 2 < links,
+        "{pushes} pushes for {size} nodes with {links} link ends"
+    );
+    for node in &net.nodes {
+        let (eager, _) = node.link_counts();
+        assert!(
+            eager >= crate::proto::spread::EAGER_FLOOR,
+            "{eager} eager links"
+        );
+    }
+    // The lazy links heard of it, in announcements, once their delay is up.
+    let haves_before = net.by_name.get("have").copied().unwrap_or(0);
+    net.advance(10);
+    assert!(net.by_name["have"] > haves_before);
+    assert!(net
+        .nodes
+        .iter()
+        .all(|node| node.spread.awaited_count() == 0));
+}
+
+#[test]
+fn a_withholding_neighbour_is_routed_around_within_graft_timeouts() {
+    let size = 12;
+    let mut net = Net::new(size, 3);
+    // Let the eager links thin out first, so that the withholder is the only
+    // eager path to some nodes.
+    for i in 1..8 {
+        net.publish(i, &["warm-up"]).unwrap();
+        net.settle();
+        net.advance(10);
+    }
+    net.withholder = Some(4);
+    let record = net.publish(0, &["news"]).unwrap();
+    net.settle();
+    let lacking = |net: &Net| {
+        net.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, node)| {
+                *i != 4
+                    && node
+                        .directory()
+                        .entry(&record.origin())
+                        .is_none_or(|entry| entry.record.id() != record.id())
+            })
+            .count()
+    };
+    let before_grafts = lacking(&net);
+    // Announcements, then grafts: well before the first round (1,000 ms).
+    for _ in 0..20 {
+        net.advance(25);
+    }
+    assert!(net.now < NOW + 1000, "no round ran");
+    assert_eq!(
+        lacking(&net),
+        0,
+        "{before_grafts} lacked it after the pushes"
+    );
+    let grafts: u64 = net.nodes.iter().map(|n| n.counters().grafts).sum();
+    assert!(
+        before_grafts == 0 || grafts > 0,
+        "the lacking nodes grafted it"
+    );
+}
+
+#[test]
+fn announcements_of_unknown_origins_or_old_records_are_not_awaited() {
+    let mut net = Net::new(3, 2);
+    let record = net.publish(1, &["a"]).unwrap();
+    net.settle();
+    let peer = net.nodes[1].node_id();
+    let old = Holding::of_record(&record);
+    let outsider = Holding {
+        origin: NodeId::from_bytes([0xee; 32]),
+        seq: 9,
+        tag: 1,
+    };
+    let newer = Holding {
+        seq: old.seq + 1,
+        ..old
+    };
+    let frame = Message::Have(vec![old, outsider]).encode();
+    net.nodes[0].handle_frame(peer, &frame, net.now, &mut net.rng);
+    assert_eq!(net.nodes[0].spread.awaited_count(), 0);
+    let frame = Message::Have(vec![newer]).encode();
+    net.nodes[0].handle_frame(peer, &frame, net.now, &mut net.rng);
+    assert_eq!(net.nodes[0].spread.awaited_count(), 1);
+    // Asked for at the graft timeout; never delivered: a broken promise.
+    let graft_at = net.now + net.nodes[0].config().spread.graft_timeout_ms;
+    assert_eq!(net.nodes[0].poll_timeout(), graft_at);
+    net.nodes[0].handle_timeout(graft_at, &mut net.rng);
+    let sent: Vec<Output> = outputs(&mut net.nodes[0]);
+    assert!(sent.iter().any(|output| matches!(
+        output,
+        Output::Send { to, message: Message::Graft(origins) }
+            if *to == peer && origins == &vec![record.origin()]
+    )));
+    let deadline = graft_at + net.nodes[0].config().want_timeout_ms;
+    net.nodes[0].handle_timeout(deadline, &mut net.rng);
+    assert!(net.nodes[0].peer_points(&peer, deadline) > 0);
 }
 
 #[test]

@@ -1,0 +1,667 @@
+//! Spread: how a new record reaches every node in a few network hops, whatever
+//! the gossip interval.
+//!
+//! Anti-entropy rounds ([`gossip`](super::gossip)) guarantee that every node ends
+//! up with every record, but a record that waits for rounds travels at one hop
+//! per interval. Spreading is the fast path beside it, after Plumtree (Leitão,
+//! Pereira and Rodrigues, 2007), with one change (the eager floor):
+//!
+//! - each node keeps a small set of **neighbours**: `neighbours` members it chose
+//!   at random (each told so by an empty `Graft`, so that it links back, or
+//!   answers `Leave` when it has all the links it takes), plus members that
+//!   chose it (at most twice as many). The set is stable: a neighbour leaves only
+//!   when it is banned, removed, quarantined or cannot be dialled, and its place
+//!   is refilled at the next round;
+//! - a neighbour link is **eager** or **lazy**. A record this node accepts for
+//!   the first time goes in full (`Push`) to every eager neighbour, and as an
+//!   announcement (`Have`: origin, seq and tag, 48 bytes) to every lazy one;
+//! - a node that receives a `Push` holding nothing new, only records that a
+//!   push along another link had already brought, answers `Prune`, and both
+//!   ends turn that link lazy. (A record that came first by anti-entropy, from a
+//!   random member, prunes nothing: that would cut links at random.)
+//! - **the eager floor**: no node prunes below [`EAGER_FLOOR`] eager links, and
+//!   a node that a prune leaves with fewer turns lazy links eager again (with
+//!   an empty `Graft`). Plumtree prunes down to a spanning tree; but when many
+//!   records spread at once, prunes decided for different records cut different
+//!   links of one cycle, the tree falls apart, and each node cut off waits a
+//!   graft timeout for every record until grafts have mended it (measured on 16
+//!   processes at a 200 ms interval: one record in five was grafted, and a new
+//!   record's median time to reach every node was the graft timeout). With
+//!   three eager links per node, the eager graph stays connected through such
+//!   bursts;
+//! - a node that hears an announcement of a record it lacks waits
+//!   `graft_timeout_ms` for the record to arrive on the eager path; if it does
+//!   not, it asks the announcer for it (`Graft`), which also turns that link
+//!   eager: the eager graph mends itself where a link was lost or a neighbour
+//!   went quiet. If the announcer does not deliver either, the next announcer is
+//!   asked after half that time.
+//!
+//! **Cost.** Once the eager links have thinned out, a node keeps about three
+//! and pushes a new record along all but the one it came by: about two full
+//! copies per node, one of them a duplicate (a spanning tree would send one
+//! copy; flooding the neighbour graph, with some ten links per node, nine).
+//! Every other link carries a 48-byte announcement, batched per peer. A
+//! duplicate costs its bytes and a hash lookup: it is neither verified again
+//! nor audited. The simulator reports the redundancy (payload copies per node
+//! reached, minus one), and `tidings bench net` the grafts and prunes per node.
+//!
+//! **Why this and not a larger random push fanout.** Pushing each new record to
+//! `f` random members reaches all N only when `f` grows as ln N, and even then
+//! leaves a few nodes out with a probability that does not vanish: they wait a
+//! round. Every such push is a full copy, so the redundancy is `f - 1`. Here the
+//! eager links carry about two copies per node, and the announcements reach
+//! every node that the neighbour graph connects, so none waits for a round.
+//!
+//! **Byzantine neighbours.** A neighbour that withholds a record (never pushes,
+//! or never answers a graft) delays it by at most a graft timeout or two: the
+//! record's announcements come from the other neighbours, and grafting one of
+//! them turns its link eager. A neighbour that announces records it then does not
+//! deliver breaks a promise and is penalised, as for an unanswered `Want`. A
+//! `Prune` only stops pushes to its sender. Announcements only name origins on
+//! the roster, one entry each, so the table of awaited records is bounded by the
+//! roster (and by [`MAX_AWAITED`]). Neighbours are chosen at random by each node,
+//! so an adversary cannot make itself anyone's only neighbour, and anti-entropy
+//! with random members still repairs anything an eclipse of the neighbour graph
+//! withholds.
+//!
+//! This module owns the neighbour table, the announcement queue and the awaited
+//! records; [`State`](super::state::State) decides what to send.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use tidings_keys::NodeId;
+
+use super::directory::Holding;
+
+/// Most records awaited at once after announcements.
+pub const MAX_AWAITED: usize = 65_536;
+
+/// Eager links a node keeps: it prunes no link below this many, and turns lazy
+/// links eager again when a prune leaves it with fewer.
+pub const EAGER_FLOOR: usize = 3;
+
+/// Most announcers remembered per awaited record (each is asked in turn).
+const MAX_ANNOUNCERS: usize = 4;
+
+/// Inbound links a node takes, as a multiple of the neighbours it chooses.
+const INBOUND_FACTOR: usize = 2;
+
+/// How long a member that refused or dropped a link is not chosen again.
+const REFUSAL_MS: u64 = 30_000;
+
+/// Records remembered as having come first by a push (a duplicate push comes
+/// within moments of the first copy, so the latest few hundred suffice).
+const PUSHED_REMEMBERED: usize = 512;
+
+/// Spreading parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpreadConfig {
+    /// Neighbours this node chooses (0 turns the fast path off: records then
+    /// travel by anti-entropy alone). Members that choose this node are
+    /// neighbours too, up to as many again.
+    pub neighbours: usize,
+    /// How long an announced record may take on the eager path before it is
+    /// asked of its announcer.
+    pub graft_timeout_ms: u64,
+    /// How long announcements are gathered before they go out, so that one
+    /// `Have` carries many.
+    pub announce_delay_ms: u64,
+}
+
+impl Default for SpreadConfig {
+    fn default() -> Self {
+        Self {
+            neighbours: 5,
+            graft_timeout_ms: 100,
+            announce_delay_ms: 5,
+        }
+    }
+}
+
+/// One neighbour link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Link {
+    /// New records go to it in full (else: announced).
+    eager: bool,
+    /// This node chose it (else: it chose this node).
+    chosen: bool,
+}
+
+/// A record announced by neighbours and not received yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Awaited {
+    seq: u64,
+    /// Who announced it, in the order heard; the first is asked first.
+    announcers: Vec<NodeId>,
+    /// When the next announcer is asked.
+    due_ms: u64,
+}
+
+/// A record to announce: what, and which peer it came from (not told again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Announcement {
+    holding: Holding,
+    source: Option<NodeId>,
+}
+
+/// The neighbour table and the eager/lazy state of each link.
+#[derive(Debug, Clone, Default)]
+pub struct Spread {
+    config: SpreadConfig,
+    links: BTreeMap<NodeId, Link>,
+    awaited: BTreeMap<NodeId, Awaited>,
+    queued: Vec<Announcement>,
+    /// When the queued announcements go out.
+    announce_at: Option<u64>,
+    /// Members that refused or dropped a link lately, and until when they are
+    /// not chosen again.
+    refused: BTreeMap<NodeId, u64>,
+    /// The latest records whose first copy came by a push, and from whom.
+    pushed: HashMap<(NodeId, u64), NodeId>,
+    pushed_order: VecDeque<(NodeId, u64)>,
+}
+
+/// Where a new record goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Neighbours that get the record in full.
+    pub eager: Vec<NodeId>,
+    /// Whether lazy neighbours will hear of it (an announcement was queued).
+    pub announced: bool,
+}
+
+impl Spread {
+    /// An empty neighbour table.
+    pub fn new(config: SpreadConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    /// The parameters.
+    pub fn config(&self) -> &SpreadConfig {
+        &self.config
+    }
+
+    /// Whether the fast path is on.
+    pub fn enabled(&self) -> bool {
+        self.config.neighbours > 0
+    }
+
+    /// How many more neighbours this node should choose.
+    pub fn wanted(&self) -> usize {
+        let chosen = self.links.values().filter(|link| link.chosen).count();
+        self.config.neighbours.saturating_sub(chosen)
+    }
+
+    /// Every neighbour.
+    pub fn neighbours(&self) -> impl Iterator<Item = &NodeId> {
+        self.links.keys()
+    }
+
+    /// Whether `peer` is a neighbour.
+    pub fn is_neighbour(&self, peer: &NodeId) -> bool {
+        self.links.contains_key(peer)
+    }
+
+    /// Whether `peer` is an eager neighbour.
+    pub fn is_eager(&self, peer: &NodeId) -> bool {
+        self.links.get(peer).is_some_and(|link| link.eager)
+    }
+
+    /// The number of (eager, lazy) links.
+    pub fn link_counts(&self) -> (usize, usize) {
+        let eager = self.links.values().filter(|link| link.eager).count();
+        (eager, self.links.len() - eager)
+    }
+
+    /// Adds a neighbour this node chose; its link starts eager.
+    pub fn choose(&mut self, peer: NodeId) {
+        let link = self.links.entry(peer).or_insert(Link {
+            eager: true,
+            chosen: true,
+        });
+        link.chosen = true;
+    }
+
+    /// Adds `peer` as a neighbour that chose this node, if there is room.
+    fn accept(&mut self, peer: NodeId, eager: bool) -> bool {
+        if self.links.contains_key(&peer) {
+            return true;
+        }
+        let inbound = self.links.values().filter(|link| !link.chosen).count();
+        if !self.enabled() || inbound >= INBOUND_FACTOR * self.config.neighbours {
+            return false;
+        }
+        self.links.insert(
+            peer,
+            Link {
+                eager,
+                chosen: false,
+            },
+        );
+        true
+    }
+
+    /// `peer` dropped or refused the link: it goes, and is not chosen again
+    /// for a while.
+    pub fn on_leave(&mut self, peer: &NodeId, now_ms: u64) {
+        self.drop_peer(peer);
+        self.refused.retain(|_, until| now_ms < *until);
+        self.refused
+            .insert(*peer, now_ms.saturating_add(REFUSAL_MS));
+    }
+
+    /// Whether `peer` refused or dropped a link lately.
+    pub fn refused(&self, peer: &NodeId, now_ms: u64) -> bool {
+        self.refused.get(peer).is_some_and(|until| now_ms < *until)
+    }
+
+    /// The members that refused or dropped a link lately.
+    pub fn refusing(&self, now_ms: u64) -> impl Iterator<Item = NodeId> + '_ {
+        self.refused
+            .iter()
+            .filter(move |(_, until)| now_ms < **until)
+            .map(|(peer, _)| *peer)
+    }
+
+    /// Drops `peer` from the table (banned, removed, quarantined, unreachable);
+    /// it is no longer asked for awaited records either.
+    pub fn drop_peer(&mut self, peer: &NodeId) {
+        self.links.remove(peer);
+        for awaited in self.awaited.values_mut() {
+            awaited.announcers.retain(|announcer| announcer != peer);
+        }
+        self.awaited
+            .retain(|_, awaited| !awaited.announcers.is_empty());
+    }
+
+    /// Keeps only the neighbours `keep` accepts.
+    pub fn retain(&mut self, keep: impl Fn(&NodeId) -> bool) {
+        let gone: Vec<NodeId> = self.links.keys().filter(|p| !keep(p)).copied().collect();
+        for peer in gone {
+            self.drop_peer(&peer);
+        }
+    }
+
+    /// A `Push` arrived from `peer`; `news` says whether it held any record this
+    /// node accepted, `redundant` whether what it held had already come along
+    /// another neighbour link. Returns whether to answer `Prune`: a push of
+    /// nothing new that another eager path already brought. (A record that
+    /// came first by anti-entropy from a random member says nothing about the
+    /// neighbour links: it does not prune one.)
+    pub fn on_push(&mut self, peer: NodeId, news: bool, redundant: bool) -> bool {
+        if !news && !redundant {
+            self.accept(peer, true);
+            return false;
+        }
+        if news {
+            // A peer that pushes news is worth keeping eager.
+            if !self.accept(peer, true) {
+                return false;
+            }
+            if let Some(link) = self.links.get_mut(&peer) {
+                link.eager = true;
+            }
+            return false;
+        }
+        // A push of nothing new: the link (made lazy if there was none, so
+        // that announcements still flow both ways) is pruned, unless this
+        // node is down to its floor of eager links.
+        if self.is_eager(&peer) && self.link_counts().0 <= EAGER_FLOOR {
+            return false;
+        }
+        self.accept(peer, false);
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.eager = false;
+        }
+        true
+    }
+
+    /// Turns lazy links eager until this node has its floor of eager links
+    /// (or no lazy link is left); returns them, to be told with an empty
+    /// `Graft`.
+    pub fn restore_floor(&mut self, except: Option<&NodeId>) -> Vec<NodeId> {
+        let mut promoted = Vec::new();
+        let mut eager = self.link_counts().0;
+        for (peer, link) in &mut self.links {
+            if eager >= EAGER_FLOOR {
+                break;
+            }
+            if !link.eager && Some(peer) != except {
+                link.eager = true;
+                eager += 1;
+                promoted.push(*peer);
+            }
+        }
+        promoted
+    }
+
+    /// The record `origin`/`seq` was accepted from a push by `peer`.
+    pub fn accepted_from_push(&mut self, origin: NodeId, seq: u64, peer: NodeId) {
+        if self.pushed_order.len() >= PUSHED_REMEMBERED {
+            if let Some(oldest) = self.pushed_order.pop_front() {
+                self.pushed.remove(&oldest);
+            }
+        }
+        if self.pushed.insert((origin, seq), peer).is_none() {
+            self.pushed_order.push_back((origin, seq));
+        }
+    }
+
+    /// Whether the record `origin`/`seq` came first by a push from a peer
+    /// other than `peer`.
+    pub fn pushed_by_another(&self, origin: &NodeId, seq: u64, peer: &NodeId) -> bool {
+        self.pushed
+            .get(&(*origin, seq))
+            .is_some_and(|first| first != peer)
+    }
+
+    /// `peer` asked for no more pushes. Returns the lazy links turned eager
+    /// if that left this node below its floor of eager links (to be told with
+    /// an empty `Graft`).
+    pub fn on_prune(&mut self, peer: &NodeId) -> Vec<NodeId> {
+        match self.links.get_mut(peer) {
+            Some(link) if link.eager => link.eager = false,
+            _ => return Vec::new(),
+        }
+        self.restore_floor(Some(peer))
+    }
+
+    /// `peer` asked for records it heard announced, or (an empty graft)
+    /// chose this node as a neighbour: its link turns eager. Returns false if
+    /// there is no room for it (the driver answers `Leave`).
+    pub fn on_graft(&mut self, peer: NodeId) -> bool {
+        if !self.accept(peer, true) {
+            return false;
+        }
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.eager = true;
+        }
+        true
+    }
+
+    /// `peer` announced `holding`, which this node lacks: it is awaited, and
+    /// asked of `peer` if it has not arrived by the graft timeout. Returns
+    /// whether it was noted (false when the table is full).
+    pub fn on_announced(&mut self, peer: NodeId, holding: &Holding, now_ms: u64) -> bool {
+        self.accept(peer, false);
+        if let Some(awaited) = self.awaited.get_mut(&holding.origin) {
+            if holding.seq > awaited.seq {
+                awaited.seq = holding.seq;
+            }
+            if !awaited.announcers.contains(&peer) && awaited.announcers.len() < MAX_ANNOUNCERS {
+                awaited.announcers.push(peer);
+            }
+            return true;
+        }
+        if self.awaited.len() >= MAX_AWAITED {
+            return false;
+        }
+        self.awaited.insert(
+            holding.origin,
+            Awaited {
+                seq: holding.seq,
+                announcers: vec![peer],
+                due_ms: now_ms.saturating_add(self.config.graft_timeout_ms),
+            },
+        );
+        true
+    }
+
+    /// A record of `origin` at `seq` arrived (by any path): it is no longer
+    /// awaited unless a newer one was announced.
+    pub fn received(&mut self, origin: &NodeId, seq: u64) {
+        if self.awaited.get(origin).is_some_and(|a| a.seq <= seq) {
+            self.awaited.remove(origin);
+        }
+    }
+
+    /// Where a record this node just accepted goes: its eager neighbours (except
+    /// `source` and the record's origin), and an announcement queued for the lazy
+    /// ones, sent at [`Spread::take_announcements`].
+    pub fn targets(&mut self, holding: Holding, source: Option<NodeId>, now_ms: u64) -> Targets {
+        let skip = |peer: &NodeId| Some(*peer) == source || *peer == holding.origin;
+        let eager: Vec<NodeId> = self
+            .links
+            .iter()
+            .filter(|(peer, link)| link.eager && !skip(peer))
+            .map(|(peer, _)| *peer)
+            .collect();
+        let announced = self
+            .links
+            .iter()
+            .any(|(peer, link)| !link.eager && !skip(peer));
+        if announced {
+            self.queued.push(Announcement { holding, source });
+            self.announce_at
+                .get_or_insert(now_ms.saturating_add(self.config.announce_delay_ms));
+        }
+        Targets { eager, announced }
+    }
+
+    /// The announcements due by `now_ms`, per lazy neighbour: what each should
+    /// hear (sorted by origin, the newest per origin, none it sent or authored).
+    pub fn take_announcements(&mut self, now_ms: u64) -> Vec<(NodeId, Vec<Holding>)> {
+        if self.announce_at.is_none_or(|at| now_ms < at) {
+            return Vec::new();
+        }
+        self.announce_at = None;
+        let queued = std::mem::take(&mut self.queued);
+        let mut out = Vec::new();
+        for (peer, link) in &self.links {
+            if link.eager {
+                continue;
+            }
+            let mut newest: BTreeMap<NodeId, Holding> = BTreeMap::new();
+            for item in &queued {
+                if item.source == Some(*peer) || item.holding.origin == *peer {
+                    continue;
+                }
+                let slot = newest.entry(item.holding.origin).or_insert(item.holding);
+                if item.holding.seq > slot.seq {
+                    *slot = item.holding;
+                }
+            }
+            if !newest.is_empty() {
+                out.push((*peer, newest.into_values().collect()));
+            }
+        }
+        out
+    }
+
+    /// The awaited records due by `now_ms`, grouped by the announcer to ask
+    /// (origins sorted); each is due again after half a graft timeout, with its
+    /// next announcer, and forgotten when none is left (anti-entropy repairs it).
+    /// `still_missing` says whether the record is still lacking.
+    pub fn take_grafts(
+        &mut self,
+        now_ms: u64,
+        still_missing: impl Fn(&NodeId, u64) -> bool,
+    ) -> Vec<(NodeId, Vec<NodeId>)> {
+        let mut asks: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
+        let retry = (self.config.graft_timeout_ms / 2).max(1);
+        self.awaited.retain(|origin, awaited| {
+            if now_ms < awaited.due_ms {
+                return true;
+            }
+            if !still_missing(origin, awaited.seq) || awaited.announcers.is_empty() {
+                return false;
+            }
+            let announcer = awaited.announcers.remove(0);
+            asks.entry(announcer).or_default().push(*origin);
+            awaited.due_ms = now_ms.saturating_add(retry);
+            true
+        });
+        for peer in asks.keys() {
+            if let Some(link) = self.links.get_mut(peer) {
+                link.eager = true;
+            }
+        }
+        asks.into_iter().collect()
+    }
+
+    /// The next time there is spreading work to do.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let graft = self.awaited.values().map(|awaited| awaited.due_ms).min();
+        match (graft, self.announce_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// How many records are awaited.
+    pub fn awaited_count(&self) -> usize {
+        self.awaited.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(byte: u8) -> NodeId {
+        NodeId::from_bytes([byte; 32])
+    }
+
+    fn holding(origin: u8, seq: u64) -> Holding {
+        Holding {
+            origin: id(origin),
+            seq,
+            tag: u64::from(origin) * 1000 + seq,
+        }
+    }
+
+    fn spread() -> Spread {
+        Spread::new(SpreadConfig {
+            neighbours: 3,
+            graft_timeout_ms: 100,
+            announce_delay_ms: 5,
+        })
+    }
+
+    #[test]
+    fn a_duplicate_push_turns_the_link_lazy_and_news_turns_it_eager() {
+        let mut spread = spread();
+        spread.choose(id(1));
+        assert!(spread.is_eager(&id(1)));
+        assert!(
+            !spread.on_push(id(1), false, false),
+            "a record that came first by anti-entropy prunes nothing"
+        );
+        assert!(spread.is_eager(&id(1)));
+        assert!(
+            !spread.on_push(id(1), false, true),
+            "not below the floor of eager links"
+        );
+        for peer in 2..=5 {
+            spread.choose(id(peer));
+        }
+        assert!(
+            spread.on_push(id(1), false, true),
+            "a duplicate of another eager path is pruned"
+        );
+        assert!(!spread.is_eager(&id(1)));
+        assert!(spread.on_prune(&id(2)).is_empty(), "3 eager links left");
+        assert_eq!(
+            spread.on_prune(&id(3)),
+            vec![id(1)],
+            "below the floor, a lazy link turns eager"
+        );
+        spread.on_prune(&id(1));
+        assert!(!spread.on_push(id(1), true, false));
+        assert!(spread.is_eager(&id(1)));
+        spread.on_prune(&id(1));
+        assert!(!spread.is_eager(&id(1)));
+        spread.on_graft(id(1));
+        assert!(spread.is_eager(&id(1)));
+    }
+
+    #[test]
+    fn new_records_go_eager_in_full_and_lazy_as_batched_announcements() {
+        let mut spread = spread();
+        for peer in 1..=3 {
+            spread.choose(id(peer));
+        }
+        spread.on_prune(&id(3));
+        // From neighbour 1, by origin 9: pushed to 2, announced to 3.
+        let targets = spread.targets(holding(9, 1), Some(id(1)), 0);
+        assert_eq!(targets.eager, vec![id(2)]);
+        assert!(targets.announced);
+        // A record of neighbour 3's own is not announced back to it.
+        spread.targets(holding(3, 4), None, 1);
+        spread.targets(holding(9, 2), None, 2);
+        assert!(spread.take_announcements(4).is_empty(), "not due yet");
+        assert_eq!(spread.next_deadline(), Some(5));
+        let due = spread.take_announcements(5);
+        assert_eq!(due, vec![(id(3), vec![holding(9, 2)])]);
+        assert!(spread.take_announcements(100).is_empty());
+    }
+
+    #[test]
+    fn an_announced_record_is_grafted_from_each_announcer_in_turn() {
+        let mut spread = spread();
+        spread.choose(id(1));
+        spread.on_prune(&id(1));
+        assert!(spread.on_announced(id(1), &holding(9, 3), 0));
+        assert!(spread.on_announced(id(2), &holding(9, 3), 10));
+        assert_eq!(spread.next_deadline(), Some(100));
+        assert!(spread.take_grafts(99, |_, _| true).is_empty());
+        assert_eq!(
+            spread.take_grafts(100, |_, _| true),
+            vec![(id(1), vec![id(9)])]
+        );
+        assert!(spread.is_eager(&id(1)), "a graft turns the link eager");
+        assert_eq!(
+            spread.take_grafts(150, |_, _| true),
+            vec![(id(2), vec![id(9)])]
+        );
+        // No announcer left: forgotten, anti-entropy repairs it.
+        assert!(spread.take_grafts(200, |_, _| true).is_empty());
+        assert_eq!(spread.awaited_count(), 0);
+    }
+
+    #[test]
+    fn a_record_that_arrives_is_not_grafted() {
+        let mut spread = spread();
+        spread.on_announced(id(1), &holding(9, 3), 0);
+        spread.received(&id(9), 2);
+        assert_eq!(
+            spread.awaited_count(),
+            1,
+            "an older record does not settle it"
+        );
+        spread.received(&id(9), 3);
+        assert_eq!(spread.awaited_count(), 0);
+        spread.on_announced(id(1), &holding(8, 3), 0);
+        assert!(spread.take_grafts(500, |_, _| false).is_empty());
+        assert_eq!(spread.awaited_count(), 0);
+    }
+
+    #[test]
+    fn inbound_neighbours_are_bounded_and_dropped_peers_forgotten() {
+        let mut spread = spread();
+        for peer in 1..=10 {
+            assert_eq!(spread.on_graft(id(peer)), peer <= 6);
+        }
+        assert_eq!(
+            spread.neighbours().count(),
+            6,
+            "twice as many inbound as chosen"
+        );
+        spread.choose(id(20));
+        assert_eq!(spread.wanted(), 2);
+        spread.on_announced(id(1), &holding(9, 1), 0);
+        spread.drop_peer(&id(1));
+        assert!(!spread.is_neighbour(&id(1)));
+        assert_eq!(spread.awaited_count(), 0);
+        spread.retain(|peer| *peer != id(20));
+        assert_eq!(spread.wanted(), 3);
+        spread.choose(id(21));
+        spread.on_leave(&id(21), 0);
+        assert!(!spread.is_neighbour(&id(21)));
+        assert!(spread.refused(&id(21), REFUSAL_MS - 1));
+        assert!(!spread.refused(&id(21), REFUSAL_MS));
+    }
+}
