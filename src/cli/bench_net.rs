@@ -79,6 +79,9 @@ struct Spread {
     one_record_ms: Spreadout,
     /// Every node announcing at once, until every node held every announcement.
     all_publish_ms: Spreadout,
+    /// CPU one new record costs each node (everything each process did while
+    /// it spread, less the idle rate), milliseconds.
+    cpu_ms_per_record_per_node: f64,
     /// A converged, idle federation: CPU seconds per node per minute (the
     /// spread is over nodes).
     idle_cpu_seconds_per_minute: Spreadout,
@@ -107,6 +110,10 @@ impl NetBench {
             println!(
                 "    one new record reaches every node, ms: {}",
                 spread.one_record_ms
+            );
+            println!(
+                "    CPU per node per new record:           {:.2} ms",
+                spread.cpu_ms_per_record_per_node
             );
             println!(
                 "    every node publishing at once, ms:     {}",
@@ -220,16 +227,23 @@ async fn measure_spread(
     let limit = Duration::from_secs(30);
     let quiet = Duration::from_millis((2 * interval_ms).max(300));
     let (mut one, mut all) = (Vec::new(), Vec::new());
+    // CPU of every node over each single-record run and the quiet after it,
+    // with the seconds it lasted (the idle share is taken off below).
+    let (mut one_cpu, mut one_seconds) = (0.0, 0.0);
     // Interleaved: a single record, then a burst, and so on.
     for run in 0..plan.repeat.max(plan.bursts) {
         if run < plan.repeat {
             let announcer = (run * 7 + 3) % nodes;
             let name = format!("needle-{run}");
+            let cpu_before: f64 = fleet.cpu_seconds().iter().sum();
+            let window = Instant::now();
             let started = fleet::wall_ms();
             fleet.announce(announcer, &name).await?;
             let last = fleet::wait_seen(&mut events, nodes, &[name], limit).await?;
             one.push(last[0].saturating_sub(started) as f64);
             tokio::time::sleep(quiet).await;
+            one_cpu += fleet.cpu_seconds().iter().sum::<f64>() - cpu_before;
+            one_seconds += window.elapsed().as_secs_f64();
         }
         if run < plan.bursts {
             let names: Vec<String> = (0..nodes).map(|i| format!("burst-{run}-f{i}")).collect();
@@ -284,7 +298,10 @@ async fn measure_spread(
         .zip(&bytes_after)
         .map(|(before, after)| (after - before) / seconds)
         .collect();
+    let idle_cpu_per_second: f64 = cpu.iter().sum::<f64>() / 60.0;
+    let record_cpu = one_cpu - idle_cpu_per_second * one_seconds;
     Ok(Spread {
+        cpu_ms_per_record_per_node: record_cpu * 1000.0 / (plan.repeat * nodes) as f64,
         nodes,
         interval_ms,
         start_seconds,

@@ -104,7 +104,9 @@ pub struct SpreadConfig {
     /// asked of its announcer.
     pub graft_timeout_ms: u64,
     /// How long announcements are gathered before they go out, so that one
-    /// `Have` carries many.
+    /// `Have` carries many, and so that they leave after the pushes of the
+    /// record they announce (whose receivers may then announce it back to
+    /// this node first, which spares the announcement).
     pub announce_delay_ms: u64,
 }
 
@@ -113,7 +115,7 @@ impl Default for SpreadConfig {
         Self {
             neighbours: 5,
             graft_timeout_ms: 100,
-            announce_delay_ms: 5,
+            announce_delay_ms: 25,
         }
     }
 }
@@ -137,12 +139,17 @@ struct Awaited {
     due_ms: u64,
 }
 
-/// A record to announce: what, and which peer it came from (not told again).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A record to announce: what, and the peers known to hold it already (the
+/// one it came from, and those that pushed or announced it since): they are
+/// not told.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Announcement {
     holding: Holding,
-    source: Option<NodeId>,
+    holders: Vec<NodeId>,
 }
+
+/// Most holders remembered per queued announcement.
+const MAX_HOLDERS: usize = 16;
 
 /// The neighbour table and the eager/lazy state of each link.
 #[derive(Debug, Clone, Default)]
@@ -338,6 +345,20 @@ impl Spread {
         promoted
     }
 
+    /// `peer` showed it holds the record `origin`/`seq` or a newer one (it
+    /// pushed or announced it): a queued announcement of it skips `peer`.
+    pub fn note_holder(&mut self, peer: NodeId, origin: &NodeId, seq: u64) {
+        for item in &mut self.queued {
+            if item.holding.origin == *origin
+                && item.holding.seq <= seq
+                && !item.holders.contains(&peer)
+                && item.holders.len() < MAX_HOLDERS
+            {
+                item.holders.push(peer);
+            }
+        }
+    }
+
     /// The record `origin`/`seq` was accepted from a push by `peer`.
     pub fn accepted_from_push(&mut self, origin: NodeId, seq: u64, peer: NodeId) {
         if self.pushed_order.len() >= PUSHED_REMEMBERED {
@@ -434,7 +455,10 @@ impl Spread {
             .iter()
             .any(|(peer, link)| !link.eager && !skip(peer));
         if announced {
-            self.queued.push(Announcement { holding, source });
+            self.queued.push(Announcement {
+                holding,
+                holders: source.into_iter().collect(),
+            });
             self.announce_at
                 .get_or_insert(now_ms.saturating_add(self.config.announce_delay_ms));
         }
@@ -456,7 +480,7 @@ impl Spread {
             }
             let mut newest: BTreeMap<NodeId, Holding> = BTreeMap::new();
             for item in &queued {
-                if item.source == Some(*peer) || item.holding.origin == *peer {
+                if item.holders.contains(peer) || item.holding.origin == *peer {
                     continue;
                 }
                 let slot = newest.entry(item.holding.origin).or_insert(item.holding);
@@ -592,6 +616,9 @@ mod tests {
         // A record of neighbour 3's own is not announced back to it.
         spread.targets(holding(3, 4), None, 1);
         spread.targets(holding(9, 2), None, 2);
+        spread.targets(holding(7, 1), None, 2);
+        // Neighbour 3 pushed or announced origin 7's record: it is not told.
+        spread.note_holder(id(3), &id(7), 1);
         assert!(spread.take_announcements(4).is_empty(), "not due yet");
         assert_eq!(spread.next_deadline(), Some(5));
         let due = spread.take_announcements(5);

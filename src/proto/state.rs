@@ -169,6 +169,8 @@ pub struct State {
     spread: Spread,
     /// The duplicates (origin, seq) in the records frame being handled.
     duplicates: Vec<(NodeId, u64)>,
+    /// Records to push, per eager neighbour, gathered while handling one input.
+    pushes: BTreeMap<NodeId, Vec<VerifiedRecord>>,
     scores: Scores,
     work: WorkBudgets,
     /// What this node wants announced; published whenever its chain allows.
@@ -236,6 +238,7 @@ impl State {
             work: WorkBudgets::new(gossip.score.work),
             spread: Spread::new(gossip.spread),
             duplicates: Vec::new(),
+            pushes: BTreeMap::new(),
             config: gossip,
             directory: Directory::new(directory, roster),
             membership: Membership::new(me, members),
@@ -375,6 +378,7 @@ impl State {
         };
         let result = announcement.and_then(|announcement| self.publish(announcement, now_ms, rng));
         self.outputs.push_back(Output::CommandResult(result));
+        self.flush_pushes(now_ms);
     }
 
     /// Sets what this node announces (at start, from its configuration): it is
@@ -475,6 +479,7 @@ impl State {
                 next
             };
         }
+        self.flush_pushes(now_ms);
     }
 
     /// Signs and publishes `announcement` as this node's whole current set.
@@ -653,6 +658,7 @@ impl State {
         }
         let units = cost::FRAME + cost::bytes(bytes.len()) + self.serve(from, bytes, now_ms, rng);
         self.work.charge(from, units, now_ms);
+        self.flush_pushes(now_ms);
     }
 
     /// Decodes and acts on one frame from `from`; returns the work units it cost
@@ -773,7 +779,10 @@ impl State {
             let checked = self.directory.signature_checks() - checks;
             units += wasted_record_cost(&verdict, bytes.len(), checked);
             match &verdict {
-                Verdict::Duplicate(record) => self.duplicates.push((record.origin, record.seq)),
+                Verdict::Duplicate(record) => {
+                    self.duplicates.push((record.origin, record.seq));
+                    self.spread.note_holder(from, &record.origin, record.seq);
+                }
                 Verdict::Accepted { record, .. } if pushed => {
                     self.spread
                         .accepted_from_push(record.origin(), record.seq(), from)
@@ -809,6 +818,7 @@ impl State {
             if !self.directory.roster().contains(&holding.origin) || holding.origin == self.me {
                 continue;
             }
+            self.spread.note_holder(from, &holding.origin, holding.seq);
             let lacking = self
                 .directory
                 .holding(&holding.origin)
@@ -1145,7 +1155,15 @@ impl State {
             .spread
             .targets(Holding::of_record(record), source, now_ms);
         for peer in targets.eager {
-            self.send_records(peer, std::slice::from_ref(record), true, now_ms);
+            self.pushes.entry(peer).or_default().push(record.clone());
+        }
+    }
+
+    /// Sends the pushes gathered while handling one input: one `Push` per
+    /// eager neighbour, however many records the input brought.
+    fn flush_pushes(&mut self, now_ms: u64) {
+        for (peer, records) in std::mem::take(&mut self.pushes) {
+            self.send_records(peer, &records, true, now_ms);
         }
     }
 

@@ -497,14 +497,21 @@ impl<'a> World<'a> {
 
     /// One more round after convergence: bytes per opened exchange.
     fn idle_round_bytes(&mut self) -> f64 {
+        // One round first: announcements of the last records spread (sent at
+        // the next timer) are not idle traffic.
+        self.next_round();
         let (bytes, opened_before) = (self.bytes, self.opened());
+        self.next_round();
+        let opened = (self.opened() - opened_before).max(1);
+        (self.bytes - bytes) as f64 / opened as f64
+    }
+
+    fn next_round(&mut self) {
         self.round += 1;
         match self.scenario.mode {
             Mode::Rounds => self.run_round(),
             Mode::Events => self.run_interval(),
         }
-        let opened = (self.opened() - opened_before).max(1);
-        (self.bytes - bytes) as f64 / opened as f64
     }
 
     fn opened(&self) -> u64 {

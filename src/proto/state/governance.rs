@@ -165,6 +165,7 @@ impl State {
         }
         self.outputs
             .push_back(Output::RosterResult(result.map(Box::new)));
+        self.flush_pushes(now_ms);
     }
 
     /// This node's roster head, for a peer.
