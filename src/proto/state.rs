@@ -167,8 +167,6 @@ pub struct State {
     membership: Membership,
     /// Neighbour links for spreading new records.
     spread: Spread,
-    /// The duplicates (origin, seq) in the records frame being handled.
-    duplicates: Vec<(NodeId, u64)>,
     /// Records to push, per eager neighbour, gathered while handling one input.
     pushes: BTreeMap<NodeId, Vec<VerifiedRecord>>,
     scores: Scores,
@@ -237,7 +235,6 @@ impl State {
             scores: Scores::new(gossip.score),
             work: WorkBudgets::new(gossip.score.work),
             spread: Spread::new(gossip.spread),
-            duplicates: Vec::new(),
             pushes: BTreeMap::new(),
             config: gossip,
             directory: Directory::new(directory, roster),
@@ -701,8 +698,8 @@ impl State {
             }
             Message::Records(records) => self.on_records(from, records, false, now_ms, rng).0,
             Message::Push(records) => {
-                let (units, news) = self.on_records(from, records, true, now_ms, rng);
-                let redundant = !news && self.came_by_neighbours(from);
+                let (units, news, duplicates) = self.on_records(from, records, true, now_ms, rng);
+                let redundant = !news && self.came_by_another_push(from, &duplicates);
                 if self.spread.on_push(from, news, redundant) {
                     self.counters.pushes_pruned += 1;
                     self.send(from, Message::Prune);
@@ -750,8 +747,9 @@ impl State {
         }
     }
 
-    /// Ingests records from `from`; returns the work units wasted on them and
-    /// whether any was news (accepted).
+    /// Ingests records from `from` (`pushed`: along an eager link); returns the
+    /// work units wasted on them, whether any was news (accepted), and the
+    /// duplicates (origin, seq).
     fn on_records<R: Rng + ?Sized>(
         &mut self,
         from: NodeId,
@@ -759,11 +757,11 @@ impl State {
         pushed: bool,
         now_ms: u64,
         rng: &mut R,
-    ) -> (u64, bool) {
+    ) -> (u64, bool, Vec<(NodeId, u64)>) {
         let mut units = 0;
         let mut unknown_origin = false;
         let mut news = false;
-        self.duplicates.clear();
+        let mut duplicates = Vec::new();
         for bytes in records {
             let checks = self.directory.signature_checks();
             let verdict = self.directory.ingest(&bytes, Source::Peer(from), now_ms);
@@ -780,7 +778,7 @@ impl State {
             units += wasted_record_cost(&verdict, bytes.len(), checked);
             match &verdict {
                 Verdict::Duplicate(record) => {
-                    self.duplicates.push((record.origin, record.seq));
+                    duplicates.push((record.origin, record.seq));
                     self.spread.note_holder(from, &record.origin, record.seq);
                 }
                 Verdict::Accepted { record, .. } if pushed => {
@@ -796,15 +794,14 @@ impl State {
             // yet: show it ours, so that it answers with its own.
             self.ask_roster(from, now_ms);
         }
-        (units, news)
+        (units, news, duplicates)
     }
 
-    /// Whether every duplicate of the last records frame had first come by a
-    /// push from a peer other than `from` (an eager path beside `from`'s).
-    fn came_by_neighbours(&self, from: NodeId) -> bool {
-        !self.duplicates.is_empty()
-            && self
-                .duplicates
+    /// Whether every one of `duplicates` had first come by a push from a peer
+    /// other than `from` (an eager path beside `from`'s).
+    fn came_by_another_push(&self, from: NodeId, duplicates: &[(NodeId, u64)]) -> bool {
+        !duplicates.is_empty()
+            && duplicates
                 .iter()
                 .all(|(origin, seq)| self.spread.pushed_by_another(origin, *seq, &from))
     }
@@ -881,25 +878,28 @@ impl State {
         }
     }
 
-    /// Peers an urgent item (a proof, a roster operation) goes to at once: every
-    /// neighbour but `except`, or `fanout` random members while there are none.
-    fn broadcast_targets<R: Rng + ?Sized>(
+    /// Sends an urgent item (a proof, a roster operation) at once to every
+    /// neighbour but `source`, or to `fanout` random members while there are none.
+    pub(super) fn broadcast<R: Rng + ?Sized>(
         &mut self,
-        except: &[NodeId],
+        message: Message,
+        source: Option<NodeId>,
         now_ms: u64,
         rng: &mut R,
-    ) -> Vec<NodeId> {
+    ) {
         self.maintain_neighbours(now_ms, rng);
-        let neighbours: Vec<NodeId> = self
+        let except: Vec<NodeId> = source.into_iter().collect();
+        let mut targets: Vec<NodeId> = self
             .spread
             .neighbours()
             .filter(|peer| !except.contains(peer))
             .copied()
             .collect();
-        if neighbours.is_empty() {
-            self.pick(self.config.fanout.max(2), now_ms, rng, except)
-        } else {
-            neighbours
+        if targets.is_empty() {
+            targets = self.pick(self.config.fanout.max(2), now_ms, rng, &except);
+        }
+        for peer in targets {
+            self.send(peer, message.clone());
         }
     }
 
@@ -1174,11 +1174,7 @@ impl State {
         now_ms: u64,
         rng: &mut R,
     ) {
-        let except: Vec<NodeId> = source.into_iter().collect();
-        let bytes = proof.encode();
-        for peer in self.broadcast_targets(&except, now_ms, rng) {
-            self.send(peer, Message::Proofs(vec![bytes.clone()]));
-        }
+        self.broadcast(Message::Proofs(vec![proof.encode()]), source, now_ms, rng);
     }
 
     fn check_promises(&mut self, now_ms: u64) {

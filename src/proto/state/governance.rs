@@ -500,11 +500,7 @@ impl State {
                 peer,
                 proof: Box::new(proof.clone()),
             }));
-        let bytes = proof.encode();
-        let except: Vec<NodeId> = peer.into_iter().collect();
-        for to in self.broadcast_targets(&except, now_ms, rng) {
-            self.send(to, Message::RosterFork(bytes.clone()));
-        }
+        self.broadcast(Message::RosterFork(proof.encode()), peer, now_ms, rng);
     }
 
     /// Pushes an operation or proposal to a few peers at once.
@@ -515,11 +511,7 @@ impl State {
         now_ms: u64,
         rng: &mut R,
     ) {
-        let except: Vec<NodeId> = source.into_iter().collect();
-        let bytes = op.encode();
-        for to in self.broadcast_targets(&except, now_ms, rng) {
-            self.send(to, Message::RosterOps(vec![bytes.clone()]));
-        }
+        self.broadcast(Message::RosterOps(vec![op.encode()]), source, now_ms, rng);
     }
 
     fn on_applied<R: Rng + ?Sized>(
