@@ -73,6 +73,10 @@ enum Command {
     Sim(cli::sim::SimCommand),
     /// Run the demonstration (see the README).
     Demo(cli::demo::DemoArgs),
+    /// Start a federation of real processes whose links go through a link
+    /// emulator (delay, jitter, loss, duplication, reordering, a partition that
+    /// heals), and measure how records spread.
+    Lab(cli::lab::LabArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cli::bench::run_args(&args),
         Command::Sim(command) => cli::sim::run(&command),
         Command::Demo(args) => cli::demo::run(&args),
+        Command::Lab(args) => cli::lab::run(&args),
     };
     match result {
         Ok(code) => code,

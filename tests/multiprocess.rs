@@ -54,3 +54,61 @@ fn sixteen_processes_spread_an_announcement() {
         INTERVAL_MS
     );
 }
+
+/// `tidings lab` with every link through its emulator: lossy, delayed links
+/// still carry records everywhere, a partition holds until it heals, and the
+/// lab stops every process it started.
+#[test]
+fn the_lab_spreads_over_emulated_links_and_heals_a_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args([
+            "lab",
+            "--nodes",
+            "6",
+            "--interval-ms",
+            "200",
+            "--delay-ms",
+            "10",
+            "--jitter-ms",
+            "5",
+            "--loss",
+            "0.05",
+            "--duplicate",
+            "0.02",
+            "--reorder",
+            "0.02",
+            "--repeat",
+            "2",
+            "--bursts",
+            "1",
+            "--partition-seconds",
+            "2",
+            "--json",
+        ])
+        .env("TMPDIR", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["nodes"], 6);
+    assert_eq!(report["one_record_ms"]["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        report["all_publish_ms"]["runs"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(report["partition"]["leaked"], 0, "{report}");
+    assert!(report["partition"]["heal_ms"].as_f64().is_some());
+    let datagrams = &report["datagrams"];
+    assert!(datagrams["forwarded"].as_u64().unwrap() > 0);
+    assert!(datagrams["lost"].as_u64().unwrap() > 0, "{datagrams}");
+    assert!(
+        datagrams["partitioned"].as_u64().unwrap() > 0,
+        "{datagrams}"
+    );
+    assert_eq!(datagrams["strangers"], 0);
+    // Nothing left behind: the scratch directory with the nodes' data is gone.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

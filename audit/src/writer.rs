@@ -272,7 +272,15 @@ fn run<S: Store>(
     let mut dirty = false;
     let mut stopping = false;
     while !stopping {
-        let first = match receiver.recv_timeout(FLUSH_INTERVAL) {
+        // With nothing to make durable, sleep until a command comes: an idle
+        // node's writer does not wake.
+        let received = if dirty {
+            let left = FLUSH_INTERVAL.saturating_sub(last_flush.elapsed());
+            receiver.recv_timeout(left)
+        } else {
+            receiver.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        let first = match received {
             Ok(command) => command,
             Err(RecvTimeoutError::Timeout) => {
                 if dirty {

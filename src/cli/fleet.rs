@@ -30,6 +30,85 @@ pub(crate) struct FleetSpec {
     pub(crate) edits: Vec<(String, String)>,
 }
 
+/// A fleet whose files are written and addresses chosen, not yet started.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) members: Vec<Member>,
+    spec: FleetSpec,
+}
+
+impl Prepared {
+    /// Writes each node's configuration and starts the processes. With `faces`,
+    /// node `i` is known to the others by `faces[i]` (its published address and
+    /// the bootstrap entry), as behind a link emulator; it still listens on its
+    /// own address.
+    pub(crate) fn launch(self, faces: Option<&[SocketAddr]>) -> anyhow::Result<Fleet> {
+        let Self { members, spec } = self;
+        let face = |i: usize| faces.map_or(members[i].listen, |faces| faces[i]);
+        let bootstrap: Vec<String> = members
+            .iter()
+            .enumerate()
+            .take(2)
+            .map(|(i, member)| format!("\"{}@{}\"", member.id, face(i)))
+            .collect();
+        for (i, member) in members.iter().enumerate() {
+            let mut text = TEMPLATE
+                .replace("{api_token}", "")
+                .replace("{data_dir}", ".")
+                .replace("{listen}", &member.listen.to_string())
+                .replace("{bootstrap}", &bootstrap.join(", "))
+                .replace("{api}", &member.api)
+                .replace("{federation}", "fleet")
+                .replace("{roster}", "../roster.toml")
+                .replace(
+                    "interval_ms = 1000",
+                    &format!("interval_ms = {}", spec.interval_ms),
+                );
+            if faces.is_some() {
+                let line = "# advertise = [\"203.0.113.7:7700\"]";
+                anyhow::ensure!(text.contains(line), "the configuration template changed");
+                text = text.replace(line, &format!("advertise = [\"{}\"]", face(i)));
+            }
+            for (from, to) in &spec.edits {
+                anyhow::ensure!(
+                    text.contains(from.as_str()),
+                    "{from:?} is not in the configuration"
+                );
+                text = text.replace(from.as_str(), to);
+            }
+            text.push_str(&specialist_block(&format!("f{i}")));
+            std::fs::write(member.dir.join("tidings.toml"), text)?;
+        }
+        let children = Arc::new(Mutex::new(Vec::new()));
+        let on_interrupt = children.clone();
+        super::interrupt::on_interrupt(Box::new(move || kill_all(&on_interrupt)));
+        let exe = std::env::current_exe().context("cannot find this program's executable")?;
+        for member in &members {
+            let log = std::fs::File::create(member.dir.join("node.log"))?;
+            let child = Command::new(&exe)
+                .args(["run", "--config", "tidings.toml"])
+                .current_dir(&member.dir)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("cannot start a node process")?;
+            children
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(child);
+        }
+        Ok(Fleet {
+            members,
+            children,
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()?,
+        })
+    }
+}
+
 /// One running node.
 #[derive(Debug)]
 pub(crate) struct Member {
@@ -98,6 +177,12 @@ impl Fleet {
     /// Writes the keys, roster and configuration of `spec.nodes` nodes under
     /// `root` (every node bootstraps from the first two) and starts them.
     pub(crate) fn start(root: &Path, spec: &FleetSpec) -> anyhow::Result<Self> {
+        Self::prepare(root, spec)?.launch(None)
+    }
+
+    /// Makes the keys, roster and addresses of `spec.nodes` nodes under `root`;
+    /// nothing runs yet (see [`Prepared::launch`]).
+    pub(crate) fn prepare(root: &Path, spec: &FleetSpec) -> anyhow::Result<Prepared> {
         anyhow::ensure!(spec.nodes >= 2, "a fleet needs at least 2 nodes");
         let identities: Vec<Identity> = (0..spec.nodes as u64)
             .map(|i| {
@@ -123,60 +208,9 @@ impl Fleet {
                 dir,
             });
         }
-        let bootstrap: Vec<String> = members
-            .iter()
-            .take(2)
-            .map(|member| format!("\"{}@{}\"", member.id, member.listen))
-            .collect();
-        for (i, member) in members.iter().enumerate() {
-            let mut text = TEMPLATE
-                .replace("{api_token}", "")
-                .replace("{data_dir}", ".")
-                .replace("{listen}", &member.listen.to_string())
-                .replace("{bootstrap}", &bootstrap.join(", "))
-                .replace("{api}", &member.api)
-                .replace("{federation}", "fleet")
-                .replace("{roster}", "../roster.toml")
-                .replace(
-                    "interval_ms = 1000",
-                    &format!("interval_ms = {}", spec.interval_ms),
-                );
-            for (from, to) in &spec.edits {
-                anyhow::ensure!(
-                    text.contains(from.as_str()),
-                    "{from:?} is not in the configuration"
-                );
-                text = text.replace(from.as_str(), to);
-            }
-            text.push_str(&specialist_block(&format!("f{i}")));
-            std::fs::write(member.dir.join("tidings.toml"), text)?;
-        }
-        let children = Arc::new(Mutex::new(Vec::new()));
-        let on_interrupt = children.clone();
-        super::interrupt::on_interrupt(Box::new(move || kill_all(&on_interrupt)));
-        let exe = std::env::current_exe().context("cannot find this program's executable")?;
-        for member in &members {
-            let log = std::fs::File::create(member.dir.join("node.log"))?;
-            let child = Command::new(&exe)
-                .args(["run", "--config", "tidings.toml"])
-                .current_dir(&member.dir)
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .context("cannot start a node process")?;
-            children
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(child);
-        }
-        Ok(Self {
+        Ok(Prepared {
             members,
-            children,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .build()?,
+            spec: spec.clone(),
         })
     }
 

@@ -13,6 +13,8 @@ pub(crate) mod fleet;
 pub(crate) mod format;
 pub(crate) mod interrupt;
 pub(crate) mod keys;
+pub(crate) mod lab;
+pub(crate) mod linkemu;
 pub(crate) mod node;
 pub(crate) mod record;
 pub(crate) mod roster;

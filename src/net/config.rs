@@ -83,6 +83,7 @@ struct Gossip {
     #[serde(alias = "rumor_fanout")]
     neighbours: usize,
     graft_timeout_ms: u64,
+    idle_stretch: u32,
     ttl_ms: u64,
 }
 
@@ -94,6 +95,7 @@ impl Default for Gossip {
             fanout: defaults.fanout,
             neighbours: defaults.spread.neighbours,
             graft_timeout_ms: defaults.spread.graft_timeout_ms,
+            idle_stretch: defaults.idle_stretch,
             ttl_ms: defaults.ttl_ms,
         }
     }
@@ -216,6 +218,11 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
                 .into(),
         ));
     }
+    if !(1..=64).contains(&file.gossip.idle_stretch) {
+        return Err(invalid(
+            "gossip.idle_stretch must be between 1 (never stretch) and 64".into(),
+        ));
+    }
     if file.gossip.ttl_ms == 0 || file.gossip.ttl_ms > crate::proto::limits::MAX_TTL_MS {
         return Err(invalid(
             "gossip.ttl_ms must be above zero and at most one day".into(),
@@ -230,6 +237,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             ..Default::default()
         },
         ttl_ms: file.gossip.ttl_ms,
+        idle_stretch: file.gossip.idle_stretch,
         ..GossipConfig::default()
     };
     let audit = AuditConfig {
@@ -387,6 +395,7 @@ interval_ms = 1000     # time between gossip rounds
 fanout = 2             # exchanges per round
 neighbours = 5         # chosen neighbours new records spread through at once (0: off)
 graft_timeout_ms = 100 # wait for an announced record before asking its announcer
+idle_stretch = 8       # once nothing is new, one exchange every this many rounds
 ttl_ms = 3600000       # lifetime of this node's records; refreshed at half-life
 
 [audit]

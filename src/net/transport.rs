@@ -37,11 +37,14 @@ pub const SEND_WINDOW: u64 = 2 * STREAM_WINDOW as u64;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection with no traffic for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
-/// Keep-alive interval: a connection that sent nothing for this long sends a
-/// ping, which keeps NAT bindings (commonly 30 s or more for UDP) and idle
-/// connections open. A node keeps a connection to most members it gossiped
-/// with, so this is most of its idle traffic: every 5 s cost a converged
-/// node of a 64-member federation about 50 packets a second.
+/// Keep-alive interval of the connections that ask for it: one that sent
+/// nothing for this long sends a ping, which keeps NAT bindings (commonly 30 s
+/// or more for UDP) and the connection open. Only the dialler of a connection
+/// that must stay up while idle asks (a node's chosen spreading neighbours, and
+/// every dial of a node behind NAT, which cannot be dialled back): with every
+/// connection kept alive, a converged node of a 64-member federation spent most
+/// of its idle time on pings to all 63 peers. Other connections close after
+/// [`IDLE_TIMEOUT`] without traffic and are dialled again when needed.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Longest wait for a dial to complete.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,10 +83,12 @@ pub enum NetError {
 #[derive(Debug, Clone)]
 pub struct Transport {
     endpoint: quinn::Endpoint,
+    /// The client configuration of dials that keep their connection alive.
+    kept_alive: quinn::ClientConfig,
     refusals: Refusals,
 }
 
-fn transport_config() -> Arc<quinn::TransportConfig> {
+fn transport_config(keep_alive: bool) -> Arc<quinn::TransportConfig> {
     let mut config = quinn::TransportConfig::default();
     config
         .max_concurrent_uni_streams(MAX_STREAMS.into())
@@ -91,7 +96,7 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
         .stream_receive_window(STREAM_WINDOW.into())
         .receive_window((2 * STREAM_WINDOW).into())
         .send_window(SEND_WINDOW)
-        .keep_alive_interval(Some(KEEP_ALIVE));
+        .keep_alive_interval(keep_alive.then_some(KEEP_ALIVE));
     if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
         config.max_idle_timeout(Some(idle));
     }
@@ -110,21 +115,28 @@ impl Transport {
         let quic_server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
             .map_err(|error| tls::TlsError::Config(error.to_string()))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_server));
-        server_config.transport_config(transport_config());
+        server_config.transport_config(transport_config(false));
         // Handshakes in progress at once; established connections are bounded by
         // the roster (one kept per admitted key).
         server_config.max_incoming(MAX_PENDING_HANDSHAKES);
         let quic_client = quinn::crypto::rustls::QuicClientConfig::try_from(client)
             .map_err(|error| tls::TlsError::Config(error.to_string()))?;
-        let mut client_config = quinn::ClientConfig::new(Arc::new(quic_client));
-        client_config.transport_config(transport_config());
+        let quic_client = Arc::new(quic_client);
+        let mut client_config = quinn::ClientConfig::new(quic_client.clone());
+        client_config.transport_config(transport_config(false));
+        let mut kept_alive = quinn::ClientConfig::new(quic_client);
+        kept_alive.transport_config(transport_config(true));
         let mut endpoint =
             quinn::Endpoint::server(server_config, listen).map_err(|error| NetError::Bind {
                 addr: listen,
                 error,
             })?;
         endpoint.set_default_client_config(client_config);
-        Ok(Self { endpoint, refusals })
+        Ok(Self {
+            endpoint,
+            kept_alive,
+            refusals,
+        })
     }
 
     /// The bound address.
@@ -138,16 +150,40 @@ impl Transport {
     }
 
     /// Dials `peer` at `addr`; fails unless the far end proves it is `peer`.
+    /// The connection closes after [`IDLE_TIMEOUT`] without traffic.
     pub async fn dial(
         &self,
         peer: NodeId,
         addr: SocketAddr,
     ) -> Result<quinn::Connection, NetError> {
+        self.dial_with(peer, addr, false).await
+    }
+
+    /// Dials `peer` at `addr` as [`Transport::dial`] does, and keeps the
+    /// connection open while idle with a ping every [`KEEP_ALIVE`].
+    pub async fn dial_kept_alive(
+        &self,
+        peer: NodeId,
+        addr: SocketAddr,
+    ) -> Result<quinn::Connection, NetError> {
+        self.dial_with(peer, addr, true).await
+    }
+
+    async fn dial_with(
+        &self,
+        peer: NodeId,
+        addr: SocketAddr,
+        keep_alive: bool,
+    ) -> Result<quinn::Connection, NetError> {
         let dial_error = |reason: String| NetError::Dial { peer, addr, reason };
-        let connecting = self
-            .endpoint
-            .connect(addr, &peer.to_string())
-            .map_err(|error| dial_error(error.to_string()))?;
+        let name = peer.to_string();
+        let connecting = if keep_alive {
+            self.endpoint
+                .connect_with(self.kept_alive.clone(), addr, &name)
+        } else {
+            self.endpoint.connect(addr, &name)
+        }
+        .map_err(|error| dial_error(error.to_string()))?;
         match tokio::time::timeout(DIAL_TIMEOUT, connecting).await {
             Ok(Ok(connection)) => Ok(connection),
             Ok(Err(error)) => Err(dial_error(error.to_string())),

@@ -212,6 +212,11 @@ impl Spread {
         self.links.contains_key(peer)
     }
 
+    /// Whether this node chose `peer` as a neighbour (rather than accepted it).
+    pub fn chose(&self, peer: &NodeId) -> bool {
+        self.links.get(peer).is_some_and(|link| link.chosen)
+    }
+
     /// Whether `peer` is an eager neighbour.
     pub fn is_eager(&self, peer: &NodeId) -> bool {
         self.links.get(peer).is_some_and(|link| link.eager)

@@ -13,7 +13,7 @@
 //!
 //! Per round (every `interval_ms`) the node opens a push-pull exchange with
 //! `fanout` members picked uniformly at random (see [`gossip`](super::gossip) for the
-//! digest). A newly accepted record also spreads at once along the node's
+//! digest). A converged, quiet node gossips less (see [Idle](self#idle)). A newly accepted record also spreads at once along the node's
 //! neighbour links, pushed in full on eager links and announced on lazy ones (see
 //! [`spread`](super::spread)); anti-entropy repairs whatever spreading misses.
 //! Equivocation proofs are sent before records, and to every neighbour. Every frame is charged to its sender's message budget, and
@@ -23,6 +23,24 @@
 //! knows its latest own record, and every record it signs leaves it as an
 //! [`Output::Persist`] before anything that could reveal it (the durability
 //! contract of [`event`](super::event)).
+//!
+//! # Idle
+//!
+//! Once [`QUIET_ROUNDS`] rounds in a row saw nothing new (no record or proof
+//! accepted, no exchange that found a difference in records or roster), the
+//! node runs its rounds every `idle_stretch` intervals, with one exchange each
+//! instead of `fanout`: a converged node of 64 spent most of its idle CPU on
+//! the wake-ups of 2 sent and 2 received exchanges a second. Anything new stirs
+//! it back at once: the next round is then due one interval after the last. Repair stays quick: a node that missed a record is still
+//! contacted by the others' idle exchanges and opens its own, and whichever
+//! side finds the difference stirs, and spreads what it learns; a node that
+//! receives news exchanges at the full rate again. Each idle exchange is still
+//! one root digest (O(1) bytes). Only a node that spreads (`neighbours` above
+//! 0) stretches: without spreading, exchanges are the only way news arrives,
+//! and a node that has heard nothing yet is not converged, only uninformed. Record expiry and spreading keep their own
+//! deadlines; what rounds do besides exchanges (promises, neighbour upkeep,
+//! pruning) waits for the stretched round, and none of it is pending on a node
+//! that saw nothing new.
 //!
 //! # Own chain
 //!
@@ -91,7 +109,13 @@ pub struct GossipConfig {
     pub backoff: BackoffPolicy,
     /// Whether every record sent to a peer is audited as a relay.
     pub audit_relays: bool,
+    /// A quiet node runs a round, with one exchange, every this many intervals
+    /// (1: never stretch; see [Idle](self#idle)).
+    pub idle_stretch: u32,
 }
+
+/// Rounds in a row with nothing new before a node stretches its exchanges.
+pub const QUIET_ROUNDS: u32 = 3;
 
 impl Default for GossipConfig {
     fn default() -> Self {
@@ -107,7 +131,23 @@ impl Default for GossipConfig {
                 max_ms: 60_000,
             },
             audit_relays: true,
+            idle_stretch: 8,
         }
+    }
+}
+
+/// The idle state of [Idle](State#idle).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Quiet {
+    /// Rounds in a row with nothing new.
+    rounds: u32,
+    /// When the last round ran.
+    last_round_ms: u64,
+}
+
+impl Quiet {
+    fn is_quiet(&self) -> bool {
+        self.rounds >= QUIET_ROUNDS
     }
 }
 
@@ -187,6 +227,8 @@ pub struct State {
     /// When a failed publication (rate limit) is tried again.
     retry_publish_ms: u64,
     next_round_ms: u64,
+    /// Rounds since anything new, and idle rounds left before the next exchange.
+    quiet: Quiet,
     pending_wants: BTreeMap<(NodeId, NodeId), u64>,
     /// Records sent to each peer within the last interval: not sent again however
     /// often the peer asks (see [`State::handle_frame`]).
@@ -232,6 +274,7 @@ impl State {
             identity,
             me,
             next_round_ms: now_ms.saturating_add(gossip.interval_ms),
+            quiet: Quiet::default(),
             scores: Scores::new(gossip.score),
             work: WorkBudgets::new(gossip.score.work),
             spread: Spread::new(gossip.spread),
@@ -302,6 +345,12 @@ impl State {
     /// Neighbour links for spreading: (eager, lazy).
     pub fn link_counts(&self) -> (usize, usize) {
         self.spread.link_counts()
+    }
+
+    /// Whether this node chose `peer` as a spreading neighbour: its driver keeps
+    /// the connection to such a peer open while idle.
+    pub fn chose_neighbour(&self, peer: &NodeId) -> bool {
+        self.spread.chose(peer)
     }
 
     /// Counters since start.
@@ -469,9 +518,16 @@ impl State {
         self.spread_due(now_ms);
         if now_ms >= self.next_round_ms {
             self.round(now_ms, rng);
-            let next = self.next_round_ms.saturating_add(self.config.interval_ms);
+            let period = if self.is_idle() {
+                self.config
+                    .interval_ms
+                    .saturating_mul(u64::from(self.config.idle_stretch.max(1)))
+            } else {
+                self.config.interval_ms
+            };
+            let next = self.next_round_ms.saturating_add(period);
             self.next_round_ms = if next <= now_ms {
-                now_ms.saturating_add(self.config.interval_ms)
+                now_ms.saturating_add(period)
             } else {
                 next
             };
@@ -560,7 +616,14 @@ impl State {
         self.scores.prune(now_ms);
         self.work.prune(now_ms);
         self.maintain_neighbours(now_ms, rng);
-        let peers = self.pick(self.config.fanout, now_ms, rng, &[]);
+        let fanout = if self.is_idle() {
+            self.config.fanout.min(1)
+        } else {
+            self.config.fanout
+        };
+        self.quiet.rounds = self.quiet.rounds.saturating_add(1);
+        self.quiet.last_round_ms = now_ms;
+        let peers = self.pick(fanout, now_ms, rng, &[]);
         let opening = gossip::opening(&self.directory, now_ms);
         for peer in peers {
             self.counters.exchanges_opened += 1;
@@ -907,6 +970,9 @@ impl State {
     fn on_sync(&mut self, from: NodeId, ranges: &[Range], now_ms: u64) -> u64 {
         let roster = self.directory.roster().clone();
         let result = gossip::reconcile(&self.directory, ranges, |origin| roster.contains(origin));
+        if !(result.reply.is_empty() && result.push.is_empty() && result.want.is_empty()) {
+            self.stir();
+        }
         let mut units = self.push_holdings(from, &result.push, now_ms);
         for range in ranges.iter().chain(&result.reply) {
             units += cost::RANGE;
@@ -1111,6 +1177,24 @@ impl State {
         }
     }
 
+    /// Something new was seen: exchanges go back to the full rate.
+    fn stir(&mut self) {
+        let last = self.quiet.last_round_ms;
+        self.quiet = Quiet {
+            rounds: 0,
+            last_round_ms: last,
+        };
+        if last > 0 {
+            let due = last.saturating_add(self.config.interval_ms);
+            self.next_round_ms = self.next_round_ms.min(due);
+        }
+    }
+
+    /// Whether this node is gossiping at its idle rate (see [Idle](self#idle)).
+    pub fn is_idle(&self) -> bool {
+        self.quiet.is_quiet() && self.config.idle_stretch > 1 && self.spread.enabled()
+    }
+
     fn note_change(&mut self, verdict: &Verdict) {
         let change = match verdict {
             Verdict::Accepted {
@@ -1133,6 +1217,7 @@ impl State {
             },
             _ => return,
         };
+        self.stir();
         self.outputs.push_back(Output::Change(change));
     }
 

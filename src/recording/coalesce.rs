@@ -113,6 +113,11 @@ impl Coalescer {
         out
     }
 
+    /// Whether no window is open (nothing to summarise later).
+    pub fn is_idle(&self) -> bool {
+        self.next_close_ms.is_none()
+    }
+
     /// Summaries of the windows closed by `now_ms` (each window closes
     /// [`WINDOW_MS`] after it opened); quiet windows are dropped.
     pub fn flush(&mut self, now_ms: u64) -> Vec<NewEntry> {

@@ -160,7 +160,15 @@ impl Actor {
         let mut flush = tokio::time::interval(STORE_FLUSH_EVERY);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut result = self.drain().await;
+        let mut flush_armed = false;
         while result.is_ok() {
+            // The store flush ticks only while there is something to sync: an
+            // idle node does not wake for it. Armed anew, it ticks a period later.
+            let flush_wanted = self.flush_wanted();
+            if flush_wanted && !flush_armed {
+                flush.reset();
+            }
+            flush_armed = flush_wanted;
             let wait =
                 Duration::from_millis(self.state.poll_timeout().saturating_sub(self.time.now_ms()));
             if wait.is_zero() && !*shutdown.borrow() {
@@ -177,7 +185,7 @@ impl Actor {
                 biased;
                 _ = shutdown.changed() => break,
                 _ = tokio::time::sleep(wait) => self.timeout().await,
-                _ = flush.tick() => self.flush_store().await,
+                _ = flush.tick(), if flush_wanted => self.flush_store().await,
                 input = next_input(&mut commands, &mut events, &inbox) => match input {
                     Some(Input::Command(command)) => self.command(command).await,
                     Some(Input::Event(event)) => self.event(event).await,
@@ -379,7 +387,8 @@ impl Actor {
                 }
                 Output::Send { to, message } => {
                     let addr = self.address_of(&to);
-                    self.links.send(to, message.encode(), addr);
+                    let keep_alive = self.keeps_alive(&to);
+                    self.links.send(to, message.encode(), addr, keep_alive);
                 }
                 Output::ExchangeOpened { peer } => self.latency.opened(peer),
                 Output::Audit(event) => {
@@ -555,6 +564,17 @@ impl Actor {
         Err(NodeError::Audit(refused))
     }
 
+    /// Whether [`Actor::flush_store`] has anything to do, now or once the audit
+    /// writer catches up.
+    fn flush_wanted(&self) -> bool {
+        self.store_dirty
+            || !self.pending.is_empty()
+            || !self.coalescer.is_idle()
+            || self.audit.lag() > 0
+            || self.audit.durable_index() != self.audit.written_index()
+            || self.recorded_head.map(|(index, _)| index) != Some(self.audit.durable_index())
+    }
+
     /// Syncs the rest of the store, with the audit log's durable head.
     /// Syncs the store when it changed, or when the audit log's durable head
     /// moved (so the head the store remembers never lags far behind the log).
@@ -704,6 +724,17 @@ impl Actor {
             change(health);
             *health != before
         });
+    }
+
+    /// Whether a dial to `peer` keeps its connection open while idle: a chosen
+    /// spreading neighbour's, and every dial of a node that publishes no address
+    /// (behind NAT: the peer cannot dial back).
+    fn keeps_alive(&self, peer: &NodeId) -> bool {
+        self.state.chose_neighbour(peer)
+            || self
+                .state
+                .own_record()
+                .is_some_and(|record| record.record().addrs.is_empty())
     }
 
     fn address_of(&self, peer: &NodeId) -> Option<SocketAddr> {

@@ -142,9 +142,16 @@ impl Links {
         self.bootstrap.get(peer).copied()
     }
 
-    /// Queues `frame` for `to`, starting its send task (and a dial to `addr`) if
-    /// needed. A frame that would take the queue over its bytes is dropped.
-    pub(super) fn send(&mut self, to: NodeId, frame: Vec<u8>, addr: Option<SocketAddr>) {
+    /// Queues `frame` for `to`, starting its send task (and a dial to `addr`,
+    /// kept alive while idle if `keep_alive`) if needed. A frame that would take
+    /// the queue over its bytes is dropped.
+    pub(super) fn send(
+        &mut self,
+        to: NodeId,
+        frame: Vec<u8>,
+        addr: Option<SocketAddr>,
+        keep_alive: bool,
+    ) {
         let length = frame.len();
         if let Some(link) = self.senders.get(&to) {
             if link.queued.load(Ordering::Relaxed) + length > SEND_QUEUE_BYTES {
@@ -156,7 +163,7 @@ impl Links {
                 Ok(()) => return,
                 Err(mpsc::error::SendError(returned)) => {
                     self.senders.remove(&to);
-                    return self.send(to, returned, addr);
+                    return self.send(to, returned, addr, keep_alive);
                 }
             }
         }
@@ -165,7 +172,7 @@ impl Links {
         let _ = frames.send(frame);
         tokio::spawn(link_loop(
             to,
-            addr,
+            Dial { addr, keep_alive },
             self.shared.clone(),
             receiver,
             queued.clone(),
@@ -315,7 +322,7 @@ async fn receive_loop(peer: NodeId, connection: quinn::Connection, shared: Share
 /// once if there is none. The stream is finished when the task ends.
 async fn link_loop(
     peer: NodeId,
-    addr: Option<SocketAddr>,
+    target: Dial,
     shared: Shared,
     mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
     queued: Arc<AtomicUsize>,
@@ -330,7 +337,7 @@ async fn link_loop(
             Some(connection) => connection,
             None if !dialled => {
                 dialled = true;
-                match dial(peer, addr, &shared).await {
+                match dial(peer, target, &shared).await {
                     Some(connection) => connection,
                     None => return,
                 }
@@ -380,12 +387,17 @@ impl Drop for Emptied {
     }
 }
 
-async fn dial(
-    peer: NodeId,
+/// Where and how a send task dials.
+#[derive(Debug, Clone, Copy)]
+struct Dial {
     addr: Option<SocketAddr>,
-    shared: &Shared,
-) -> Option<quinn::Connection> {
+    keep_alive: bool,
+}
+
+async fn dial(peer: NodeId, target: Dial, shared: &Shared) -> Option<quinn::Connection> {
+    let addr = target.addr;
     let dialled = match addr {
+        Some(addr) if target.keep_alive => shared.transport.dial_kept_alive(peer, addr).await,
         Some(addr) => shared.transport.dial(peer, addr).await,
         None => Err(NetError::Stream("no known address".into())),
     };
@@ -464,7 +476,7 @@ mod tests {
 
         // The node tries to send 64 MiB of largest frames.
         for _ in 0..64 {
-            links.send(them.node_id(), vec![7u8; MAX_FRAME_BYTES], address);
+            links.send(them.node_id(), vec![7u8; MAX_FRAME_BYTES], address, false);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

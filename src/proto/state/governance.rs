@@ -250,8 +250,11 @@ impl State {
                 );
             }
         }
-        if differs && !theirs.reply {
-            self.send(from, Message::RosterHead(mine));
+        if differs {
+            self.stir();
+            if !theirs.reply {
+                self.send(from, Message::RosterHead(mine));
+            }
         }
         units
     }
@@ -370,7 +373,9 @@ impl State {
                 received,
                 Received::Applied(_) | Received::Proposal { .. } | Received::Forked(_)
             );
-            if !useful {
+            if useful {
+                self.stir();
+            } else {
                 // Signatures are charged only when they may have been checked
                 // (a refusal); a duplicate, a stale proposal or a later epoch
                 // costs its bytes, since honest peers send those too.

@@ -315,11 +315,58 @@ fn converged_nodes_exchange_only_root_digests() {
     }
     net.rounds(10);
     assert!(net.nodes.iter().all(|node| node.directory().len() == 5));
+    // Without spreading, a quiet node never stretches its rounds.
+    assert!(net.nodes.iter().all(|node| !node.is_idle()));
     let before = net.delivered;
     net.rounds(1);
     // Two openings per node, each a roster head and an open, and nothing else:
     // equal heads and equal root digests are not answered.
     assert_eq!(net.delivered - before, 20);
+}
+
+#[test]
+fn quiet_spreading_nodes_stretch_their_rounds_until_news_stirs_them() {
+    let mut net = Net::new(6, 3);
+    for i in 0..6 {
+        net.publish(i, &["s"]).unwrap();
+    }
+    net.rounds(3);
+    assert!(net.nodes.iter().all(|node| node.directory().len() == 6));
+    assert!(net.nodes.iter().all(|node| !node.is_idle()));
+    net.rounds(QUIET_ROUNDS as usize + 1);
+    assert!(net.nodes.iter().all(|node| node.is_idle()));
+    // Idle: over one stretch, each node opens one exchange (a roster head and
+    // an open), where it would open `fanout` every round.
+    let stretch = net.nodes[0].config().idle_stretch as usize;
+    assert!(stretch > 1);
+    let opened = |net: &Net| -> u64 {
+        net.nodes
+            .iter()
+            .map(|node| node.counters().exchanges_opened)
+            .sum()
+    };
+    let (before, delivered) = (opened(&net), net.delivered);
+    net.rounds(stretch);
+    assert_eq!(opened(&net) - before, 6);
+    assert_eq!(net.delivered - delivered, 12);
+    // News stirs every node that receives it: the publisher's next round is one
+    // interval away, with full fanout, and the others follow as it reaches them.
+    let record = net.publish(2, &["s", "t"]).unwrap();
+    assert!(!net.nodes[2].is_idle());
+    assert!(net.nodes[2].poll_timeout() <= net.now + net.nodes[2].config().interval_ms);
+    let before = net.nodes[2].counters().exchanges_opened;
+    net.rounds(1);
+    let fanout = net.nodes[2].config().fanout as u64;
+    assert_eq!(net.nodes[2].counters().exchanges_opened - before, fanout);
+    net.rounds(1);
+    for node in &net.nodes {
+        let held = node
+            .directory()
+            .entry(&record.origin())
+            .map(|e| e.record.seq());
+        assert_eq!(held, Some(record.seq()));
+        assert!(!node.is_idle());
+    }
 }
 
 #[test]
