@@ -237,31 +237,14 @@ async fn measure_spread(
             let name = format!("needle-{run}");
             let cpu_before: f64 = fleet.cpu_seconds().iter().sum();
             let window = Instant::now();
-            let started = fleet::wall_ms();
-            fleet.announce(announcer, &name).await?;
-            let last = fleet::wait_seen(&mut events, nodes, &[name], limit).await?;
-            one.push(last[0].saturating_sub(started) as f64);
+            one.push(fleet::time_one(&fleet, &mut events, announcer, &name, limit).await?);
             tokio::time::sleep(quiet).await;
             one_cpu += fleet.cpu_seconds().iter().sum::<f64>() - cpu_before;
             one_seconds += window.elapsed().as_secs_f64();
         }
         if run < plan.bursts {
-            let names: Vec<String> = (0..nodes).map(|i| format!("burst-{run}-f{i}")).collect();
-            let fleet_ref = &fleet;
-            let started = fleet::wall_ms();
-            let announced = futures_join(
-                names
-                    .iter()
-                    .enumerate()
-                    .map(|(i, name)| fleet_ref.announce(i, name)),
-            )
-            .await;
-            for result in announced {
-                result?;
-            }
-            let last = fleet::wait_seen(&mut events, nodes, &names, limit).await?;
-            let done = last.iter().max().copied().unwrap_or(started);
-            all.push(done.saturating_sub(started) as f64);
+            let label = format!("burst-{run}");
+            all.push(fleet::time_burst(&fleet, &mut events, &label, limit).await?);
             tokio::time::sleep(quiet).await;
         }
     }
@@ -313,35 +296,6 @@ async fn measure_spread(
         grafts_per_node: grafts / nodes as f64,
         pruned_per_node: pruned / nodes as f64,
     })
-}
-
-/// Runs every future at once and returns their outputs in order.
-pub(crate) async fn futures_join<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
 }
 
 async fn bulk(temp: &Path, records: usize) -> anyhow::Result<Bulk> {

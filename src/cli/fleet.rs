@@ -414,6 +414,75 @@ async fn follow(node: usize, mut response: reqwest::Response, sender: mpsc::Unbo
     }
 }
 
+/// Announces `name` on node `announcer`; returns the milliseconds until the
+/// last node saw it.
+pub(crate) async fn time_one(
+    fleet: &Fleet,
+    events: &mut mpsc::UnboundedReceiver<Seen>,
+    announcer: usize,
+    name: &str,
+    limit: Duration,
+) -> anyhow::Result<f64> {
+    let started = wall_ms();
+    fleet.announce(announcer, name).await?;
+    let nodes = fleet.members.len();
+    let last = wait_seen(events, nodes, &[name.to_string()], limit).await?;
+    Ok(last[0].saturating_sub(started) as f64)
+}
+
+/// Every node announces `{label}-f{i}` at once; returns the milliseconds
+/// until every node saw every one.
+pub(crate) async fn time_burst(
+    fleet: &Fleet,
+    events: &mut mpsc::UnboundedReceiver<Seen>,
+    label: &str,
+    limit: Duration,
+) -> anyhow::Result<f64> {
+    let nodes = fleet.members.len();
+    let names: Vec<String> = (0..nodes).map(|i| format!("{label}-f{i}")).collect();
+    let started = wall_ms();
+    let announced = futures_join(
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| fleet.announce(i, name)),
+    )
+    .await;
+    for result in announced {
+        result?;
+    }
+    let last = wait_seen(events, nodes, &names, limit).await?;
+    let done = last.iter().max().copied().unwrap_or(started);
+    Ok(done.saturating_sub(started) as f64)
+}
+
+/// Runs every future at once and returns their outputs in order.
+async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}
+
 /// Collects watch events until every node has seen every name in `names`;
 /// returns, per name, when the last node saw it (`at_ms`).
 pub(crate) async fn wait_seen(

@@ -144,29 +144,13 @@ async fn lab(args: &LabArgs, profile: LinkProfile) -> anyhow::Result<LabReport> 
     for run in 0..args.repeat.max(args.bursts) {
         if run < args.repeat {
             let name = format!("needle-{run}");
-            let started = fleet::wall_ms();
-            fleet.announce((run * 7 + 3) % nodes, &name).await?;
-            let last = fleet::wait_seen(&mut events, nodes, &[name], limit).await?;
-            one.push(last[0].saturating_sub(started) as f64);
+            let announcer = (run * 7 + 3) % nodes;
+            one.push(fleet::time_one(&fleet, &mut events, announcer, &name, limit).await?);
             tokio::time::sleep(quiet).await;
         }
         if run < args.bursts {
-            let names: Vec<String> = (0..nodes).map(|i| format!("burst-{run}-f{i}")).collect();
-            let started = fleet::wall_ms();
-            let fleet_ref = &fleet;
-            let announced = super::bench_net::futures_join(
-                names
-                    .iter()
-                    .enumerate()
-                    .map(|(i, name)| fleet_ref.announce(i, name)),
-            )
-            .await;
-            for result in announced {
-                result?;
-            }
-            let last = fleet::wait_seen(&mut events, nodes, &names, limit).await?;
-            let done = last.iter().max().copied().unwrap_or(started);
-            all.push(done.saturating_sub(started) as f64);
+            let label = format!("burst-{run}");
+            all.push(fleet::time_burst(&fleet, &mut events, &label, limit).await?);
             tokio::time::sleep(quiet).await;
         }
     }
