@@ -247,7 +247,7 @@ async fn forward(shared: Arc<Shared>, node: usize, socket: Socket) {
             shared.counters.partitioned.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let (copies, delays) = {
+        let delays: Vec<Duration> = {
             let mut rng = rand::thread_rng();
             let profile = &shared.profile;
             if profile.loss > 0.0 && rng.gen_bool(profile.loss) {
@@ -260,11 +260,10 @@ async fn forward(shared: Arc<Shared>, node: usize, socket: Socket) {
             } else {
                 1
             };
-            let delays: Vec<Duration> = (0..copies).map(|_| profile.draw_delay(&mut rng)).collect();
-            (copies, delays)
+            (0..copies).map(|_| profile.draw_delay(&mut rng)).collect()
         };
         let datagram: Arc<[u8]> = Arc::from(&buffer[..length]);
-        for delay in delays.into_iter().take(copies) {
+        for delay in delays {
             let out = out.clone();
             let datagram = datagram.clone();
             let shared = shared.clone();
