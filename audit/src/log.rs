@@ -28,7 +28,7 @@
 //! removing a whole run together with its checkpoints is not (it looks like the
 //! log's own eviction), which witnesses of the log are meant to catch.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -40,7 +40,8 @@ use crate::entry::{
 };
 use crate::layout::{
     block_key, block_of, block_start, checkpoint_key, decode_list, encode_list, evidence_key,
-    group_of, index_key, index_key_id, indexed_ids, trailing_u64, Blocks, BLOCK, INDEXES, META_KEY,
+    group_of, index_key, index_key_id, indexed_ids, trailing_u64, Blocks, BLOCK, GROUP, INDEXES,
+    META_KEY,
 };
 use crate::store::{Store, StoreError, Write};
 use crate::verify::{ChainCheck, EvidenceCheck, Problem, Verified};
@@ -179,6 +180,10 @@ pub struct AuditLog<S: Store> {
     known_evidence: HashSet<RecordKey>,
     /// The entries of the last block if it is not full (so appends need not read it).
     tail: Vec<Entry>,
+    /// The index lists of the group being appended to, if that group began in
+    /// this process: then every list of it is here (so appends need not read
+    /// them), kept in step with every write (see [`AuditLog::apply`]).
+    group_lists: Option<GroupLists>,
     identity: Option<Arc<Identity>>,
     config: AuditConfig,
     meta: Meta,
@@ -254,6 +259,7 @@ impl<S: Store> AuditLog<S> {
             store,
             known_evidence: HashSet::new(),
             tail: Vec::new(),
+            group_lists: None,
             identity,
             config,
             meta,
@@ -417,10 +423,33 @@ impl<S: Store> AuditLog<S> {
             }
             blocks.entry(block_of(entry.index)).or_default().push(entry);
         }
+        // A group whose first entry is in this batch begins here: all its lists
+        // will be written by this process.
+        let first_new = self.meta.next_index;
+        let begun = (first_new..meta.next_index)
+            .find(|index| (index - 1).is_multiple_of(GROUP))
+            .map(group_of);
+        if let Some(group) = begun {
+            self.group_lists = Some(GroupLists {
+                group,
+                lists: HashMap::new(),
+            });
+        }
         for ((prefix, id, group), added) in lists {
             let list_key = index_key(prefix, &id, group);
-            let mut indices = match self.store.get(&list_key)? {
-                Some(bytes) => decode_list(&bytes).unwrap_or_default(),
+            let known = match &self.group_lists {
+                Some(cached) if cached.group == group => Some(cached.lists.get(&list_key).cloned()),
+                _ => None,
+            };
+            let stored = match known {
+                Some(known) => known,
+                None => self
+                    .store
+                    .get(&list_key)?
+                    .map(|bytes| decode_list(&bytes).unwrap_or_default()),
+            };
+            let mut indices = match stored {
+                Some(indices) => indices,
                 None => {
                     meta.logical_bytes += INDEX_KEY_BYTES;
                     Vec::new()
@@ -441,7 +470,7 @@ impl<S: Store> AuditLog<S> {
             tail.clear();
         }
         writes.push(Write::Put(META_KEY.to_vec(), encode_meta(&meta)));
-        self.store.apply(writes)?;
+        self.apply(writes)?;
         self.meta = meta;
         self.tail = tail;
         if self.known_evidence.len() > 100_000 {
@@ -480,8 +509,39 @@ impl<S: Store> AuditLog<S> {
         let (head, at) = (meta.head, meta.last_at_ms);
         checkpoint_writes(&identity, &mut meta, last, head, at, &mut writes);
         writes.push(Write::Put(META_KEY.to_vec(), encode_meta(&meta)));
-        self.store.apply(writes)?;
+        self.apply(writes)?;
         self.meta = meta;
+        Ok(())
+    }
+
+    /// Applies `writes` to the store in one batch, and keeps the cached lists
+    /// of the current group in step with them (or drops the cache if the batch
+    /// failed, since what the store holds is then unknown).
+    fn apply(&mut self, writes: Vec<Write>) -> Result<(), AuditError> {
+        let Some(cached) = &mut self.group_lists else {
+            return Ok(self.store.apply(writes)?);
+        };
+        let mut changes = Vec::new();
+        for write in &writes {
+            let (key, value) = match write {
+                Write::Put(key, value) => (key, Some(value)),
+                Write::Delete(key) => (key, None),
+            };
+            let is_list = key.len() == 41 && INDEXES.contains(&key[0]);
+            if is_list && trailing_u64(key) == cached.group {
+                changes.push((key.clone(), value.and_then(|bytes| decode_list(bytes))));
+            }
+        }
+        if let Err(error) = self.store.apply(writes) {
+            self.group_lists = None;
+            return Err(error.into());
+        }
+        for (key, list) in changes {
+            match list {
+                Some(list) => cached.lists.insert(key, list),
+                None => cached.lists.remove(&key),
+            };
+        }
         Ok(())
     }
 
@@ -1031,7 +1091,7 @@ impl<S: Store> AuditLog<S> {
         meta.base_index = cut - 1;
         meta.base_hash = base_entry.hash;
         writes.push(Write::Put(META_KEY.to_vec(), encode_meta(&meta)));
-        self.store.apply(writes)?;
+        self.apply(writes)?;
         self.meta = meta;
         self.known_evidence.clear();
         Ok(true)
@@ -1071,7 +1131,7 @@ impl<S: Store> AuditLog<S> {
         }
         self.forget_removed(&removed, &mut meta, &mut writes)?;
         writes.push(Write::Put(META_KEY.to_vec(), encode_meta(&meta)));
-        self.store.apply(writes)?;
+        self.apply(writes)?;
         self.meta = meta;
         self.known_evidence.clear();
         Ok(())
@@ -1118,6 +1178,13 @@ impl<S: Store> AuditLog<S> {
         }
         Ok(())
     }
+}
+
+/// The index lists of one group, by key.
+#[derive(Debug)]
+struct GroupLists {
+    group: u64,
+    lists: HashMap<Vec<u8>, Vec<u64>>,
 }
 
 /// Entries taken out of the log by one pruning step.

@@ -68,7 +68,8 @@ pub(crate) fn memory(peak: bool) -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
-fn specialist(name: &str) -> Specialist {
+/// A specialist of capability `load` (the load and bulk benchmarks' records).
+pub(crate) fn specialist(name: &str) -> Specialist {
     Specialist {
         name: name.into(),
         capabilities: vec!["load".into()],

@@ -1,15 +1,11 @@
 //! `tidings bench net`: the network path measured on loopback.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tidings::keys::{Identity, Roster};
-use tidings::net::node::{Lookup, Node, NodeConfig, NodeHandle};
-use tidings::net::store::DirectoryStore;
-use tidings::proto::{Announcement, GossipConfig, Record, Specialist, VerifiedRecord};
 
+use super::bench_bulk::Bulk;
 use super::fleet::{self, Fleet, FleetSpec};
 
 #[derive(Debug, Serialize)]
@@ -17,18 +13,6 @@ pub(crate) struct NetBench {
     bulk: Bulk,
     /// One federation of real processes per (nodes, interval).
     spread: Vec<Spread>,
-}
-
-/// Records pulled by an empty node from a full one over QUIC.
-#[derive(Debug, Serialize)]
-struct Bulk {
-    records: usize,
-    /// From starting the empty node (including its wait for its first round).
-    transfer_seconds: f64,
-    /// From the first record received to the last.
-    streaming_seconds: f64,
-    /// Records over `streaming_seconds`.
-    records_per_second: f64,
 }
 
 /// A median with its lowest and highest value and every run.
@@ -49,21 +33,42 @@ impl Spreadout {
             median: pick(sorted.len() / 2),
             min: pick(0),
             max: pick(sorted.len().saturating_sub(1)),
-            runs: runs.iter().map(|v| (v * 100.0).round() / 100.0).collect(),
+            runs: runs.iter().map(|v| (v * 1000.0).round() / 1000.0).collect(),
         }
+    }
+}
+
+impl Spreadout {
+    /// The median.
+    pub(crate) fn median(&self) -> f64 {
+        self.median
+    }
+
+    /// Shown with `decimals` decimals (the default display has one).
+    pub(crate) fn with_decimals(&self, decimals: usize) -> impl std::fmt::Display + '_ {
+        Shown(self, decimals)
+    }
+}
+
+struct Shown<'a>(&'a Spreadout, usize);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (spread, decimals) = (self.0, self.1);
+        write!(
+            f,
+            "median {:.decimals$} (from {:.decimals$} to {:.decimals$}, {} runs)",
+            spread.median,
+            spread.min,
+            spread.max,
+            spread.runs.len()
+        )
     }
 }
 
 impl std::fmt::Display for Spreadout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "median {:.1} (from {:.1} to {:.1}, {} runs)",
-            self.median,
-            self.min,
-            self.max,
-            self.runs.len()
-        )
+        self.with_decimals(1).fmt(f)
     }
 }
 
@@ -97,11 +102,7 @@ struct Spread {
 impl NetBench {
     pub(crate) fn print(&self) {
         println!("network benchmark (QUIC + mutual TLS on loopback, one run)");
-        let bulk = &self.bulk;
-        println!(
-            "  {} records pulled by an empty node from a full one: {:.0} records/s ({:.2} s from the first record to the last; {:.2} s from starting the node)",
-            bulk.records, bulk.records_per_second, bulk.streaming_seconds, bulk.transfer_seconds
-        );
+        self.bulk.print();
         for spread in &self.spread {
             println!(
                 "  {} processes at a {} ms interval (converged {:.1} s after start):",
@@ -135,47 +136,11 @@ impl NetBench {
     }
 }
 
-fn specialist(name: &str, capability: &str) -> Specialist {
-    Specialist {
-        name: name.into(),
-        capabilities: vec![capability.into()],
-        endpoint: format!("https://{name}.example/api"),
-        meta: Default::default(),
-    }
-}
-
-fn config(
-    dir: &Path,
-    name: &str,
-    identity: Arc<Identity>,
-    roster: &Roster,
-    interval_ms: u64,
-) -> NodeConfig {
-    NodeConfig {
-        gossip: GossipConfig {
-            interval_ms,
-            ..GossipConfig::default()
-        },
-        specialists: vec![specialist(name, "bench")],
-        new_node: true,
-        ..NodeConfig::new(dir.join(name), identity, "bench", roster.clone())
-    }
-}
-
-async fn holding(node: &NodeHandle, capability: &str) -> usize {
-    node.lookup(Lookup {
-        capability: Some(capability.into()),
-        name: None,
-    })
-    .await
-    .map(|found| found.len())
-    .unwrap_or(0)
-}
-
 /// What `tidings bench net` measures.
 #[derive(Debug, Clone)]
 pub(crate) struct NetPlan {
     pub(crate) records: usize,
+    pub(crate) bulk_runs: usize,
     pub(crate) nodes: Vec<usize>,
     pub(crate) intervals_ms: Vec<u64>,
     pub(crate) repeat: usize,
@@ -193,7 +158,8 @@ pub(crate) async fn run(plan: &NetPlan) -> anyhow::Result<NetBench> {
         "--intervals must be at least 10 ms"
     );
     let scratch = super::interrupt::ScratchDir::new("bench-net")?;
-    let bulk = bulk(scratch.path(), plan.records).await?;
+    let bulk =
+        super::bench_bulk::run(&scratch.path().join("bulk"), plan.records, plan.bulk_runs).await?;
     let mut spread = Vec::new();
     for &nodes in &plan.nodes {
         for &interval_ms in &plan.intervals_ms {
@@ -295,75 +261,5 @@ async fn measure_spread(
         idle_seconds: plan.idle_seconds,
         grafts_per_node: grafts / nodes as f64,
         pruned_per_node: pruned / nodes as f64,
-    })
-}
-
-async fn bulk(temp: &Path, records: usize) -> anyhow::Result<Bulk> {
-    // Transfer: node A holds `records` records of as many origins; B starts empty.
-    let federation = tidings::keys::FederationId::from_name("bench");
-    let (a, b) = (
-        Arc::new(Identity::from_seed(&[1; 32])),
-        Arc::new(Identity::from_seed(&[2; 32])),
-    );
-    let origins: Vec<Identity> = (0..records as u64)
-        .map(|i| {
-            Identity::from_seed(&blake3::derive_key(
-                "tidings bench net origin",
-                &i.to_le_bytes(),
-            ))
-        })
-        .collect();
-    let mut roster: Roster = origins.iter().map(Identity::node_id).collect();
-    roster.insert(a.node_id(), None);
-    roster.insert(b.node_id(), None);
-    let store = DirectoryStore::open(&temp.join("a").join("store"))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as u64;
-    for (index, origin) in origins.iter().enumerate() {
-        let announcement = Announcement {
-            addrs: vec![],
-            specialists: vec![specialist(&format!("s{index}"), "load")],
-        };
-        let record = VerifiedRecord::sign(
-            origin,
-            Record::first(federation, origin.node_id(), announcement, now, 3_600_000),
-        )?;
-        store.put_record(&record.origin(), record.wire_bytes())?;
-    }
-    store.flush()?;
-    drop(store);
-    let full = Node::spawn(config(temp, "a", a, &roster, 1000)).await?;
-    let mut empty_config = config(temp, "b", b, &roster, 1000);
-    empty_config.bootstrap = vec![(full.node_id(), full.local_addr())];
-    let started = Instant::now();
-    let empty = Node::spawn(empty_config).await?;
-    let mut first_seen = None;
-    loop {
-        let held = holding(&empty, "load").await;
-        if held > 0 && first_seen.is_none() {
-            first_seen = Some(Instant::now());
-        }
-        if held >= records {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(300),
-            "transfer not done within 300 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let transfer = started.elapsed();
-    let streaming = first_seen.map(|first| first.elapsed()).unwrap_or(transfer);
-    let pulled = [empty];
-    let [empty] = pulled;
-    empty.shutdown().await?;
-    full.shutdown().await?;
-
-    Ok(Bulk {
-        records,
-        transfer_seconds: transfer.as_secs_f64(),
-        streaming_seconds: streaming.as_secs_f64(),
-        records_per_second: records as f64 / streaming.as_secs_f64().max(1e-9),
     })
 }

@@ -526,7 +526,7 @@ pub(crate) async fn wait_seen(
 }
 
 /// Nanoseconds on CPU of every thread of process `pid`.
-fn process_cpu_ns(pid: u32) -> Option<u64> {
+pub(crate) fn process_cpu_ns(pid: u32) -> Option<u64> {
     let mut total = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
         let path = task.ok()?.path().join("schedstat");

@@ -4,6 +4,7 @@
 pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod bench_announce;
+pub(crate) mod bench_bulk;
 pub(crate) mod bench_load;
 pub(crate) mod bench_net;
 pub(crate) mod bench_retention;

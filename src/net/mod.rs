@@ -3,12 +3,14 @@
 //! - [`tls`]: certificates from node keys, verifiers that admit only roster keys.
 //! - [`transport`]: the endpoint, dialling and accepting, framing.
 //! - [`gate`]: which incoming handshakes are taken on, before any cryptography.
+//! - [`checkers`]: signature checks of received records on every core, ahead of the actor.
 //! - [`node`]: the actor that owns the protocol state; [`Node::spawn`](node::Node::spawn).
 //! - [`store`]: the directory persisted in sled, restored on restart.
 //! - [`lock`]: one process per data directory.
 //! - [`clock`]: the node's monotonic time.
 //! - [`config`]: the configuration file.
 
+pub mod checkers;
 pub mod clock;
 pub mod config;
 pub mod gate;

@@ -24,7 +24,7 @@
 //! every later record from it is ignored. Only [`VerifiedRecord`]s are stored.
 //! All maps are ordered, so iteration never depends on hashing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 
@@ -173,47 +173,120 @@ fn tag_of(bytes: &[u8; 32]) -> u64 {
 /// Identical bytes always earn the same decoding and signature outcome, so a hit
 /// may skip steps 1 and 4; every other step still runs. One cache can be shared by
 /// many directories (the simulator shares one across all its nodes, so each unique
-/// record is verified and stored once). When full, it is emptied.
+/// record is verified and stored once), and by the checkers that verify records
+/// on other cores before the state machine sees them ([`VerifiedCache::check`]).
+///
+/// Eviction is by generation: when the current generation is full it becomes
+/// the previous one and the oldest is dropped, so the last `capacity` records
+/// are always kept.
 #[derive(Debug)]
 pub struct VerifiedCache {
-    records: Mutex<HashMap<[u8; 32], VerifiedRecord>>,
+    generations: Mutex<Generations>,
     capacity: usize,
 }
 
+#[derive(Debug, Default)]
+struct Generations {
+    current: HashMap<[u8; 32], VerifiedRecord>,
+    previous: HashMap<[u8; 32], VerifiedRecord>,
+}
+
+/// A received record checked ahead of the state machine, handed to it with its
+/// frame ([`Directory::ingest_prechecked`]).
+#[derive(Debug, Clone)]
+pub struct Prechecked {
+    /// The record, verified.
+    pub record: VerifiedRecord,
+    /// Whether a signature check was made for it (not found in the cache): the
+    /// directory that takes it counts the check as its own, so a peer whose
+    /// records are waste is charged for the checks they caused.
+    pub checked: bool,
+}
+
 impl VerifiedCache {
-    /// A cache holding at most `capacity` records.
+    /// A cache holding at least the last `capacity` records (and at most twice
+    /// as many).
     pub fn new(capacity: usize) -> Self {
         Self {
-            records: Mutex::new(HashMap::new()),
-            capacity,
+            generations: Mutex::new(Generations::default()),
+            capacity: capacity.max(1),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        self.generations
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn get(&self, key: &[u8; 32]) -> Option<VerifiedRecord> {
-        let records = self
-            .records
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        records.get(key).cloned()
+        let generations = self.lock();
+        generations
+            .current
+            .get(key)
+            .or_else(|| generations.previous.get(key))
+            .cloned()
     }
 
     fn put(&self, key: [u8; 32], record: VerifiedRecord) {
-        let mut records = self
-            .records
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if records.len() >= self.capacity {
-            records.clear();
+        let mut generations = self.lock();
+        if generations.current.len() >= self.capacity {
+            generations.previous = std::mem::take(&mut generations.current);
         }
-        records.insert(key, record);
+        generations.current.insert(key, record);
+    }
+
+    /// Decodes and verifies one signed record of `federation` ahead of the state
+    /// machine (on any thread), and caches it when its signature holds. Records
+    /// of origins `admitted` refuses are not checked (the directory refuses them
+    /// before any signature check). `keys` keeps decoded origin keys between
+    /// calls (a checker thread's own). `None`: the record is left for the
+    /// directory to reject (and audit) on its own.
+    ///
+    /// The [`VerifiedRecord`] is made by the one path every record takes
+    /// ([`UnverifiedRecord::verify_with_key`]); nothing else is decided here.
+    pub fn check(
+        &self,
+        bytes: &[u8],
+        federation: &FederationId,
+        keys: &mut HashMap<NodeId, ed25519_dalek::VerifyingKey>,
+        admitted: impl Fn(&NodeId) -> bool,
+    ) -> Option<Prechecked> {
+        let key = *blake3::hash(bytes).as_bytes();
+        if let Some(record) = self.get(&key) {
+            return Some(Prechecked {
+                record,
+                checked: false,
+            });
+        }
+        let unverified = UnverifiedRecord::parse(bytes, Some(federation)).ok()?;
+        let origin = *unverified.origin();
+        if !admitted(&origin) {
+            return None;
+        }
+        let verifying_key = match keys.get(&origin) {
+            Some(verifying_key) => *verifying_key,
+            None => {
+                let verifying_key = origin.verifying_key().ok()?;
+                if keys.len() >= MAX_CHECKER_KEYS {
+                    keys.clear();
+                }
+                keys.insert(origin, verifying_key);
+                verifying_key
+            }
+        };
+        let record = unverified.verify_with_key(&verifying_key).ok()?;
+        self.put(key, record.clone());
+        Some(Prechecked {
+            record,
+            checked: true,
+        })
     }
 
     /// Number of cached records.
     pub fn len(&self) -> usize {
-        self.records
-            .lock()
-            .map(|records| records.len())
-            .unwrap_or(0)
+        let generations = self.lock();
+        generations.current.len() + generations.previous.len()
     }
 
     /// Whether the cache is empty.
@@ -221,6 +294,9 @@ impl VerifiedCache {
         self.len() == 0
     }
 }
+
+/// Origin keys one checker keeps decoded before it starts over.
+const MAX_CHECKER_KEYS: usize = 1 << 16;
 
 /// Each admitted origin's current record, the quarantine set and rate limits.
 #[derive(Debug, Clone)]
@@ -239,6 +315,8 @@ pub struct Directory {
     floors: BTreeMap<NodeId, u64>,
     /// XOR of the fingerprints of every holding, kept up to date on each change.
     fingerprint: u64,
+    /// Every held record's expiry, earliest first (kept with `entries`).
+    expiries: BTreeSet<(u64, NodeId)>,
     /// Signatures checked so far (cache hits are not checks).
     signature_checks: u64,
 }
@@ -256,6 +334,7 @@ impl Directory {
             buckets: BTreeMap::new(),
             floors: BTreeMap::new(),
             fingerprint: 0,
+            expiries: BTreeSet::new(),
             signature_checks: 0,
         }
     }
@@ -331,6 +410,27 @@ impl Directory {
                 self.decide(record, source, now_ms)
             }
             Err(error) => Verdict::Rejected(error.into()),
+        }
+    }
+
+    /// Decides on a received signed record that may have been checked ahead
+    /// ([`VerifiedCache::check`]): a record checked from exactly these bytes
+    /// skips decoding and the signature check (which is still counted if one
+    /// was made for it); anything else takes the full path of
+    /// [`Directory::ingest`].
+    pub fn ingest_prechecked(
+        &mut self,
+        bytes: &[u8],
+        prechecked: Option<Prechecked>,
+        source: Source,
+        now_ms: u64,
+    ) -> Verdict {
+        match prechecked {
+            Some(prechecked) if prechecked.record.wire_bytes() == bytes => {
+                self.signature_checks += u64::from(prechecked.checked);
+                self.ingest_verified(prechecked.record, source, now_ms)
+            }
+            _ => self.ingest(bytes, source, now_ms),
         }
     }
 
@@ -589,10 +689,10 @@ impl Directory {
     /// Removes every record expired at `now_ms` and returns them.
     pub fn sweep_expired(&mut self, now_ms: u64) -> Vec<VerifiedRecord> {
         let expired: Vec<NodeId> = self
-            .entries
+            .expiries
             .iter()
-            .filter(|(_, entry)| entry.record.is_expired(now_ms))
-            .map(|(origin, _)| *origin)
+            .take_while(|(expiry, _)| *expiry <= now_ms)
+            .map(|(_, origin)| *origin)
             .collect();
         expired
             .into_iter()
@@ -603,14 +703,26 @@ impl Directory {
 
     fn put_entry(&mut self, entry: Entry) {
         self.fingerprint ^= Holding::of_record(&entry.record).fingerprint();
-        if let Some(old) = self.entries.insert(entry.record.origin(), entry) {
+        let origin = entry.record.origin();
+        self.expiries
+            .insert((entry.record.record().expires_at_ms, origin));
+        if let Some(old) = self.entries.insert(origin, entry) {
             self.fingerprint ^= Holding::of_record(&old.record).fingerprint();
+            let (old_expiry, new_expiry) = (
+                old.record.record().expires_at_ms,
+                self.entries[&origin].record.record().expires_at_ms,
+            );
+            if old_expiry != new_expiry {
+                self.expiries.remove(&(old_expiry, origin));
+            }
         }
     }
 
     fn remove_entry(&mut self, origin: &NodeId) -> Option<Entry> {
         let removed = self.entries.remove(origin)?;
         self.fingerprint ^= Holding::of_record(&removed.record).fingerprint();
+        self.expiries
+            .remove(&(removed.record.record().expires_at_ms, *origin));
         Some(removed)
     }
 
@@ -682,10 +794,7 @@ impl Directory {
 
     /// The earliest expiry among held records, for scheduling the next sweep.
     pub fn next_expiry_ms(&self) -> Option<u64> {
-        self.entries
-            .values()
-            .map(|entry| entry.record.record().expires_at_ms)
-            .min()
+        self.expiries.first().map(|(expiry, _)| *expiry)
     }
 
     /// The current record of `origin`.

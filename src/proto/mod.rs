@@ -47,7 +47,8 @@ pub mod wire;
 pub(crate) mod testkit;
 
 pub use directory::{
-    Directory, DirectoryConfig, Entry, Found, Holding, ProofVerdict, Source, VerifiedCache,
+    Directory, DirectoryConfig, Entry, Found, Holding, Prechecked, ProofVerdict, Source,
+    VerifiedCache,
 };
 pub use equivocation::{Conflict, EquivocationProof, ProofError, VerifiedProof};
 pub use event::{

@@ -66,7 +66,7 @@ use tidings_keys::{Identity, NodeId};
 use super::budget::{cost, WorkBudgets};
 use super::clock::ClockWatch;
 use super::codec::DecodeError;
-use super::directory::{Directory, DirectoryConfig, Holding, ProofVerdict, Source};
+use super::directory::{Directory, DirectoryConfig, Holding, Prechecked, ProofVerdict, Source};
 use super::equivocation::EquivocationProof;
 use super::event::{AuditEvent, ChainStatus, DirectoryChange, Halt, Output, PublishError};
 use super::gossip;
@@ -229,6 +229,10 @@ pub struct State {
     next_round_ms: u64,
     /// Rounds since anything new, and idle rounds left before the next exchange.
     quiet: Quiet,
+    /// Until when a new record does not look for missing neighbours: set when a
+    /// search came up short, so that a node that knows few reachable members
+    /// does not scan the whole roster for every record it accepts.
+    neighbour_search_after_ms: u64,
     pending_wants: BTreeMap<(NodeId, NodeId), u64>,
     /// Records sent to each peer within the last interval: not sent again however
     /// often the peer asks (see [`State::handle_frame`]).
@@ -275,6 +279,7 @@ impl State {
             me,
             next_round_ms: now_ms.saturating_add(gossip.interval_ms),
             quiet: Quiet::default(),
+            neighbour_search_after_ms: 0,
             scores: Scores::new(gossip.score),
             work: WorkBudgets::new(gossip.score.work),
             spread: Spread::new(gossip.spread),
@@ -703,6 +708,21 @@ impl State {
         now_ms: u64,
         rng: &mut R,
     ) {
+        self.handle_checked_frame(from, bytes, Vec::new(), now_ms, rng);
+    }
+
+    /// Handles one frame from an authenticated peer whose records were checked
+    /// ahead (`prechecked[i]` for the frame's `i`-th record, if its check
+    /// passed; see [`VerifiedCache::check`](super::directory::VerifiedCache::check)).
+    /// Everything else is as [`State::handle_frame`].
+    pub fn handle_checked_frame<R: Rng + ?Sized>(
+        &mut self,
+        from: NodeId,
+        bytes: &[u8],
+        prechecked: Vec<Option<Prechecked>>,
+        now_ms: u64,
+        rng: &mut R,
+    ) {
         self.counters.frames_in += 1;
         if from == self.me
             || !self.directory.roster().contains(&from)
@@ -716,7 +736,9 @@ impl State {
             self.penalise(from, Offence::Flooding, now_ms);
             return;
         }
-        let units = cost::FRAME + cost::bytes(bytes.len()) + self.serve(from, bytes, now_ms, rng);
+        let units = cost::FRAME
+            + cost::bytes(bytes.len())
+            + self.serve(from, bytes, prechecked, now_ms, rng);
         self.work.charge(from, units, now_ms);
         self.flush_pushes(now_ms);
     }
@@ -727,6 +749,7 @@ impl State {
         &mut self,
         from: NodeId,
         bytes: &[u8],
+        prechecked: Vec<Option<Prechecked>>,
         now_ms: u64,
         rng: &mut R,
     ) -> u64 {
@@ -759,9 +782,13 @@ impl State {
                 self.note_own_holding(from, &ranges, now_ms);
                 self.on_sync(from, &ranges, now_ms)
             }
-            Message::Records(records) => self.on_records(from, records, false, now_ms, rng).0,
+            Message::Records(records) => {
+                self.on_records(from, records, prechecked, false, now_ms, rng)
+                    .0
+            }
             Message::Push(records) => {
-                let (units, news, duplicates) = self.on_records(from, records, true, now_ms, rng);
+                let (units, news, duplicates) =
+                    self.on_records(from, records, prechecked, true, now_ms, rng);
                 let redundant = !news && self.came_by_another_push(from, &duplicates);
                 if self.spread.on_push(from, news, redundant) {
                     self.counters.pushes_pruned += 1;
@@ -817,6 +844,7 @@ impl State {
         &mut self,
         from: NodeId,
         records: Vec<Vec<u8>>,
+        prechecked: Vec<Option<Prechecked>>,
         pushed: bool,
         now_ms: u64,
         rng: &mut R,
@@ -825,9 +853,13 @@ impl State {
         let mut unknown_origin = false;
         let mut news = false;
         let mut duplicates = Vec::new();
+        let mut prechecked = prechecked.into_iter();
         for bytes in records {
             let checks = self.directory.signature_checks();
-            let verdict = self.directory.ingest(&bytes, Source::Peer(from), now_ms);
+            let ahead = prechecked.next().flatten();
+            let verdict =
+                self.directory
+                    .ingest_prechecked(&bytes, ahead, Source::Peer(from), now_ms);
             unknown_origin |= matches!(
                 verdict,
                 Verdict::Rejected(super::verdict::Rejection::NotAdmitted(_))
@@ -932,7 +964,13 @@ impl State {
         if wanted > 0 {
             let mut skip: Vec<NodeId> = self.spread.neighbours().copied().collect();
             skip.extend(self.spread.refusing(now_ms));
-            for peer in self.pick(wanted, now_ms, rng, &skip) {
+            let found = self.pick(wanted, now_ms, rng, &skip);
+            self.neighbour_search_after_ms = if found.len() < wanted {
+                now_ms + (self.config.interval_ms / 4).max(1)
+            } else {
+                0
+            };
+            for peer in found {
                 self.spread.choose(peer);
                 // An empty graft tells the peer it was chosen: it links back,
                 // and pushes its news here too.
@@ -1233,7 +1271,7 @@ impl State {
         if !self.spread.enabled() {
             return;
         }
-        if self.spread.wanted() > 0 {
+        if self.spread.wanted() > 0 && now_ms >= self.neighbour_search_after_ms {
             self.maintain_neighbours(now_ms, rng);
         }
         let targets = self

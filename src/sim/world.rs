@@ -68,7 +68,12 @@ impl Federation {
             .collect();
         let members = member_list(&roster);
         let id = FederationId::from_name("simulation");
-        let genesis = Genesis::from_roster(id, &roster).expect("a simulated roster is a genesis");
+        // Beyond the size governance supports, the roster is fixed (see
+        // `Genesis::fixed_membership`): the simulator's larger federations
+        // exercise spreading, not governance.
+        let genesis = Genesis::from_roster(id, &roster)
+            .or_else(|_| Genesis::fixed_membership(id, &roster))
+            .expect("a simulated roster is a genesis");
         Self {
             id,
             identities,

@@ -30,7 +30,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use super::client::{Command as ClientCommand, Health, Signing};
-use super::inbox::Inbox;
+use super::inbox::{Frame, Inbox};
 use super::links::{Links, NetEvent};
 use super::metrics::{Latency, NodeStats};
 use super::startup::Notes;
@@ -189,7 +189,7 @@ impl Actor {
                 input = next_input(&mut commands, &mut events, &inbox) => match input {
                     Some(Input::Command(command)) => self.command(command).await,
                     Some(Input::Event(event)) => self.event(event).await,
-                    Some(Input::Frame(from, bytes)) => self.frame(from, &bytes).await,
+                    Some(Input::Frame(from, frame)) => self.frame(from, frame).await,
                     None => break,
                 },
             };
@@ -271,10 +271,11 @@ impl Actor {
         self.drain().await
     }
 
-    async fn frame(&mut self, from: NodeId, bytes: &[u8]) -> Result<(), NodeError> {
+    async fn frame(&mut self, from: NodeId, frame: Frame) -> Result<(), NodeError> {
         let now = self.time.now_ms();
         self.latency.answered(&from);
-        self.state.handle_frame(from, bytes, now, &mut self.rng);
+        self.state
+            .handle_checked_frame(from, &frame.bytes, frame.checked, now, &mut self.rng);
         self.drain().await
     }
 
@@ -788,7 +789,7 @@ impl Actor {
 enum Input {
     Command(ClientCommand),
     Event(NetEvent),
-    Frame(NodeId, Vec<u8>),
+    Frame(NodeId, Frame),
 }
 
 /// The next command, network event or frame, whichever is ready, chosen at

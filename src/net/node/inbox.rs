@@ -15,6 +15,25 @@ use std::sync::Mutex;
 use tidings_keys::NodeId;
 use tokio::sync::Notify;
 
+use crate::proto::Prechecked;
+
+/// A frame as received, with its records checked ahead (see
+/// [`checkers`](crate::net::checkers)): `checked[i]` for the `i`-th record.
+#[derive(Debug, Default)]
+pub(super) struct Frame {
+    pub(super) bytes: Vec<u8>,
+    pub(super) checked: Vec<Option<Prechecked>>,
+}
+
+impl From<Vec<u8>> for Frame {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            checked: Vec::new(),
+        }
+    }
+}
+
 /// Bytes of frames one peer may have waiting for the actor (a larger frame is
 /// still taken when its queue is empty).
 pub const PEER_QUEUE_BYTES: usize = 1024 * 1024;
@@ -24,7 +43,7 @@ pub const PEER_QUEUE_FRAMES: usize = 64;
 
 #[derive(Debug, Default)]
 struct Queue {
-    frames: VecDeque<Vec<u8>>,
+    frames: VecDeque<Frame>,
     bytes: usize,
 }
 
@@ -65,7 +84,7 @@ impl Inbox {
     }
 
     /// Queues `frame` from `peer`, waiting while the peer's queue is full.
-    pub(super) async fn put(&self, peer: NodeId, frame: Vec<u8>) -> Result<(), Closed> {
+    pub(super) async fn put(&self, peer: NodeId, frame: Frame) -> Result<(), Closed> {
         loop {
             let taken = self.taken.notified();
             tokio::pin!(taken);
@@ -77,9 +96,9 @@ impl Inbox {
                     return Err(Closed);
                 }
                 let queue = queues.by_peer.entry(peer).or_default();
-                if queue.has_room_for(frame.len()) {
+                if queue.has_room_for(frame.bytes.len()) {
                     let was_empty = queue.frames.is_empty();
-                    queue.bytes += frame.len();
+                    queue.bytes += frame.bytes.len();
                     queue.frames.push_back(frame);
                     if was_empty {
                         queues.turn.push_back(peer);
@@ -94,7 +113,7 @@ impl Inbox {
     }
 
     /// Takes the next frame, from the peer whose turn it is, waiting for one.
-    pub(super) async fn take(&self) -> (NodeId, Vec<u8>) {
+    pub(super) async fn take(&self) -> (NodeId, Frame) {
         loop {
             let arrived = self.arrived.notified();
             tokio::pin!(arrived);
@@ -107,12 +126,12 @@ impl Inbox {
     }
 
     /// Takes the next frame if one is waiting.
-    pub(super) fn try_take(&self) -> Option<(NodeId, Vec<u8>)> {
+    pub(super) fn try_take(&self) -> Option<(NodeId, Frame)> {
         let mut queues = self.lock();
         let peer = queues.turn.pop_front()?;
         let queue = queues.by_peer.get_mut(&peer)?;
         let frame = queue.frames.pop_front()?;
-        queue.bytes -= frame.len();
+        queue.bytes -= frame.bytes.len();
         if queue.frames.is_empty() {
             queues.by_peer.remove(&peer);
         } else {
@@ -154,14 +173,14 @@ mod tests {
     async fn peers_are_served_in_turn() {
         let inbox = Inbox::default();
         for i in 0..10u8 {
-            inbox.put(peer(1), vec![i]).await.unwrap();
+            inbox.put(peer(1), vec![i].into()).await.unwrap();
         }
-        inbox.put(peer(2), vec![100]).await.unwrap();
-        inbox.put(peer(2), vec![101]).await.unwrap();
+        inbox.put(peer(2), vec![100].into()).await.unwrap();
+        inbox.put(peer(2), vec![101].into()).await.unwrap();
         let order: Vec<(u8, u8)> = (0..5)
             .map(|_| {
                 let (from, frame) = inbox.try_take().unwrap();
-                (from.as_bytes()[0], frame[0])
+                (from.as_bytes()[0], frame.bytes[0])
             })
             .collect();
         // Peer 2's frames are not stuck behind peer 1's ten.
@@ -172,18 +191,18 @@ mod tests {
     async fn a_full_queue_holds_its_sender_until_a_frame_is_taken() {
         let inbox = Arc::new(Inbox::default());
         let big = vec![0u8; PEER_QUEUE_BYTES / 2];
-        inbox.put(peer(1), big.clone()).await.unwrap();
-        inbox.put(peer(1), big.clone()).await.unwrap();
+        inbox.put(peer(1), big.clone().into()).await.unwrap();
+        inbox.put(peer(1), big.clone().into()).await.unwrap();
         let sender = {
             let inbox = inbox.clone();
             let big = big.clone();
-            tokio::spawn(async move { inbox.put(peer(1), big).await })
+            tokio::spawn(async move { inbox.put(peer(1), big.into()).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!sender.is_finished(), "the third frame waits");
         assert_eq!(inbox.bytes(), PEER_QUEUE_BYTES);
         // Another peer is not held by peer 1's full queue.
-        inbox.put(peer(2), big.clone()).await.unwrap();
+        inbox.put(peer(2), big.clone().into()).await.unwrap();
         let _ = inbox.take().await;
         tokio::time::timeout(Duration::from_secs(5), sender)
             .await
@@ -193,19 +212,25 @@ mod tests {
         // A frame larger than the queue is taken when the queue is empty.
         let inbox = Inbox::default();
         inbox
-            .put(peer(3), vec![0; 2 * PEER_QUEUE_BYTES])
+            .put(peer(3), vec![0; 2 * PEER_QUEUE_BYTES].into())
             .await
             .unwrap();
-        assert_eq!(inbox.try_take().unwrap().1.len(), 2 * PEER_QUEUE_BYTES);
+        assert_eq!(
+            inbox.try_take().unwrap().1.bytes.len(),
+            2 * PEER_QUEUE_BYTES
+        );
     }
 
     #[tokio::test]
     async fn closing_releases_waiting_senders() {
         let inbox = Arc::new(Inbox::default());
-        inbox.put(peer(1), vec![0; PEER_QUEUE_BYTES]).await.unwrap();
+        inbox
+            .put(peer(1), vec![0; PEER_QUEUE_BYTES].into())
+            .await
+            .unwrap();
         let sender = {
             let inbox = inbox.clone();
-            tokio::spawn(async move { inbox.put(peer(1), vec![1]).await })
+            tokio::spawn(async move { inbox.put(peer(1), vec![1].into()).await })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         inbox.close();
@@ -214,6 +239,6 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(result, Err(Closed));
-        assert_eq!(inbox.put(peer(2), vec![2]).await, Err(Closed));
+        assert_eq!(inbox.put(peer(2), vec![2].into()).await, Err(Closed));
     }
 }

@@ -26,9 +26,10 @@ use tidings_keys::NodeId;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::inbox::Inbox;
+use super::inbox::{Frame, Inbox};
 use super::metrics::Traffic;
 use super::table::{Admission, ConnectionTable};
+use crate::net::checkers::Checkers;
 use crate::net::gate::{Decision, Gate};
 use crate::net::tls::Refusal;
 use crate::net::transport::{FrameReader, FrameWriter, NetError, Transport};
@@ -80,6 +81,8 @@ struct Shared {
     events: mpsc::Sender<NetEvent>,
     inbox: Arc<Inbox>,
     traffic: Arc<Traffic>,
+    /// Check received records' signatures before the actor takes their frame.
+    checkers: Option<Arc<Checkers>>,
     me: NodeId,
 }
 
@@ -99,6 +102,7 @@ impl Links {
         me: NodeId,
         transport: Transport,
         bootstrap: HashMap<NodeId, SocketAddr>,
+        checkers: Option<Arc<Checkers>>,
     ) -> (Self, mpsc::Receiver<NetEvent>) {
         let (events, receiver) = mpsc::channel(EVENT_QUEUE);
         let shared = Shared {
@@ -107,6 +111,7 @@ impl Links {
             events,
             inbox: Arc::default(),
             traffic: Arc::default(),
+            checkers,
             me,
         };
         tokio::spawn(accept_loop(shared.clone()));
@@ -284,8 +289,9 @@ async fn report_refusals(
     Ok(())
 }
 
-/// Reads one connection's incoming streams, one frame at a time, each queued in
-/// the inbox before the next is read.
+/// Reads one connection's incoming streams, one frame at a time, each checked by
+/// the checkers (see [`checkers`](crate::net::checkers)) and queued in the inbox
+/// before the next is read.
 async fn receive_loop(peer: NodeId, connection: quinn::Connection, shared: Shared) {
     while let Ok(stream) = connection.accept_uni().await {
         let mut reader = FrameReader::new(stream);
@@ -293,7 +299,12 @@ async fn receive_loop(peer: NodeId, connection: quinn::Connection, shared: Share
             let reason = match reader.next().await {
                 Ok(Some(bytes)) => {
                     shared.traffic.add_received(bytes.len() + 4);
-                    if shared.inbox.put(peer, bytes).await.is_err() {
+                    let checked = match &shared.checkers {
+                        Some(checkers) => checkers.check_frame(&bytes).await,
+                        None => Vec::new(),
+                    };
+                    let frame = Frame { bytes, checked };
+                    if shared.inbox.put(peer, frame).await.is_err() {
                         return;
                     }
                     continue;
@@ -472,7 +483,7 @@ mod tests {
         let attacker = Transport::bind(&them, shared, local).unwrap();
         let address = attacker.local_addr();
         tokio::spawn(withholding_peer(attacker));
-        let (mut links, _events) = Links::start(me.node_id(), victim, HashMap::new());
+        let (mut links, _events) = Links::start(me.node_id(), victim, HashMap::new(), None);
 
         // The node tries to send 64 MiB of largest frames.
         for _ in 0..64 {

@@ -43,6 +43,7 @@ use tidings_keys::{FederationId, Identity, NodeId, Roster};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{info, warn};
 
+use super::checkers::Checkers;
 use super::clock::{Clock, NodeTime, SystemClock};
 use super::transport::{NetError, Transport};
 use crate::proto::rate::RateLimit;
@@ -158,6 +159,9 @@ pub enum NodeError {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// The threads that check signatures could not be started.
+    #[error("cannot start the signature checker threads: {0}")]
+    Threads(std::io::Error),
     /// A publication was refused.
     #[error(transparent)]
     Publish(#[from] PublishError),
@@ -200,10 +204,13 @@ impl Node {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (changes, _) = broadcast::channel(1024);
         let (health, health_rx) = watch::channel(Health::default());
+        let checkers = Checkers::start(restored.cache.clone(), federation, shared_roster.clone())
+            .map_err(NodeError::Threads)?;
         let (links, events) = links::Links::start(
             node_id,
             transport,
             config.bootstrap.iter().copied().collect(),
+            Some(Arc::new(checkers)),
         );
         let audit_db = restored.audit_db.clone();
         let mut actor = actor::Actor::new(actor::Parts {

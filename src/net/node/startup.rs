@@ -86,6 +86,8 @@ pub(super) struct Opened {
 /// Everything the actor starts from.
 pub(super) struct Restored {
     pub(super) state: State,
+    /// Records verified recently, shared by the state and the checkers.
+    pub(super) cache: Arc<VerifiedCache>,
     pub(super) writer: AuditWriter<SledStore>,
     pub(super) audit_db: sled::Db,
     pub(super) store: DirectoryStore,
@@ -460,9 +462,11 @@ pub(super) fn restore(
     for (epoch, id) in votes_from_audit(&log) {
         state.restore_vote(epoch, RosterHash(id));
     }
-    // Records this node verified recently: the same bytes again (from another
-    // peer, or after the origin moved on) skip the signature check.
-    state.set_verified_cache(Arc::new(VerifiedCache::new(VERIFIED_CACHE_RECORDS)));
+    // Records this node verified recently, or its checkers verified ahead of
+    // the state machine: the same bytes again (from another peer, or after the
+    // origin moved on) skip the signature check.
+    let cache = Arc::new(VerifiedCache::new(VERIFIED_CACHE_RECORDS));
+    state.set_verified_cache(cache.clone());
     let own = match start {
         Start::Known(own) => {
             if let Some(record) = &own {
@@ -513,6 +517,7 @@ pub(super) fn restore(
     let writer = AuditWriter::spawn(log, 8192).map_err(|e| NodeError::Audit(e.to_string()))?;
     Ok(Restored {
         state,
+        cache,
         writer,
         audit_db,
         store,

@@ -1,5 +1,6 @@
 //! Acceptance rules: one test per kind of bad input, then properties.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -611,6 +612,114 @@ fn expired_records_are_swept() {
     assert_eq!(swept.len(), 1);
     assert_eq!(swept[0].id(), short.id());
     assert_eq!(directory.len(), 1);
+}
+
+#[test]
+fn the_next_expiry_follows_replacements_and_removals() {
+    let federation = Federation::new(2);
+    let mut directory = federation.directory();
+    let short = federation.sign(
+        0,
+        Record::first(
+            federation.id,
+            federation.node(0),
+            announcement(&["a"]),
+            NOW,
+            1000,
+        ),
+    );
+    let long = federation.sign(1, federation.first(1, &["b"]));
+    ingest(&mut directory, short.wire_bytes());
+    ingest(&mut directory, long.wire_bytes());
+    let long_expiry = long.record().expires_at_ms;
+    assert_eq!(directory.next_expiry_ms(), Some(NOW + 1000));
+    // The short record is replaced by one that lives longer: its expiry goes.
+    let successor = federation.next(0, &short, &["a", "c"], 1);
+    assert!(matches!(
+        ingest(&mut directory, successor.wire_bytes()),
+        Verdict::Accepted { .. }
+    ));
+    let expected = successor.record().expires_at_ms.min(long_expiry);
+    assert_eq!(directory.next_expiry_ms(), Some(expected));
+    assert!(directory.sweep_expired(NOW + 1000).is_empty());
+    assert_eq!(directory.len(), 2);
+    // A fork quarantines node 0: its record and its expiry go together.
+    let fork = federation.next(0, &short, &["x"], 2);
+    assert!(matches!(
+        ingest(&mut directory, fork.wire_bytes()),
+        Verdict::Equivocation(_)
+    ));
+    assert_eq!(directory.next_expiry_ms(), Some(long_expiry));
+    assert_eq!(directory.sweep_expired(long_expiry).len(), 1);
+    assert_eq!(directory.next_expiry_ms(), None);
+    assert!(directory.is_empty());
+}
+
+#[test]
+fn a_prechecked_record_is_judged_by_the_same_rules_and_its_check_is_counted() {
+    let federation = Federation::new(2);
+    let cache = VerifiedCache::new(16);
+    let mut keys = HashMap::new();
+    let mut directory = federation.directory();
+    let first = federation.sign(0, federation.first(0, &["a"]));
+    let checked = cache
+        .check(first.wire_bytes(), &federation.id, &mut keys, |_| true)
+        .expect("a good record passes");
+    assert!(checked.checked);
+    // Accepted without a check of its own, and the check made ahead is counted.
+    let verdict = directory.ingest_prechecked(
+        first.wire_bytes(),
+        Some(checked.clone()),
+        Source::Peer(federation.node(1)),
+        NOW,
+    );
+    assert!(matches!(verdict, Verdict::Accepted { .. }));
+    assert_eq!(directory.signature_checks(), 1);
+    // A repeat is a duplicate; the same bytes again are found in the cache, so
+    // they cost no check.
+    let again = cache
+        .check(first.wire_bytes(), &federation.id, &mut keys, |_| true)
+        .expect("cached");
+    assert!(!again.checked);
+    let verdict = directory.ingest_prechecked(
+        first.wire_bytes(),
+        Some(again),
+        Source::Peer(federation.node(1)),
+        NOW,
+    );
+    assert_eq!(verdict.kind(), VerdictKind::Duplicate);
+    assert_eq!(directory.signature_checks(), 1);
+    // A prechecked record handed with other bytes is not trusted for them: the
+    // bytes take the full path (and a bad signature is refused).
+    let next = federation.next(0, &first, &["b"], 1);
+    let mut forged = next.wire_bytes().to_vec();
+    *forged.last_mut().expect("bytes") ^= 1;
+    assert!(cache
+        .check(&forged, &federation.id, &mut keys, |_| true)
+        .is_none());
+    let verdict = directory.ingest_prechecked(
+        &forged,
+        Some(checked),
+        Source::Peer(federation.node(1)),
+        NOW,
+    );
+    assert!(matches!(verdict, Verdict::Rejected(_)), "{verdict:?}");
+    assert_eq!(directory.signature_checks(), 2);
+    // A fork checked ahead is still caught as one.
+    let fork = federation.sign(0, federation.first(0, &["z"]));
+    let checked = cache.check(fork.wire_bytes(), &federation.id, &mut keys, |_| true);
+    let verdict = directory.ingest_prechecked(
+        fork.wire_bytes(),
+        checked,
+        Source::Peer(federation.node(1)),
+        NOW,
+    );
+    assert!(matches!(verdict, Verdict::Equivocation(_)));
+    // An origin the caller does not admit is not checked at all.
+    let other = federation.sign(1, federation.first(1, &["b"]));
+    assert!(cache
+        .check(other.wire_bytes(), &federation.id, &mut keys, |_| false)
+        .is_none());
 }
 
 #[test]

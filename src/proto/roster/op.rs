@@ -265,6 +265,27 @@ impl Genesis {
         Ok(genesis)
     }
 
+    /// The genesis of a roster too large to govern: its threshold needs more
+    /// approvals than one operation carries ([`MAX_APPROVALS`]), so no operation
+    /// can ever be valid and the membership is fixed. For simulations and
+    /// benchmarks of federations beyond the size governance supports (about
+    /// 6,000 members at two thirds); a node never runs on one, since decoding a
+    /// genesis checks its threshold.
+    pub fn fixed_membership(
+        federation: FederationId,
+        roster: &Roster,
+    ) -> Result<Self, GenesisError> {
+        let count = roster.len();
+        if count > MAX_ROSTER_MEMBERS {
+            return Err(GenesisError::TooManyMembers(count));
+        }
+        Ok(Self {
+            federation,
+            threshold: Threshold::TwoThirds,
+            members: Arc::new(roster.clone()),
+        })
+    }
+
     fn check(&self) -> Result<(), GenesisError> {
         let count = self.members.len();
         if count > MAX_ROSTER_MEMBERS {
