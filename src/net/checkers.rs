@@ -39,6 +39,12 @@ use crate::net::tls::SharedRoster;
 use crate::proto::directory::{Prechecked, VerifiedCache};
 use crate::proto::wire::Message;
 
+/// Fewest records a frame carries for its checks to go to the checkers: a hop
+/// to another thread and back costs the actor more than it saves on a record
+/// or two (the pushes that spread a new record carry one or a few), so those
+/// are verified by the directory on the actor's thread, as before.
+pub const MIN_CHECKED_RECORDS: usize = 4;
+
 /// Most checker threads a pool starts, however many cores there are.
 const MAX_CHECKERS: usize = 8;
 
@@ -156,11 +162,14 @@ impl Checkers {
     }
 
     /// Checks the records a frame carries, if it is a `Records` or `Push`
-    /// frame (one item per record); any other frame (or one that does not
-    /// decode, which the actor refuses on its own) has none.
+    /// frame of at least [`MIN_CHECKED_RECORDS`] records (one item per record);
+    /// any other frame (or one that does not decode, which the actor refuses
+    /// on its own) has none.
     pub async fn check_frame(&self, frame: &[u8]) -> Vec<Option<Prechecked>> {
         match Message::decode(frame) {
-            Ok(Message::Records(records) | Message::Push(records)) => {
+            Ok(Message::Records(records) | Message::Push(records))
+                if records.len() >= MIN_CHECKED_RECORDS =>
+            {
                 self.submit(Arc::new(records)).done().await
             }
             _ => Vec::new(),
@@ -283,10 +292,13 @@ mod tests {
         assert!(checkers.check_frame(&want).await.is_empty());
         assert!(checkers.check_frame(&[0xff, 0, 1]).await.is_empty());
         assert!(cache.is_empty());
-        let checked = checkers
-            .check_frame(&Message::Push(vec![record.clone(), vec![0; 8]]).encode())
-            .await;
-        assert!(matches!(&checked[..], [Some(_), None]));
+        // A push of one record is left to the actor; one of four is checked.
+        let one = Message::Push(vec![record.clone()]).encode();
+        assert!(checkers.check_frame(&one).await.is_empty());
+        assert!(cache.is_empty());
+        let four = vec![record.clone(), vec![0; 8], vec![1; 8], vec![2; 8]];
+        let checked = checkers.check_frame(&Message::Push(four).encode()).await;
+        assert!(matches!(&checked[..], [Some(_), None, None, None]));
         assert_eq!(cache.len(), 1);
     }
 }
