@@ -365,34 +365,17 @@ struct IngestBench {
 fn ingest_bench(records: usize, repeat: usize) -> anyhow::Result<IngestBench> {
     let stream = signed_stream(records)?;
     // The raw checks: each record's key, signed message and signature, prepared.
-    let prepared: Vec<(
-        ed25519_dalek::VerifyingKey,
-        Vec<u8>,
-        ed25519_dalek::Signature,
-    )> = stream
+    let verified = stream
         .records
         .iter()
-        .map(|bytes| {
-            let record = VerifiedRecord::from_bytes(bytes, Some(&stream.federation))?;
-            let key = record.origin().verifying_key()?;
-            let message = tidings::keys::signed_message(
-                tidings::keys::Domain::Record,
-                &stream.federation,
-                record.signed().record_bytes(),
-            );
-            let signature = ed25519_dalek::Signature::from_bytes(&record.signed().signature().0);
-            Ok((key, message, signature))
-        })
-        .collect::<anyhow::Result<_>>()?;
+        .map(|bytes| VerifiedRecord::from_bytes(bytes, Some(&stream.federation)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let prepared = super::bench_bulk::prepare(&stream.federation, &verified)?;
     let mut raw = Vec::new();
     let mut real = Vec::new();
     let mut ratios = Vec::new();
     for _ in 0..repeat {
-        let started = Instant::now();
-        for (key, message, signature) in &prepared {
-            key.verify_strict(message, signature)?;
-        }
-        raw.push(prepared.len() as f64 / started.elapsed().as_secs_f64());
+        raw.push(super::bench_bulk::raw_rate(&prepared)?);
         real.push(ingest(&stream, None)?);
         ratios.push(real[real.len() - 1] / raw[raw.len() - 1]);
     }

@@ -100,13 +100,16 @@ fn config(dir: &Path, name: &str, identity: Arc<Identity>, roster: &Roster) -> N
 }
 
 /// The raw checks of `records`: key, signed message and signature, prepared.
-type Prepared = Vec<(
+pub(crate) type Prepared = Vec<(
     ed25519_dalek::VerifyingKey,
     Vec<u8>,
     ed25519_dalek::Signature,
 )>;
 
-fn prepare(federation: &FederationId, records: &[VerifiedRecord]) -> anyhow::Result<Prepared> {
+pub(crate) fn prepare(
+    federation: &FederationId,
+    records: &[VerifiedRecord],
+) -> anyhow::Result<Prepared> {
     records
         .iter()
         .map(|record| {

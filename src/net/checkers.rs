@@ -72,28 +72,36 @@ impl Pending {
     /// A chunk whose checker stopped (the pool is gone) comes back unchecked:
     /// its records are left to the directory, so nothing is lost.
     pub async fn done(self) -> Vec<Option<Prechecked>> {
-        let mut checked = Vec::new();
+        let mut chunks = Vec::with_capacity(self.0.len());
         for (len, chunk) in self.0 {
-            match chunk.await {
-                Ok(chunk) => checked.extend(chunk),
-                Err(_) => checked.extend(std::iter::repeat_n(None, len)),
-            }
+            chunks.push((len, chunk.await.ok()));
         }
-        checked
+        joined(chunks)
     }
 
     /// As [`Pending::done`], blocking the thread (not for use within the async
     /// runtime).
     pub fn wait(self) -> Vec<Option<Prechecked>> {
-        let mut checked = Vec::new();
-        for (len, chunk) in self.0 {
-            match chunk.blocking_recv() {
-                Ok(chunk) => checked.extend(chunk),
-                Err(_) => checked.extend(std::iter::repeat_n(None, len)),
-            }
-        }
-        checked
+        joined(
+            self.0
+                .into_iter()
+                .map(|(len, chunk)| (len, chunk.blocking_recv().ok()))
+                .collect(),
+        )
     }
+}
+
+/// The chunks' results in order, `len` unchecked items for a chunk that never
+/// came back.
+fn joined(chunks: Vec<(usize, Option<Vec<Option<Prechecked>>>)>) -> Vec<Option<Prechecked>> {
+    let mut checked = Vec::new();
+    for (len, chunk) in chunks {
+        match chunk {
+            Some(chunk) => checked.extend(chunk),
+            None => checked.extend(std::iter::repeat_n(None, len)),
+        }
+    }
+    checked
 }
 
 impl Checkers {
@@ -166,6 +174,10 @@ impl Checkers {
     /// any other frame (or one that does not decode, which the actor refuses
     /// on its own) has none.
     pub async fn check_frame(&self, frame: &[u8]) -> Vec<Option<Prechecked>> {
+        // Most frames are digests and requests: they are not decoded here.
+        if !Message::carries_records(frame) {
+            return Vec::new();
+        }
         match Message::decode(frame) {
             Ok(Message::Records(records) | Message::Push(records))
                 if records.len() >= MIN_CHECKED_RECORDS =>

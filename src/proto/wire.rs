@@ -311,6 +311,13 @@ impl Message {
         out
     }
 
+    /// Whether `frame` says it is a `Records` or `Push` message (its version
+    /// and type bytes only; nothing else is checked).
+    pub fn carries_records(frame: &[u8]) -> bool {
+        frame.first() == Some(&WIRE_VERSION)
+            && matches!(frame.get(1), Some(&TYPE_RECORDS | &TYPE_PUSH))
+    }
+
     /// Decodes one frame.
     pub fn decode(frame: &[u8]) -> Result<Self, DecodeError> {
         if frame.len() > MAX_FRAME_BYTES {
