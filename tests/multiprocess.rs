@@ -55,23 +55,44 @@ fn sixteen_processes_spread_an_announcement() {
     );
 }
 
-/// `tidings lab` with every link through its emulator: lossy, delayed links
-/// still carry records everywhere, a partition holds until it heals, and the
-/// lab stops every process it started.
-#[test]
-fn the_lab_spreads_over_emulated_links_and_heals_a_partition() {
-    let dir = tempfile::tempdir().unwrap();
+/// Runs `tidings lab` with short settings and `args`; returns its JSON report
+/// and what it printed on stderr.
+fn lab(scratch: &std::path::Path, args: &[&str]) -> (serde_json::Value, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
         .args([
             "lab",
-            "--nodes",
-            "6",
             "--interval-ms",
             "200",
             "--delay-ms",
             "10",
             "--jitter-ms",
             "5",
+            "--bursts",
+            "1",
+            "--partition-seconds",
+            "2",
+            "--json",
+        ])
+        .args(args)
+        .env("TMPDIR", scratch)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    (serde_json::from_slice(&output.stdout).unwrap(), stderr)
+}
+
+/// `tidings lab` with every link through its emulator: lossy, delayed links
+/// still carry records everywhere, a partition holds until it heals, and the
+/// lab stops every process it started.
+#[test]
+fn the_lab_spreads_over_emulated_links_and_heals_a_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, _) = lab(
+        dir.path(),
+        &[
+            "--nodes",
+            "6",
             "--loss",
             "0.05",
             "--duplicate",
@@ -80,18 +101,8 @@ fn the_lab_spreads_over_emulated_links_and_heals_a_partition() {
             "0.02",
             "--repeat",
             "2",
-            "--bursts",
-            "1",
-            "--partition-seconds",
-            "2",
-            "--json",
-        ])
-        .env("TMPDIR", dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        ],
+    );
     assert_eq!(report["nodes"], 6);
     assert_eq!(report["one_record_ms"]["runs"].as_array().unwrap().len(), 2);
     assert_eq!(
@@ -109,6 +120,42 @@ fn the_lab_spreads_over_emulated_links_and_heals_a_partition() {
     );
     assert_eq!(datagrams["strangers"], 0);
     // Nothing left behind: the scratch directory with the nodes' data is gone.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn namespaces() -> BTreeSet<String> {
+    std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `tidings lab --netns`: with root and `ip`, every node in a namespace of its
+/// own behind the emulator, and every namespace removed at the end; without
+/// them, the lab says so and runs on loopback.
+#[test]
+fn the_lab_runs_nodes_in_namespaces_of_their_own_and_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = namespaces();
+    let (report, stderr) = lab(dir.path(), &["--netns", "--nodes", "4", "--repeat", "1"]);
+    if stderr.contains("running every node on loopback instead") {
+        println!("no namespaces here (not root, or no `ip`): the lab fell back to loopback");
+        assert_eq!(report["isolation"], "loopback");
+    } else {
+        assert_eq!(report["isolation"], "namespaces", "{stderr}");
+    }
+    assert_eq!(report["partition"]["leaked"], 0, "{report}");
+    let datagrams = &report["datagrams"];
+    assert!(datagrams["forwarded"].as_u64().unwrap() > 0);
+    assert_eq!(datagrams["strangers"], 0);
+    assert_eq!(namespaces(), before, "namespaces left behind");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }

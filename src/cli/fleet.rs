@@ -35,6 +35,8 @@ pub(crate) struct FleetSpec {
 pub(crate) struct Prepared {
     pub(crate) members: Vec<Member>,
     spec: FleetSpec,
+    /// The API token, when the APIs listen beyond loopback.
+    token: Option<String>,
 }
 
 impl Prepared {
@@ -43,7 +45,14 @@ impl Prepared {
     /// the bootstrap entry), as behind a link emulator; it still listens on its
     /// own address.
     pub(crate) fn launch(self, faces: Option<&[SocketAddr]>) -> anyhow::Result<Fleet> {
-        let Self { members, spec } = self;
+        let Self {
+            members,
+            spec,
+            token,
+        } = self;
+        let token_line = token
+            .as_ref()
+            .map_or(String::new(), |token| format!("api_token = \"{token}\""));
         let face = |i: usize| faces.map_or(members[i].listen, |faces| faces[i]);
         let bootstrap: Vec<String> = members
             .iter()
@@ -53,7 +62,7 @@ impl Prepared {
             .collect();
         for (i, member) in members.iter().enumerate() {
             let mut text = TEMPLATE
-                .replace("{api_token}", "")
+                .replace("{api_token}", &token_line)
                 .replace("{data_dir}", ".")
                 .replace("{listen}", &member.listen.to_string())
                 .replace("{bootstrap}", &bootstrap.join(", "))
@@ -85,7 +94,16 @@ impl Prepared {
         let exe = std::env::current_exe().context("cannot find this program's executable")?;
         for member in &members {
             let log = std::fs::File::create(member.dir.join("node.log"))?;
-            let child = Command::new(&exe)
+            let mut command = match &member.namespace {
+                None => Command::new(&exe),
+                Some(namespace) => {
+                    // `ip netns exec` execs the program: the child is the node.
+                    let mut command = Command::new("ip");
+                    command.args(["netns", "exec", namespace]).arg(&exe);
+                    command
+                }
+            };
+            let child = command
                 .args(["run", "--config", "tidings.toml"])
                 .current_dir(&member.dir)
                 .env("RUST_LOG", "warn")
@@ -99,11 +117,19 @@ impl Prepared {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(child);
         }
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &token {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {token}").parse()?,
+            );
+        }
         Ok(Fleet {
             members,
             children,
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
+                .default_headers(headers)
                 .build()?,
         })
     }
@@ -116,6 +142,8 @@ pub(crate) struct Member {
     pub(crate) listen: SocketAddr,
     pub(crate) api: String,
     dir: PathBuf,
+    /// The network namespace the node runs in, if not this program's.
+    namespace: Option<String>,
 }
 
 /// The running processes.
@@ -206,12 +234,35 @@ impl Fleet {
                 listen: format!("127.0.0.1:{}", free_port(&mut taken)?).parse()?,
                 api: format!("127.0.0.1:{}", free_port(&mut taken)?),
                 dir,
+                namespace: None,
             });
         }
         Ok(Prepared {
             members,
             spec: spec.clone(),
+            token: None,
         })
+    }
+
+    /// As [`Fleet::prepare`], with node `i` to run in network namespace
+    /// `namespaces[i]` at `addresses[i]` (gossip and API on fixed ports there;
+    /// the APIs take a token, being off loopback).
+    pub(crate) fn prepare_in_namespaces(
+        root: &Path,
+        spec: &FleetSpec,
+        namespaces: Vec<(String, std::net::Ipv4Addr)>,
+    ) -> anyhow::Result<Prepared> {
+        anyhow::ensure!(namespaces.len() == spec.nodes, "one namespace per node");
+        let mut prepared = Self::prepare(root, spec)?;
+        for (member, (namespace, address)) in prepared.members.iter_mut().zip(namespaces) {
+            member.listen = SocketAddr::from((address, super::netns::GOSSIP_PORT));
+            member.api = format!("{address}:{}", super::netns::API_PORT);
+            member.namespace = Some(namespace);
+        }
+        // The APIs are reached from the hub namespace, so not on loopback: a
+        // fresh random token for this fleet.
+        prepared.token = Some(format!("{:032x}", rand::random::<u128>()));
+        Ok(prepared)
     }
 
     /// The URL of `path` on node `i`'s API.

@@ -20,7 +20,8 @@ type Hook = Box<dyn FnOnce() + Send>;
 static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
 
 /// Runs `hook` if the program is interrupted (for example, to stop the
-/// processes it started). Installs the signal watcher.
+/// processes it started); hooks run in the reverse order of registration.
+/// Installs the signal watcher.
 pub(crate) fn on_interrupt(hook: Hook) {
     exit_on_interrupt();
     HOOKS
@@ -71,7 +72,9 @@ pub(crate) fn exit_on_interrupt() {
                     eprintln!("\n{signal}: stopping");
                     let hooks =
                         std::mem::take(&mut *HOOKS.lock().unwrap_or_else(|p| p.into_inner()));
-                    for hook in hooks {
+                    // Last registered, first run: what was made last (processes
+                    // inside namespaces) goes before what it depends on.
+                    for hook in hooks.into_iter().rev() {
                         hook();
                     }
                     remove_all_scratch();

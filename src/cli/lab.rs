@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 
@@ -50,6 +51,16 @@ pub(crate) struct LabArgs {
     /// How long the partition lasts, seconds (0: no partition measured).
     #[arg(long = "partition-seconds", default_value_t = 10)]
     partition_seconds: u64,
+    /// Put each node in a Linux network namespace of its own, wired by veth
+    /// pairs to a bridge in a hub namespace where the link emulator runs (every
+    /// address inside the namespaces; all removed at the end). Needs root and
+    /// `ip` (iproute2); without them the lab says so and runs on loopback.
+    #[arg(long)]
+    netns: bool,
+    /// Internal: this process runs inside the hub namespace of the lab whose
+    /// namespaces have this prefix.
+    #[arg(long = "in-namespaces", hide = true, value_name = "PREFIX")]
+    in_namespaces: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -59,6 +70,8 @@ pub(crate) struct LabArgs {
 #[derive(Debug, Serialize)]
 struct LabReport {
     nodes: usize,
+    /// `namespaces` (a network namespace per node) or `loopback`.
+    isolation: &'static str,
     interval_ms: u64,
     links: LinkProfile,
     /// From starting the processes until every node held every node's specialist.
@@ -95,6 +108,14 @@ pub(crate) fn run(args: &LabArgs) -> anyhow::Result<std::process::ExitCode> {
         reorder: args.reorder,
     };
     profile.validate()?;
+    if args.netns && args.in_namespaces.is_none() {
+        match super::netns::check() {
+            Ok(()) => return in_namespaces(args),
+            Err(reason) => eprintln!(
+                "--netns: {reason} to make network namespaces; running every node on loopback instead"
+            ),
+        }
+    }
     let runtime = super::runtime()?;
     let report = runtime.block_on(lab(args, profile))?;
     if args.json {
@@ -105,6 +126,50 @@ pub(crate) fn run(args: &LabArgs) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// Makes the namespaces, runs the lab again inside the hub namespace, and
+/// removes the namespaces when it ends (or on Ctrl-C).
+fn in_namespaces(args: &LabArgs) -> anyhow::Result<std::process::ExitCode> {
+    if !args.json {
+        eprintln!(
+            "making {} network namespaces (one per node, and a hub)",
+            args.nodes + 1
+        );
+    }
+    let namespaces = super::netns::Namespaces::create(args.nodes)?;
+    let exe = std::env::current_exe().context("cannot find this program's executable")?;
+    let forwarded: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| arg != "--netns")
+        .collect();
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &namespaces.hub()])
+        .arg(exe)
+        .args(forwarded)
+        .args(["--in-namespaces", namespaces.prefix()])
+        .spawn()
+        .context("cannot start the lab inside its hub namespace")?;
+    // On a signal to this process alone, the lab inside stops its nodes first
+    // (SIGTERM runs its own hooks), then the namespaces go.
+    let pid = child.id();
+    super::interrupt::on_interrupt(Box::new(move || {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }));
+    let mut child = child;
+    let status = child.wait().context("the lab inside its hub namespace")?;
+    drop(namespaces);
+    Ok(match status.code() {
+        Some(0) => std::process::ExitCode::SUCCESS,
+        Some(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => std::process::ExitCode::from(1),
+    })
+}
+
 async fn lab(args: &LabArgs, profile: LinkProfile) -> anyhow::Result<LabReport> {
     let nodes = args.nodes;
     let scratch = super::interrupt::ScratchDir::new("lab")?;
@@ -113,13 +178,29 @@ async fn lab(args: &LabArgs, profile: LinkProfile) -> anyhow::Result<LabReport> 
         interval_ms: args.interval_ms,
         edits: vec![],
     };
-    let prepared = Fleet::prepare(scratch.path(), &spec)?;
+    let (prepared, at, isolation) = match &args.in_namespaces {
+        None => (
+            Fleet::prepare(scratch.path(), &spec)?,
+            std::net::Ipv4Addr::LOCALHOST,
+            "loopback",
+        ),
+        Some(prefix) => {
+            let placed = (0..nodes)
+                .map(|i| (format!("{prefix}-{i}"), super::netns::node_address(i)))
+                .collect();
+            (
+                Fleet::prepare_in_namespaces(scratch.path(), &spec, placed)?,
+                super::netns::HUB_ADDRESS,
+                "namespaces",
+            )
+        }
+    };
     let real = prepared
         .members
         .iter()
         .map(|member| member.listen)
         .collect();
-    let emulator = LinkEmulator::start(real, profile).await?;
+    let emulator = LinkEmulator::start(real, profile, at.into()).await?;
     let faces: Vec<_> = (0..nodes).map(|i| emulator.face(i)).collect();
     if !args.json {
         eprintln!(
@@ -164,6 +245,7 @@ async fn lab(args: &LabArgs, profile: LinkProfile) -> anyhow::Result<LabReport> 
     fleet.stop();
     Ok(LabReport {
         nodes,
+        isolation,
         interval_ms: args.interval_ms,
         links: profile,
         start_seconds,
@@ -237,8 +319,12 @@ async fn partition(
 fn print(report: &LabReport) {
     let links = &report.links;
     println!(
-        "lab: {} processes at a {} ms interval; every link {} ms ± {} ms, {:.1}% loss, {:.1}% duplicated, {:.1}% held back",
+        "lab: {} processes ({}) at a {} ms interval; every link {} ms ± {} ms, {:.1}% loss, {:.1}% duplicated, {:.1}% held back",
         report.nodes,
+        match report.isolation {
+            "namespaces" => "each in a network namespace of its own",
+            _ => "on loopback",
+        },
         report.interval_ms,
         links.delay_ms,
         links.jitter_ms,

@@ -124,15 +124,20 @@ pub(crate) struct LinkEmulator {
 }
 
 impl LinkEmulator {
-    /// Binds a face and a source socket on loopback for each node in `real`
-    /// (the nodes' own addresses) and starts forwarding.
-    pub(crate) async fn start(real: Vec<SocketAddr>, profile: LinkProfile) -> anyhow::Result<Self> {
+    /// Binds a face and a source socket on `at` (loopback, or the hub's
+    /// address in namespaces) for each node in `real` (the nodes' own
+    /// addresses) and starts forwarding.
+    pub(crate) async fn start(
+        real: Vec<SocketAddr>,
+        profile: LinkProfile,
+        at: std::net::IpAddr,
+    ) -> anyhow::Result<Self> {
         profile.validate()?;
         let mut faces = Vec::with_capacity(real.len());
         let mut sources = Vec::with_capacity(real.len());
         for _ in &real {
             let bind = |what: &'static str| async move {
-                UdpSocket::bind("127.0.0.1:0")
+                UdpSocket::bind((at, 0))
                     .await
                     .with_context(|| format!("cannot bind a {what} socket of the link emulator"))
             };
@@ -309,7 +314,9 @@ mod tests {
         let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let real = vec![a.local_addr().unwrap(), b.local_addr().unwrap()];
-        let emulator = LinkEmulator::start(real, profile).await.unwrap();
+        let emulator = LinkEmulator::start(real, profile, std::net::Ipv4Addr::LOCALHOST.into())
+            .await
+            .unwrap();
         (emulator, a, b)
     }
 

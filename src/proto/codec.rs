@@ -282,6 +282,12 @@ pub fn check_size(field: Field, max: usize, len: usize) -> Result<(), DecodeErro
     Ok(())
 }
 
+/// The number of bytes [`write_varint`] writes for `value`.
+pub fn varint_len(value: u64) -> usize {
+    let bits = 64 - value.leading_zeros() as usize;
+    bits.div_ceil(7).max(1)
+}
+
 /// Appends `value` as a postcard varint.
 pub fn write_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
@@ -295,6 +301,24 @@ pub fn write_varint(out: &mut Vec<u8>, mut value: u64) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn varint_len_is_what_write_varint_writes() {
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            write_varint(&mut out, value);
+            assert_eq!(varint_len(value), out.len(), "{value}");
+        }
+    }
 
     #[test]
     fn varint_rejects_overlong_and_overflow() {

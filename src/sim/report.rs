@@ -16,7 +16,7 @@
 use serde::Serialize;
 
 use super::adversary::Role;
-use super::scenario::Scenario;
+use super::scenario::{Engine, Scenario};
 use super::world::TrialOutcome;
 
 fn is_zero(value: &u64) -> bool {
@@ -40,6 +40,13 @@ pub struct TrialReport {
     pub messages: u64,
     /// Bytes sent until convergence.
     pub bytes: u64,
+    /// Relative message redundancy until convergence: record copies received
+    /// per first delivery, minus one.
+    pub redundancy: Option<f64>,
+    /// The most hops any record took to reach the last node it reached.
+    pub last_delivery_hop: Option<u32>,
+    /// The mean over records of the hops to the last node each reached.
+    pub mean_last_delivery_hop: Option<f64>,
     /// Bytes per exchange once converged (all-publish workloads).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_bytes_per_exchange: Option<f64>,
@@ -57,6 +64,8 @@ pub struct TrialReport {
     /// Honest nodes that stopped signing because they met a record of their own
     /// key they did not remember signing (must be 0).
     pub honest_halted: u64,
+    /// Frames from honest senders dropped for want of work budget (must be 0).
+    pub frames_over_budget: u64,
     /// Coverage at the end of each round.
     pub coverage: Vec<f64>,
 }
@@ -99,6 +108,15 @@ pub struct Summary {
     pub average_messages: f64,
     /// Mean bytes per trial.
     pub average_bytes: f64,
+    /// Frames from honest senders dropped for want of work budget, over all
+    /// trials (must be 0).
+    pub frames_over_budget: u64,
+    /// Mean relative message redundancy over trials.
+    pub redundancy: Option<f64>,
+    /// The most hops any record took to its last node, over trials.
+    pub last_delivery_hop: Option<u32>,
+    /// Mean over trials of the mean last delivery hop.
+    pub mean_last_delivery_hop: Option<f64>,
 }
 
 /// A whole simulation run.
@@ -106,6 +124,8 @@ pub struct Summary {
 pub struct Report {
     /// What ran.
     pub scenario: Scenario,
+    /// The engine that ran it.
+    pub engine: Engine,
     /// The master seed.
     pub seed: u64,
     /// Per trial.
@@ -116,7 +136,7 @@ pub struct Report {
 
 impl Report {
     /// Builds the report from trial outcomes.
-    pub fn new(scenario: &Scenario, outcomes: Vec<TrialOutcome>) -> Self {
+    pub fn new(scenario: &Scenario, engine: Engine, outcomes: Vec<TrialOutcome>) -> Self {
         let disturbed = disturbance_end(scenario).is_some();
         let trials: Vec<TrialReport> = outcomes
             .into_iter()
@@ -133,12 +153,18 @@ impl Report {
                 quarantine_rounds: outcome.quarantined_round,
                 messages: outcome.messages,
                 bytes: outcome.bytes,
+                redundancy: outcome.redundancy(),
+                last_delivery_hop: outcome.last_delivery_hops.iter().max().copied(),
+                mean_last_delivery_hop: mean(
+                    outcome.last_delivery_hops.iter().map(|&hop| f64::from(hop)),
+                ),
                 idle_bytes_per_exchange: outcome.idle_bytes_per_exchange,
                 forged_accepted: outcome.forged_accepted,
                 bans: outcome.bans.into_iter().collect(),
                 crashes: outcome.crashes,
                 honest_quarantined: outcome.honest_quarantined,
                 honest_halted: outcome.honest_halted,
+                frames_over_budget: outcome.frames_over_budget,
                 coverage: outcome
                     .samples
                     .iter()
@@ -149,6 +175,7 @@ impl Report {
         let summary = summarize(scenario, &trials);
         Self {
             scenario: scenario.clone(),
+            engine,
             seed: scenario.seed,
             trials,
             summary,
@@ -246,6 +273,17 @@ fn summarize(scenario: &Scenario, trials: &[TrialReport]) -> Summary {
         ),
         average_messages: mean(trials.iter().map(|trial| trial.messages as f64)).unwrap_or(0.0),
         average_bytes: mean(trials.iter().map(|trial| trial.bytes as f64)).unwrap_or(0.0),
+        frames_over_budget: trials.iter().map(|trial| trial.frames_over_budget).sum(),
+        redundancy: mean(trials.iter().filter_map(|trial| trial.redundancy)),
+        last_delivery_hop: trials
+            .iter()
+            .filter_map(|trial| trial.last_delivery_hop)
+            .max(),
+        mean_last_delivery_hop: mean(
+            trials
+                .iter()
+                .filter_map(|trial| trial.mean_last_delivery_hop),
+        ),
     }
 }
 
@@ -264,16 +302,24 @@ mod tests {
     fn verdicts_follow_the_pre_registered_criteria() {
         let scenario = Scenario::default(); // N = 10, bound 4
         let verdict = |rounds: &[Option<u32>]| {
-            Report::new(&scenario, rounds.iter().map(|&r| outcome(r)).collect())
-                .summary
-                .verdict
+            Report::new(
+                &scenario,
+                Engine::StateMachine,
+                rounds.iter().map(|&r| outcome(r)).collect(),
+            )
+            .summary
+            .verdict
         };
         assert_eq!(verdict(&[Some(3), Some(4), Some(2)]), "STRICT");
         assert_eq!(verdict(&[Some(3), Some(5), Some(4)]), "LENIENT");
         assert_eq!(verdict(&[Some(7), Some(7), Some(7)]), "FAIL");
         assert_eq!(verdict(&[Some(3), None]), "CATASTROPHIC");
         assert_eq!(verdict(&[Some(3), Some(11)]), "CATASTROPHIC");
-        let report = Report::new(&scenario, vec![outcome(Some(2)), outcome(Some(4))]);
+        let report = Report::new(
+            &scenario,
+            Engine::StateMachine,
+            vec![outcome(Some(2)), outcome(Some(4))],
+        );
         assert_eq!(report.summary.worst, Some(4));
         assert_eq!(report.summary.best, Some(2));
         assert_eq!(report.summary.average, Some(3.0));

@@ -25,6 +25,38 @@ pub enum Mode {
     Events,
 }
 
+/// Which engine runs the trials.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// The state machine, unless a trial would not fit in memory and the
+    /// compact engine models the scenario (see [`super::engine_for`]).
+    #[default]
+    Auto,
+    /// Every node runs the real protocol state machine ([`super::world`]).
+    StateMachine,
+    /// Anti-entropy over compact shared holdings ([`super::model`]).
+    Compact,
+}
+
+impl Engine {
+    /// The name used in scenario files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Auto => "auto",
+            Engine::StateMachine => "state-machine",
+            Engine::Compact => "compact",
+        }
+    }
+
+    /// The engine named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Engine::Auto, Engine::StateMachine, Engine::Compact]
+            .into_iter()
+            .find(|engine| engine.name() == name)
+    }
+}
+
 /// What the honest nodes publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -174,6 +206,8 @@ pub struct Scenario {
     pub crashes: Option<Crashes>,
     /// Adversaries.
     pub adversaries: AdversaryShares,
+    /// The engine.
+    pub engine: Engine,
 }
 
 impl Default for Scenario {
@@ -197,6 +231,7 @@ impl Default for Scenario {
             churn: None,
             crashes: None,
             adversaries: AdversaryShares::default(),
+            engine: Engine::Auto,
         }
     }
 }

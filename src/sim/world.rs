@@ -23,7 +23,7 @@ use tidings_keys::{FederationId, Identity, NodeId, Roster};
 use super::adversary::{self, Role};
 use super::scenario::{Mode, Scenario, Workload};
 use crate::proto::directory::{DirectoryConfig, VerifiedCache};
-use crate::proto::event::Output;
+use crate::proto::event::{DirectoryChange, Output};
 use crate::proto::membership::member_list;
 use crate::proto::record::{Announcement, Record, RecordId, Specialist, VerifiedRecord};
 use crate::proto::roster::{Genesis, Ledger};
@@ -104,6 +104,8 @@ struct Envelope {
     from: usize,
     to: usize,
     bytes: Vec<u8>,
+    /// Records (or pushed records) the frame carries.
+    records: u32,
 }
 
 /// An event of event-driven mode, ordered by time then by creation.
@@ -181,6 +183,28 @@ pub struct TrialOutcome {
     /// Honest nodes that stopped signing at the end because they met a record of
     /// their own key they did not remember signing (must be 0).
     pub honest_halted: u64,
+    /// Record copies that honest nodes sent and a node received, until
+    /// convergence (or the end).
+    pub payload_copies: u64,
+    /// Records a node accepted for the first time, until convergence (or the
+    /// end).
+    pub first_deliveries: u64,
+    /// For each target record, the hops from its publisher to the last node
+    /// that got it (at convergence, or the end).
+    pub last_delivery_hops: Vec<u32>,
+    /// Frames honest nodes dropped because an honest sender's work budget was
+    /// spent (at the end; should be 0: honest peers are never treated as
+    /// floods).
+    pub frames_over_budget: u64,
+}
+
+impl TrialOutcome {
+    /// Relative message redundancy: record copies received per first delivery,
+    /// minus one (0 when every copy was news).
+    pub fn redundancy(&self) -> Option<f64> {
+        (self.first_deliveries > 0)
+            .then(|| self.payload_copies as f64 / self.first_deliveries as f64 - 1.0)
+    }
 }
 
 /// One running trial.
@@ -194,6 +218,14 @@ pub struct World<'a> {
     now: u64,
     round: u32,
     targets: Vec<(NodeId, u64)>,
+    /// Each target's index in `targets`, by origin.
+    target_index: HashMap<NodeId, usize>,
+    /// Hops from the publisher at which a node got a target: (node, target).
+    hops: HashMap<(u32, u32), u32>,
+    /// For each target, the largest of its hops so far.
+    last_hop: Vec<u32>,
+    payload_copies: u64,
+    first_deliveries: u64,
     honest: Vec<usize>,
     equivocators: Vec<usize>,
     eclipse_target: usize,
@@ -225,7 +257,7 @@ fn specialist(index: usize, capability: &str) -> Specialist {
     }
 }
 
-fn announcement(index: usize, nat: bool, capability: &str) -> Announcement {
+pub(super) fn announcement(index: usize, nat: bool, capability: &str) -> Announcement {
     Announcement {
         addrs: if nat {
             vec![]
@@ -336,6 +368,11 @@ impl<'a> World<'a> {
             now: START_MS,
             round: 0,
             targets: Vec::new(),
+            target_index: HashMap::new(),
+            hops: HashMap::new(),
+            last_hop: Vec::new(),
+            payload_copies: 0,
+            first_deliveries: 0,
             honest,
             equivocators,
             eclipse_target,
@@ -372,6 +409,10 @@ impl<'a> World<'a> {
             });
             let Some(record) = published else { continue };
             if self.nodes[i].role.is_honest() {
+                self.target_index
+                    .insert(record.origin(), self.targets.len());
+                self.hops.insert((i as u32, self.targets.len() as u32), 0);
+                self.last_hop.push(0);
                 self.targets.push((record.origin(), record.seq()));
             }
             self.nodes[i].disk = Some(record);
@@ -425,8 +466,7 @@ impl<'a> World<'a> {
             }
             if outcome.converged_round.is_none() && sample.coverage >= 1.0 && self.churn_over() {
                 outcome.converged_round = Some(round);
-                outcome.messages = self.messages;
-                outcome.bytes = self.bytes;
+                self.take_counts(&mut outcome);
             }
             if outcome.quarantined_round.is_none()
                 && stop_after_quarantine
@@ -442,8 +482,7 @@ impl<'a> World<'a> {
             }
         }
         if outcome.converged_round.is_none() {
-            outcome.messages = self.messages;
-            outcome.bytes = self.bytes;
+            self.take_counts(&mut outcome);
         }
         if outcome.converged_round.is_some()
             && self.scenario.workload == Workload::AllPublish
@@ -452,6 +491,7 @@ impl<'a> World<'a> {
             outcome.idle_bytes_per_exchange = Some(self.idle_round_bytes());
         }
         outcome.bans = self.bans();
+        outcome.frames_over_budget = self.honest_frames_over_budget();
         outcome.crashes = self.crashes;
         outcome.honest_quarantined = self.honest_quarantined();
         outcome.honest_halted = self
@@ -470,6 +510,35 @@ impl<'a> World<'a> {
         outcome
     }
 
+    /// The counts reported at convergence (or at the end).
+    fn take_counts(&self, outcome: &mut TrialOutcome) {
+        outcome.messages = self.messages;
+        outcome.bytes = self.bytes;
+        outcome.payload_copies = self.payload_copies;
+        outcome.first_deliveries = self.first_deliveries;
+        outcome.last_delivery_hops = self.last_hop.clone();
+    }
+
+    /// Node `to` took `record` from `from`: a first delivery, and for a target
+    /// one hop further than `from` had it.
+    fn note_delivery(&mut self, from: usize, to: usize, record: &VerifiedRecord) {
+        self.first_deliveries += 1;
+        let Some(&target) = self.target_index.get(&record.origin()) else {
+            return;
+        };
+        if record.seq() < self.targets[target].1 {
+            return;
+        }
+        let key = (to as u32, target as u32);
+        if self.hops.contains_key(&key) {
+            return;
+        }
+        if let Some(&hop) = self.hops.get(&(from as u32, target as u32)) {
+            self.hops.insert(key, hop + 1);
+            self.last_hop[target] = self.last_hop[target].max(hop + 1);
+        }
+    }
+
     fn churn_over(&self) -> bool {
         let last = self
             .scenario
@@ -480,6 +549,20 @@ impl<'a> World<'a> {
             None => true,
             Some(last) => self.round > last && self.nodes.iter().all(|node| node.alive),
         }
+    }
+
+    /// Frames from honest senders that honest nodes dropped for want of budget.
+    /// The state counts flooded frames per node, not per sender: in a scenario
+    /// with adversaries the count includes theirs, so it is reported only
+    /// without them.
+    fn honest_frames_over_budget(&self) -> u64 {
+        if self.scenario.adversaries.total() > 0.0 {
+            return 0;
+        }
+        self.honest
+            .iter()
+            .map(|&i| self.nodes[i].state.counters().frames_flooded)
+            .sum()
     }
 
     /// (honest node, honest origin) pairs with the origin quarantined.
@@ -752,7 +835,16 @@ impl<'a> World<'a> {
         let bytes = message.encode();
         self.messages += 1;
         self.bytes += bytes.len() as u64;
-        queue.push(Envelope { from, to, bytes });
+        let records = match message {
+            Message::Records(records) | Message::Push(records) => records.len() as u32,
+            _ => 0,
+        };
+        queue.push(Envelope {
+            from,
+            to,
+            bytes,
+            records,
+        });
     }
 
     fn connected(&self, a: usize, b: usize) -> bool {
@@ -768,7 +860,12 @@ impl<'a> World<'a> {
     }
 
     fn deliver(&mut self, envelope: Envelope, queue: &mut Vec<Envelope>) {
-        let Envelope { from, to, bytes } = envelope;
+        let Envelope {
+            from,
+            to,
+            bytes,
+            records,
+        } = envelope;
         let reachable = self.nodes[to].alive && (!self.nodes[to].nat || self.connected(from, to));
         if !reachable && !self.connected(from, to) {
             let peer = self.nodes[to].state.node_id();
@@ -788,11 +885,22 @@ impl<'a> World<'a> {
         if self.nodes[to].role == Role::Silent {
             return;
         }
+        if self.nodes[from].role.is_honest() {
+            self.payload_copies += u64::from(records);
+        }
         let sender = self.nodes[from].state.node_id();
         self.nodes[to]
             .state
             .handle_frame(sender, &bytes, self.now, &mut self.rng);
         let outputs = outputs_of(&mut self.nodes[to].state);
+        for output in &outputs {
+            if let Output::Change(
+                DirectoryChange::Added(record) | DirectoryChange::Updated { record, .. },
+            ) = output
+            {
+                self.note_delivery(from, to, record);
+            }
+        }
         self.route(to, outputs, queue);
     }
 
