@@ -155,6 +155,14 @@ impl Catalogue {
     }
 }
 
+/// For each value of a key's top 16 bits, the index of the first of `keys`
+/// (sorted) at or above it, and one more entry: the length.
+fn buckets_of(keys: &[u64]) -> Vec<u32> {
+    (0..=1usize << 16)
+        .map(|bucket| keys.partition_point(|&key| ((key >> 48) as usize) < bucket) as u32)
+        .collect()
+}
+
 /// Calls `each` with every set bit of `words` in `low..high`.
 fn for_each_set(words: &[u64], low: usize, high: usize, mut each: impl FnMut(usize)) {
     if low >= high {
@@ -710,6 +718,7 @@ fn catalogue(federation: &Federation, publishers: &[usize], nat: &[bool]) -> Cat
         })
         .collect();
     records.sort_unstable_by_key(|(origin, ..)| *origin);
+    let keys: Vec<u64> = records.iter().map(|(origin, ..)| key_of(origin)).collect();
     let by_origin = records
         .iter()
         .enumerate()
@@ -717,13 +726,8 @@ fn catalogue(federation: &Federation, publishers: &[usize], nat: &[bool]) -> Cat
         .collect();
     Catalogue {
         origins: records.iter().map(|(origin, ..)| *origin).collect(),
-        keys: records.iter().map(|(origin, ..)| key_of(origin)).collect(),
-        buckets: {
-            let keys: Vec<u64> = records.iter().map(|(origin, ..)| key_of(origin)).collect();
-            (0..=1usize << 16)
-                .map(|bucket| keys.partition_point(|&key| ((key >> 48) as usize) < bucket) as u32)
-                .collect()
-        },
+        buckets: buckets_of(&keys),
+        keys,
         holdings: records.iter().map(|(_, holding, ..)| *holding).collect(),
         lens: records.iter().map(|(_, _, len, _)| *len).collect(),
         publisher: records.iter().map(|(.., publisher)| *publisher).collect(),
@@ -770,9 +774,7 @@ mod tests {
         let mut origins: Vec<NodeId> = (0..3_000).map(|_| NodeId::from_bytes(rng.gen())).collect();
         origins.sort_unstable();
         let keys: Vec<u64> = origins.iter().map(key_of).collect();
-        let buckets = (0..=1usize << 16)
-            .map(|bucket| keys.partition_point(|&key| ((key >> 48) as usize) < bucket) as u32)
-            .collect();
+        let buckets = buckets_of(&keys);
         let catalogue = Catalogue {
             holdings: Vec::new(),
             lens: Vec::new(),
