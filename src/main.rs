@@ -53,8 +53,13 @@ enum Command {
     Withdraw(cli::client::WithdrawArgs),
     /// Find specialists in a running node's directory.
     Lookup(cli::client::LookupArgs),
-    /// List the federation's members as a running node sees them.
+    /// List the federation's members as a running node sees them: connected now,
+    /// last heard from, quarantined, banned.
     Members(cli::client::MembersArgs),
+    /// Leave the directory: the running node publishes a record that withdraws
+    /// every specialist, sends it to its peers, and stops. Starting it again
+    /// announces its configured specialists anew.
+    Leave(cli::client::LeaveArgs),
     /// Provenance of a record (by record id) or of an origin's current record.
     Show(cli::client::ShowArgs),
     /// Govern the roster: create the genesis, show the chain, propose and approve
@@ -129,6 +134,7 @@ fn main() -> ExitCode {
         Command::Withdraw(args) => cli::client::withdraw(&args),
         Command::Lookup(args) => cli::client::lookup(&args),
         Command::Members(args) => cli::client::members(&args),
+        Command::Leave(args) => cli::client::leave(&args),
         Command::Show(args) => cli::client::show(&args),
         Command::Roster(command) => cli::roster::run(&command),
         Command::Run(args) => cli::node::run(&args),

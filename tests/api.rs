@@ -263,6 +263,177 @@ async fn every_endpoint_and_its_errors() {
     )
     .await;
 
+    // Every error is a problem document: bad query strings, wrong methods,
+    // wrong content types, bodies of the wrong shape, endpoints that are not
+    // http or https, times that are neither milliseconds nor RFC 3339.
+    let body = problem(
+        http.get(format!("{a}/v1/audit?limit=many"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(body["title"], "invalid-query", "{body}");
+    problem(
+        http.get(format!("{a}/v1/specialists?live=perhaps"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let body = problem(
+        http.put(format!("{a}/v1/members")).send().await.unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED,
+    )
+    .await;
+    assert!(body["detail"].as_str().unwrap().contains("PUT"), "{body}");
+    problem(
+        http.post(format!("{a}/v1/specialists"))
+            .header("content-type", "text/plain")
+            .body("name=x")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    problem(
+        http.post(format!("{a}/v1/specialists"))
+            .json(&json!({"name": 7}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    for endpoint in [
+        "file:///etc/passwd",
+        "javascript://alert",
+        "ftp://x.example",
+    ] {
+        let body = problem(
+            http.post(format!("{a}/v1/specialists"))
+                .json(&json!({"name": "x", "endpoint": endpoint}))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert!(
+            body["detail"].as_str().unwrap().contains("http or https"),
+            "{endpoint}: {body}"
+        );
+    }
+    let body = problem(
+        http.get(format!("{a}/v1/audit?since=yesterday"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(body["title"], "invalid-time", "{body}");
+    let entries = |text: Value| text["entries"].as_array().unwrap().len();
+    let all: Value = http
+        .get(format!("{b}/v1/audit?kind=accepted&limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let after_2000: Value = http
+        .get(format!(
+            "{b}/v1/audit?kind=accepted&limit=1000&since=2000-01-01T00:00:00Z"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let before_2000: Value = http
+        .get(format!(
+            "{b}/v1/audit?kind=accepted&limit=1000&until=1999-12-31T23:00:00-01:00"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(entries(all.clone()) > 0);
+    assert_eq!(entries(after_2000), entries(all));
+    assert_eq!(entries(before_2000), 0);
+
+    // Ids as printed: a unique prefix of a node id or a record id works.
+    let node_a = nodes[0].node_id().to_string();
+    let by_prefix: Value = http
+        .get(format!("{b}/v1/records/{}", &node_a[..10]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_prefix["origin"], node_a.as_str(), "{by_prefix}");
+    let current = by_prefix["record"].as_str().unwrap().to_string();
+    let traced: Value = http
+        .get(format!("{b}/v1/provenance/{}", &current[..12]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(traced["trace"]["record"], current.as_str(), "{traced}");
+    let logged: Value = http
+        .get(format!(
+            "{b}/v1/audit?record={}&origin={}",
+            &record_id[..12],
+            &node_a[..10]
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !logged["entries"].as_array().unwrap().is_empty(),
+        "{logged}"
+    );
+    let body = problem(
+        http.get(format!("{b}/v1/provenance/{}", "0".repeat(8)))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_eq!(body["title"], "unknown-id", "{body}");
+
+    // Reachability beside each entry; a live lookup keeps reachable origins.
+    let live: Value = http
+        .get(format!("{b}/v1/specialists?capability=summarize&live=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let live = live["specialists"].as_array().unwrap();
+    assert_eq!(live.len(), 2, "{live:?}");
+    assert!(live.iter().all(|found| found["connected"] == true));
+    let heard = live
+        .iter()
+        .find(|found| found["origin"] == nodes[0].node_id().to_string())
+        .unwrap();
+    assert!(heard["last_heard_ms"].as_u64().is_some(), "{heard}");
+
     api_a.shutdown().await;
     api_b.shutdown().await;
     for node in nodes {

@@ -762,15 +762,52 @@ impl<S: Store> AuditLog<S> {
 
     /// Every evidence record key, in order.
     pub fn evidence_keys(&self) -> Result<Vec<RecordKey>, AuditError> {
+        self.evidence_keys_matching("", usize::MAX)
+    }
+
+    /// Up to `limit` records with stored evidence whose id, in lowercase hex,
+    /// begins with `prefix` (in id order; read from the first match on).
+    pub fn evidence_with_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<RecordKey>, AuditError> {
+        self.evidence_keys_matching(&prefix.to_ascii_lowercase(), limit)
+    }
+
+    fn evidence_keys_matching(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<RecordKey>, AuditError> {
+        let nibbles: Vec<u8> = prefix
+            .chars()
+            .map_while(|c| c.to_digit(16).map(|digit| digit as u8))
+            .collect();
+        if nibbles.len() != prefix.len() {
+            return Ok(Vec::new());
+        }
         let mut keys = Vec::new();
+        // The first key that can match: the prefix's bytes, an odd nibble high.
         let mut cursor = vec![b'v'];
+        for pair in nibbles.chunks(2) {
+            cursor.push(pair[0] << 4 | pair.get(1).copied().unwrap_or(0));
+        }
         loop {
             let page = self.store.range(&cursor, b"w", 1024)?;
             for (k, _) in &page {
-                if k.len() == 33 {
-                    let mut id = [0u8; 32];
-                    id.copy_from_slice(&k[1..]);
-                    keys.push(RecordKey(id));
+                if k.len() != 33 {
+                    continue;
+                }
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&k[1..]);
+                let key = RecordKey(id);
+                if !key.to_string().starts_with(prefix) {
+                    return Ok(keys);
+                }
+                keys.push(key);
+                if keys.len() >= limit {
+                    return Ok(keys);
                 }
             }
             match page.last() {

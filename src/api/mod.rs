@@ -5,7 +5,10 @@
 //! Without a token, requests must name this machine in `Host` and carry no
 //! foreign `Origin` (see [`guard`]): a web page cannot use it. At most
 //! [`MAX_WATCH_STREAMS`] watch streams are open at once.
-//! Errors are RFC 7807 problem documents (`application/problem+json`).
+//! Errors are RFC 7807 problem documents (`application/problem+json`), wrong
+//! methods and malformed query strings included. Node ids in paths and queries
+//! may be roster labels or unique prefixes, record ids unique prefixes (see
+//! [`ids`]); times are Unix milliseconds or RFC 3339.
 //!
 //! | method and path | what |
 //! |---|---|
@@ -13,7 +16,9 @@
 //! | `GET /v1/specialists?capability=&name=` | lookup |
 //! | `POST /v1/specialists` | announce (JSON specialist); 201 with the new record |
 //! | `DELETE /v1/specialists/{name}` | withdraw |
-//! | `GET /v1/members` | the roster as this node sees it |
+//! | `GET /v1/specialists?live=true` | only specialists of origins connected now (idle ones are dialled first) |
+//! | `POST /v1/leave` | withdraw every specialist in one record, then stop the node |
+//! | `GET /v1/members` | the roster as this node sees it: connected, last heard |
 //! | `GET /v1/roster` | the roster chain: epoch, head, threshold, members, applied operations, open proposals, votes, fork |
 //! | `GET /v1/roster/pending` | open roster proposals |
 //! | `POST /v1/roster/proposals` | propose an operation (JSON: `action` and its fields); 201 |
@@ -26,6 +31,7 @@
 //! | `GET /metrics` | Prometheus text |
 
 mod guard;
+mod ids;
 mod problem;
 mod roster;
 mod routes;

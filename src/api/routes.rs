@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -12,8 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use tidings_audit::{EntryKind, RecordKey};
-use tidings_keys::NodeId;
+use tidings_audit::EntryKind;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
@@ -40,6 +39,7 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/v1/specialists", get(specialists).post(announce))
         .route("/v1/specialists/{name}", delete(withdraw))
         .route("/v1/members", get(members))
+        .route("/v1/leave", post(leave))
         .route("/v1/roster", get(super::roster::roster))
         .route("/v1/roster/pending", get(super::roster::pending))
         .route("/v1/roster/proposals", post(super::roster::propose))
@@ -55,6 +55,17 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async {
             Problem::not_found("no-such-endpoint", "see the README for the API's endpoints")
+        })
+        .method_not_allowed_fallback(|request: Request| async move {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                format!(
+                    "{} does not answer {} (see the README for the API's endpoints)",
+                    request.uri().path(),
+                    request.method()
+                ),
+            )
         })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -119,21 +130,33 @@ async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 struct SpecialistQuery {
     capability: Option<String>,
     name: Option<String>,
+    #[serde(default)]
+    live: bool,
 }
 
 async fn specialists(
     State(state): State<AppState>,
-    Query(query): Query<SpecialistQuery>,
+    query: Result<Query<SpecialistQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
+    let Query(query) = query.map_err(rejected_query)?;
     let found = state
         .client
         .lookup(Lookup {
             capability: query.capability,
             name: query.name,
+            live: query.live,
         })
         .await
         .map_err(stopped)?;
     Ok(Json(serde_json::json!({ "specialists": found })))
+}
+
+fn rejected_query(rejection: QueryRejection) -> Problem {
+    Problem::bad_request("invalid-query", rejection.body_text())
+}
+
+fn rejected_path(rejection: PathRejection) -> Problem {
+    Problem::bad_request("invalid-path", rejection.body_text())
 }
 
 fn rejected_body(rejection: JsonRejection) -> Problem {
@@ -198,8 +221,9 @@ async fn announce(
 
 async fn withdraw(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
+    let Path(name) = name.map_err(rejected_path)?;
     let record = state
         .client
         .withdraw(&name)
@@ -208,19 +232,33 @@ async fn withdraw(
     Ok(Json(published(&record)))
 }
 
+/// Leaves the directory: a record that withdraws every specialist, then the
+/// node stops.
+async fn leave(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
+    let record = state.client.leave().await.map_err(publish_problem)?;
+    let mut body = published(&record);
+    if let Some(body) = body.as_object_mut() {
+        body.insert("stopping".into(), true.into());
+    }
+    Ok(Json(body))
+}
+
 async fn members(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
     let members = state.client.members().await.map_err(stopped)?;
     Ok(Json(serde_json::json!({ "members": members })))
 }
 
-fn parse_node(text: &str) -> Result<NodeId, Problem> {
-    text.parse()
-        .map_err(|error| Problem::bad_request("invalid-node-id", format!("{text:?}: {error}")))
-}
-
-fn parse_record(text: &str) -> Result<RecordKey, Problem> {
-    text.parse()
-        .map_err(|error| Problem::bad_request("invalid-record-id", format!("{text:?}: {error}")))
+/// A time: Unix milliseconds, or RFC 3339 (`2026-11-22T10:00:00Z`).
+fn parse_time(text: &str) -> Result<u64, Problem> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    crate::utc::parse_rfc3339_ms(text).ok_or_else(|| {
+        Problem::bad_request(
+            "invalid-time",
+            format!("{text:?} is neither Unix milliseconds nor an RFC 3339 time such as 2026-11-22T10:00:00Z"),
+        )
+    })
 }
 
 fn record_view(record: &VerifiedRecord) -> serde_json::Value {
@@ -240,9 +278,10 @@ fn record_view(record: &VerifiedRecord) -> serde_json::Value {
 
 async fn record(
     State(state): State<AppState>,
-    Path(origin): Path<String>,
+    origin: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    let origin = parse_node(&origin)?;
+    let Path(origin) = origin.map_err(rejected_path)?;
+    let origin = super::ids::node(&state.client, &origin).await?;
     let record = state.client.record(origin).await.map_err(stopped)?;
     let record = record.ok_or_else(|| {
         Problem::not_found("unknown-origin", format!("no current record of {origin}"))
@@ -252,9 +291,10 @@ async fn record(
 
 async fn provenance(
     State(state): State<AppState>,
-    Path(record): Path<String>,
+    record: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    let key = parse_record(&record)?;
+    let Path(record) = record.map_err(rejected_path)?;
+    let key = super::ids::record(&state.client, &record).await?;
     let client = state.client.clone();
     let trace = tokio::task::spawn_blocking(move || -> Result<_, Problem> {
         let log = client.audit_log().map_err(stopped)?;
@@ -288,20 +328,33 @@ struct AuditQuery {
     origin: Option<String>,
     peer: Option<String>,
     kind: Option<String>,
-    since: Option<u64>,
-    until: Option<u64>,
+    since: Option<String>,
+    until: Option<String>,
     after: Option<u64>,
     limit: Option<usize>,
 }
 
 async fn audit(
     State(state): State<AppState>,
-    Query(query): Query<AuditQuery>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
+    let Query(query) = query.map_err(rejected_query)?;
+    let record = match query.record.as_deref() {
+        Some(text) => Some(super::ids::record(&state.client, text).await?),
+        None => None,
+    };
+    let origin = match query.origin.as_deref() {
+        Some(text) => Some(super::ids::node(&state.client, text).await?),
+        None => None,
+    };
+    let peer = match query.peer.as_deref() {
+        Some(text) => Some(super::ids::node(&state.client, text).await?),
+        None => None,
+    };
     let filter = tidings_audit::Query {
-        record: query.record.as_deref().map(parse_record).transpose()?,
-        origin: query.origin.as_deref().map(parse_node).transpose()?,
-        peer: query.peer.as_deref().map(parse_node).transpose()?,
+        record,
+        origin,
+        peer,
         kind: query
             .kind
             .as_deref()
@@ -310,8 +363,8 @@ async fn audit(
                     .map_err(|error| Problem::bad_request("invalid-kind", error))
             })
             .transpose()?,
-        since_ms: query.since,
-        until_ms: query.until,
+        since_ms: query.since.as_deref().map(parse_time).transpose()?,
+        until_ms: query.until.as_deref().map(parse_time).transpose()?,
         after_index: query.after.unwrap_or(0),
         limit: query.limit.unwrap_or(100).min(10_000),
     };

@@ -261,7 +261,7 @@ pub(crate) async fn run(temp: &Path, records: usize, repeat: usize) -> anyhow::R
         let held = empty
             .lookup(Lookup {
                 capability: Some("load".into()),
-                name: None,
+                ..Lookup::default()
             })
             .await?
             .len();

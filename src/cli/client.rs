@@ -72,6 +72,17 @@ pub(crate) struct LookupArgs {
     /// Only specialists with this name.
     #[arg(long)]
     name: Option<String>,
+    /// Only specialists whose node is reachable now: connected to this node,
+    /// or answering a dial within a second and a half.
+    #[arg(long)]
+    live: bool,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Arguments of `tidings leave`.
+#[derive(Debug, Args)]
+pub(crate) struct LeaveArgs {
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -86,7 +97,8 @@ pub(crate) struct MembersArgs {
 /// Arguments of `tidings show`.
 #[derive(Debug, Args)]
 pub(crate) struct ShowArgs {
-    /// A node id (its current record) or a record id (its provenance).
+    /// A node (id, roster label or unique id prefix: its current record) or a
+    /// record (id or unique prefix: its provenance).
     what: String,
     #[command(flatten)]
     api: ApiArgs,
@@ -255,6 +267,9 @@ pub(crate) fn lookup(args: &LookupArgs) -> anyhow::Result<ExitCode> {
     if let Some(name) = &args.name {
         query.push(("name", name.clone()));
     }
+    if args.live {
+        query.push(("live", "true".into()));
+    }
     let answer = api.send(
         api.http
             .get(format!("{}/v1/specialists", api.base))
@@ -272,8 +287,8 @@ pub(crate) fn lookup(args: &LookupArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<24} {:<32} {:<12} endpoint",
-        "name", "capabilities", "origin"
+        "{:<24} {:<32} {:<12} {:<14} endpoint",
+        "name", "capabilities", "origin", "reach"
     );
     for item in found {
         let specialist = &item["specialist"];
@@ -282,13 +297,53 @@ pub(crate) fn lookup(args: &LookupArgs) -> anyhow::Result<ExitCode> {
             .map(|caps| caps.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         println!(
-            "{:<24} {:<32} {:<12} {}",
+            "{:<24} {:<32} {:<12} {:<14} {}",
             specialist["name"].as_str().unwrap_or("-"),
             capabilities.join(","),
             short(&item["origin"]),
+            reach(&item),
             specialist["endpoint"].as_str().unwrap_or("-")
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `connected`, or how long ago the node was last heard from.
+fn reach(item: &Value) -> String {
+    if item["connected"] == true {
+        return "connected".into();
+    }
+    match item["last_heard_ms"].as_u64() {
+        Some(at) => format!("heard {} ago", ago(at)),
+        None => "never heard".into(),
+    }
+}
+
+/// A short span from `at_ms` to now: `12s`, `4m`, `3h`.
+fn ago(at_ms: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_millis() as u64)
+        .unwrap_or(0);
+    let seconds = now.saturating_sub(at_ms) / 1000;
+    match seconds {
+        0..=119 => format!("{seconds}s"),
+        120..=7199 => format!("{}m", seconds / 60),
+        _ => format!("{}h", seconds / 3600),
+    }
+}
+
+pub(crate) fn leave(args: &LeaveArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::from(&args.api)?;
+    let answer = api.send(api.http.post(format!("{}/v1/leave", api.base)))?;
+    if args.api.json {
+        return print_json(&answer);
+    }
+    println!(
+        "left: record seq {} ({}) withdraws every specialist; the node stops once it is sent",
+        answer["seq"],
+        answer["record"].as_str().unwrap_or("-")
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -299,8 +354,8 @@ pub(crate) fn members(args: &MembersArgs) -> anyhow::Result<ExitCode> {
         return print_json(&answer);
     }
     println!(
-        "{:<12} {:<14} {:>5} {:>11} {:<22} status",
-        "member", "label", "seq", "specialists", "address"
+        "{:<12} {:<14} {:>5} {:>11} {:<22} {:<12} status",
+        "member", "label", "seq", "specialists", "address", "last heard"
     );
     for member in answer["members"].as_array().cloned().unwrap_or_default() {
         let mut status = Vec::new();
@@ -314,8 +369,13 @@ pub(crate) fn members(args: &MembersArgs) -> anyhow::Result<ExitCode> {
                 status.push(word);
             }
         }
+        let heard = match member["last_heard_ms"].as_u64() {
+            _ if member["this_node"] == true => "-".to_string(),
+            Some(at) => format!("{} ago", ago(at)),
+            None => "never".into(),
+        };
         println!(
-            "{:<12} {:<14} {:>5} {:>11} {:<22} {}",
+            "{:<12} {:<14} {:>5} {:>11} {:<22} {:<12} {}",
             short(&member["id"]),
             member["label"].as_str().unwrap_or("-"),
             member["seq"]
@@ -324,6 +384,7 @@ pub(crate) fn members(args: &MembersArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "-".into()),
             member["specialists"],
             member["addrs"][0].as_str().unwrap_or("-"),
+            heard,
             status.join(", ")
         );
     }
@@ -333,28 +394,39 @@ pub(crate) fn members(args: &MembersArgs) -> anyhow::Result<ExitCode> {
 pub(crate) fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let api = Api::from(&args.api)?;
     let what = args.what.trim();
-    let record_id = if what.len() == 64 {
-        what.to_string()
-    } else if what.parse::<tidings::keys::NodeId>().is_ok() {
-        let record = api.get(&format!("/v1/records/{what}"))?;
-        if !args.api.json {
-            println!(
-                "origin {what}: current record seq {}, issued {}, expires {}",
-                record["seq"],
-                utc(record["issued_at_ms"].as_u64().unwrap_or(0)),
-                utc(record["expires_at_ms"].as_u64().unwrap_or(0))
-            );
-        }
-        record["record"].as_str().unwrap_or_default().to_string()
+    // A node (id, label or prefix: its current record) or else a record (id or
+    // prefix): the node answers which, and names the candidates of an
+    // ambiguous prefix.
+    let looks_like_record = what.len() == 64 && what.bytes().all(|b| b.is_ascii_hexdigit());
+    let as_node = if looks_like_record {
+        None
     } else {
-        bail!("{what:?} is neither a node id (52 base32 characters) nor a record id (64 hex characters)");
+        api.get(&format!("/v1/records/{what}")).ok()
+    };
+    let record_id = match as_node {
+        Some(record) => {
+            if !args.api.json {
+                println!(
+                    "origin {}: current record seq {}, issued {}, expires {}",
+                    record["origin"].as_str().unwrap_or(what),
+                    record["seq"],
+                    utc(record["issued_at_ms"].as_u64().unwrap_or(0)),
+                    utc(record["expires_at_ms"].as_u64().unwrap_or(0))
+                );
+            }
+            record["record"].as_str().unwrap_or_default().to_string()
+        }
+        None => what.to_string(),
     };
     let provenance = api.get(&format!("/v1/provenance/{record_id}"))?;
     if args.api.json {
         return print_json(&provenance);
     }
     let trace = &provenance["trace"];
-    println!("record      {record_id}");
+    println!(
+        "record      {}",
+        trace["record"].as_str().unwrap_or(&record_id)
+    );
     match trace["evidence"].as_object() {
         Some(evidence) => {
             println!(

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -238,6 +239,22 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("{again} again: exiting without a clean stop");
             std::process::exit(INTERRUPTED);
         });
+        if loaded.leave_on_shutdown {
+            match node.leave().await {
+                Ok(record) => {
+                    tracing::info!(seq = record.seq(), "left the directory before stopping");
+                    // The node stops by itself once the record is out.
+                    let left = tokio::time::timeout(Duration::from_secs(10), node.wait()).await;
+                    if let Ok(stopped) = left {
+                        api.shutdown().await;
+                        return stopped.context("the node did not stop cleanly");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not leave the directory; stopping anyway")
+                }
+            }
+        }
         let (stopped, ()) = tokio::join!(node.shutdown(), api.shutdown());
         stopped.context("the node did not stop cleanly")
     })?;

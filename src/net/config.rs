@@ -65,6 +65,9 @@ struct File {
     limits: Limits,
     #[serde(default, rename = "specialist")]
     specialists: Vec<SpecialistEntry>,
+    /// On Ctrl-C or SIGTERM, withdraw every specialist before stopping.
+    #[serde(default)]
+    leave_on_shutdown: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,6 +172,8 @@ pub struct Loaded {
     pub api: SocketAddr,
     /// The API token (required when the API is not on loopback).
     pub api_token: Option<String>,
+    /// Withdraw every specialist (`tidings leave`) when stopped by a signal.
+    pub leave_on_shutdown: bool,
 }
 
 fn parse_bootstrap(entry: &str) -> Result<(NodeId, SocketAddr), String> {
@@ -275,7 +280,9 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             file.api
         )));
     }
+    let leave_on_shutdown = file.leave_on_shutdown;
     Ok(Loaded {
+        leave_on_shutdown,
         node: NodeConfig {
             listen: file.listen,
             advertise: file.advertise,
@@ -384,6 +391,10 @@ bootstrap = [{bootstrap}]
 # a token: clients send `Authorization: Bearer TOKEN`.
 api = "{api}"
 {api_token}
+# On Ctrl-C or SIGTERM, publish a record that withdraws every specialist before
+# stopping (as `tidings leave` does), so peers forget them at once instead of
+# when the record expires.
+leave_on_shutdown = false
 
 [federation]
 # Every node of a federation uses the same name and roster.
@@ -396,7 +407,8 @@ fanout = 2             # exchanges per round
 neighbours = 5         # chosen neighbours new records spread through at once (0: off)
 graft_timeout_ms = 100 # wait for an announced record before asking its announcer
 idle_stretch = 8       # once nothing is new, one exchange every this many rounds
-ttl_ms = 3600000       # lifetime of this node's records; refreshed at half-life
+ttl_ms = 300000        # lifetime of this node's records (a stopped node is forgotten
+                       # within it); refreshed at half-life
 
 [audit]
 max_bytes = 1073741824 # prune the oldest entries above this size

@@ -42,8 +42,10 @@ pub const MAX_ADDR_BYTES: usize = 256;
 /// Longest a record may live: a day, so a vanished origin is forgotten within one.
 pub const MAX_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// Default record lifetime: an hour, refreshed at half-life.
-pub const DEFAULT_TTL_MS: u64 = 60 * 60 * 1000;
+/// Default record lifetime: five minutes, refreshed at half-life. A node that
+/// stopped without leaving is forgotten within it; the refreshes cost each node
+/// one signature check per member every two and a half minutes.
+pub const DEFAULT_TTL_MS: u64 = 5 * 60 * 1000;
 
 /// How far in the future a record's issue time may lie: tolerated clock skew.
 pub const MAX_CLOCK_SKEW_MS: u64 = 60 * 1000;

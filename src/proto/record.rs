@@ -398,20 +398,34 @@ fn check_capability(capability: &str) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// An endpoint is an http or https URL with a host: what a directory user
+/// can call. Anything else (`file:///etc/passwd`, `javascript:`) is refused
+/// when announced and when received.
 fn check_endpoint(endpoint: &str) -> Result<(), DecodeError> {
     check_printable(Field::Endpoint, endpoint)?;
-    match endpoint.split_once("://") {
-        Some((scheme, rest))
-            if !scheme.is_empty()
-                && !rest.is_empty()
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) =>
-        {
-            Ok(())
-        }
-        _ => Err(invalid(Field::Endpoint, "must be a URL (scheme://...)")),
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return Err(invalid(
+            Field::Endpoint,
+            "must be an http or https URL (https://host/...)",
+        ));
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(invalid(
+            Field::Endpoint,
+            "must be an http or https URL (https://host/...)",
+        ));
     }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.is_empty() || host.starts_with(':') {
+        return Err(invalid(
+            Field::Endpoint,
+            "must name a host (https://host/...)",
+        ));
+    }
+    Ok(())
 }
 
 fn check_printable(field: Field, text: &str) -> Result<(), DecodeError> {

@@ -183,6 +183,9 @@ pub enum Command {
     Announce(Specialist),
     /// Publish the current announcement without the specialist of this name.
     Withdraw(String),
+    /// Publish the current addresses with no specialist: the node leaves the
+    /// directory (its record stays, so peers learn that it withdrew everything).
+    Leave,
 }
 
 /// Where the node stands with its own chain.
@@ -425,6 +428,11 @@ impl State {
                 } else {
                     Ok(announcement)
                 }
+            }
+            Command::Leave => {
+                let mut announcement = self.desired.clone().unwrap_or_default();
+                announcement.specialists.clear();
+                Ok(announcement)
             }
         };
         let result = announcement.and_then(|announcement| self.publish(announcement, now_ms, rng));

@@ -93,7 +93,7 @@ where
 pub async fn count(node: &NodeHandle, capability: &str) -> usize {
     node.lookup(Lookup {
         capability: Some(capability.into()),
-        name: None,
+        ..Lookup::default()
     })
     .await
     .unwrap()

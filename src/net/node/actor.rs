@@ -31,7 +31,7 @@ use tracing::{debug, error, info, warn};
 
 use super::client::{Command as ClientCommand, Health, Signing};
 use super::inbox::{Frame, Inbox};
-use super::links::{Links, NetEvent};
+use super::links::{Departure, Links, NetEvent};
 use super::metrics::{Latency, NodeStats};
 use super::startup::Notes;
 use super::NodeError;
@@ -98,8 +98,20 @@ pub(super) struct Actor {
     /// The audit head last written to the store.
     recorded_head: Option<(u64, [u8; 32])>,
     wall_step_warned: bool,
+    /// When each peer was last heard from directly (a connection up, a frame).
+    pub(super) heard: std::collections::HashMap<tidings_keys::NodeId, u64>,
+    /// Set once the node has left: it stops when its last frames are out.
+    leaving: Option<Instant>,
     _lock: DataDirLock,
 }
+
+/// After leaving, the longest wait for the frames that carry the final record
+/// to leave the send queues.
+const LEAVE_GRACE: Duration = Duration::from_secs(3);
+
+/// After leaving, once the send queues are empty: time for QUIC to deliver
+/// what it holds before the endpoint closes.
+const LEAVE_LINGER: Duration = Duration::from_millis(300);
 
 impl Actor {
     pub(super) fn new(parts: Parts) -> Self {
@@ -126,6 +138,8 @@ impl Actor {
             persist_seconds: 0.0,
             recorded_head: None,
             wall_step_warned: false,
+            heard: std::collections::HashMap::new(),
+            leaving: None,
             _lock: parts.lock,
         }
     }
@@ -181,6 +195,17 @@ impl Actor {
             // by a busy network. Commands, network events and frames are then
             // served fairly, so neither a busy API nor a busy network starves the
             // other (and the inbox serves peers in turn).
+            if let Some(since) = self.leaving {
+                let drained = self.links.queued_bytes() == 0;
+                if since.elapsed() >= LEAVE_GRACE || (drained && since.elapsed() >= LEAVE_LINGER) {
+                    info!("left the directory: stopping");
+                    break;
+                }
+            }
+            let wait = match self.leaving {
+                Some(_) => wait.min(Duration::from_millis(50)),
+                None => wait,
+            };
             result = tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
@@ -232,6 +257,32 @@ impl Actor {
         let (command, reply) = match command {
             ClientCommand::Announce(specialist, reply) => (Command::Announce(specialist), reply),
             ClientCommand::Withdraw(name, reply) => (Command::Withdraw(name), reply),
+            ClientCommand::Leave(reply) => {
+                let (inner, answer) = oneshot::channel();
+                self.reply = Some(inner);
+                self.state
+                    .handle_command(Command::Leave, now, &mut self.rng);
+                let drained = self.drain().await;
+                let result = answer.await.unwrap_or(Err(PublishError::Recovering));
+                if result.is_ok() {
+                    info!("left: every specialist withdrawn; stopping once the record is out");
+                    self.leaving = Some(Instant::now());
+                }
+                let _ = reply.send(result);
+                return drained;
+            }
+            ClientCommand::Probe(peers, reply) => {
+                for peer in peers {
+                    if peer == self.state.node_id() {
+                        continue;
+                    }
+                    if let Some(addr) = self.address_of(&peer) {
+                        self.links.probe(peer, addr);
+                    }
+                }
+                let _ = reply.send(());
+                return Ok(());
+            }
             ClientCommand::Lookup(query, reply) => {
                 let _ = reply.send(self.lookup(&query));
                 return Ok(());
@@ -273,6 +324,7 @@ impl Actor {
 
     async fn frame(&mut self, from: NodeId, frame: Frame) -> Result<(), NodeError> {
         let now = self.time.now_ms();
+        self.heard.insert(from, now);
         self.latency.answered(&from);
         self.state
             .handle_checked_frame(from, &frame.bytes, frame.checked, now, &mut self.rng);
@@ -293,8 +345,18 @@ impl Actor {
                 self.links.forget(&peer);
                 self.state.handle_dial_failed(peer, now, &mut self.rng);
             }
+            NetEvent::Disconnected { peer, why } => {
+                let peer_name = self.name_of(&peer);
+                match why {
+                    Departure::ClosedHere => {
+                        debug!(peer = %peer_name, "connection down: {}", why.as_str())
+                    }
+                    _ => info!(peer = %peer_name, "connection down: {}", why.as_str()),
+                }
+            }
             NetEvent::Connected { peer, inbound } => {
-                debug!(peer = %peer, inbound, "connected");
+                self.heard.insert(peer, now);
+                info!(peer = %self.name_of(&peer), direction = if inbound { "inbound" } else { "outbound" }, "connection up");
                 if inbound {
                     // The peer may have restarted: its next frames go over this
                     // connection, through a fresh link.
@@ -736,6 +798,14 @@ impl Actor {
                 .state
                 .own_record()
                 .is_some_and(|record| record.record().addrs.is_empty())
+    }
+
+    /// A peer as logs name it: its roster label and short id, or its id.
+    pub(super) fn name_of(&self, peer: &NodeId) -> String {
+        match self.state.directory().roster().label(peer) {
+            Some(label) => format!("{label} ({})", peer.short()),
+            None => peer.to_string(),
+        }
     }
 
     fn address_of(&self, peer: &NodeId) -> Option<SocketAddr> {

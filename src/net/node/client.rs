@@ -25,7 +25,29 @@ pub struct FoundSpecialist {
     pub record: RecordId,
     /// The specialist.
     pub specialist: Specialist,
+    /// What this node knows of the origin's reachability.
+    #[serde(flatten)]
+    pub reach: Reach,
 }
+
+/// What a node knows of whether another is reachable.
+///
+/// A node is `live` to this one when it is this node or a connection with it
+/// is open now. Connections close after the transport's idle timeout without
+/// traffic, so a live lookup first dials the origins it is not connected to
+/// (see [`NodeClient::lookup`]); a node that stopped is not connected within
+/// one idle timeout, at once if it stopped cleanly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Reach {
+    /// Whether a connection with it is open now (always true of this node).
+    pub connected: bool,
+    /// When this node last heard from it directly (a connection or a frame),
+    /// Unix milliseconds; absent if never since this node started.
+    pub last_heard_ms: Option<u64>,
+}
+
+/// How long a live lookup waits for the origins it dials.
+pub const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// What to look up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +56,8 @@ pub struct Lookup {
     pub capability: Option<String>,
     /// Only specialists with this name.
     pub name: Option<String>,
+    /// Only specialists of origins connected now (see [`Reach`]).
+    pub live: bool,
 }
 
 /// One admitted member as this node sees it.
@@ -57,6 +81,8 @@ pub struct Member {
     pub banned: bool,
     /// Whether a connection to it is open.
     pub connected: bool,
+    /// When this node last heard from it directly, Unix milliseconds.
+    pub last_heard_ms: Option<u64>,
     /// Whether it is this node.
     pub this_node: bool,
 }
@@ -111,6 +137,8 @@ pub(super) enum Command {
         oneshot::Sender<Result<VerifiedRecord, PublishError>>,
     ),
     Lookup(Lookup, oneshot::Sender<Vec<FoundSpecialist>>),
+    Leave(oneshot::Sender<Result<VerifiedRecord, PublishError>>),
+    Probe(Vec<NodeId>, oneshot::Sender<()>),
     Record(NodeId, oneshot::Sender<Option<VerifiedRecord>>),
     Roster(oneshot::Sender<RosterView>),
     RosterExport(oneshot::Sender<String>),
@@ -294,8 +322,54 @@ impl NodeClient {
     }
 
     /// Specialists in this node's directory.
+    ///
+    /// A live lookup (`query.live`) first dials the origins of the matches
+    /// that no connection is open with, and waits up to [`PROBE_WAIT`] for
+    /// them to answer: an origin idle for a while is live when it answers, one
+    /// that stopped is not.
     pub async fn lookup(&self, query: Lookup) -> Result<Vec<FoundSpecialist>, NodeError> {
+        if !query.live {
+            return self.ask(|reply| Command::Lookup(query, reply)).await;
+        }
+        let unreached = |found: &[FoundSpecialist]| -> Vec<NodeId> {
+            let mut origins: Vec<NodeId> = found
+                .iter()
+                .filter(|found| !found.reach.connected)
+                .map(|found| found.origin)
+                .collect();
+            origins.sort();
+            origins.dedup();
+            origins
+        };
+        let every = Lookup {
+            live: false,
+            ..query.clone()
+        };
+        let found = self
+            .ask(|reply| Command::Lookup(every.clone(), reply))
+            .await?;
+        let mut waiting = unreached(&found);
+        if !waiting.is_empty() {
+            self.ask(|reply| Command::Probe(waiting.clone(), reply))
+                .await?;
+            let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+            while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                let found = self
+                    .ask(|reply| Command::Lookup(every.clone(), reply))
+                    .await?;
+                let still = unreached(&found);
+                waiting.retain(|origin| still.contains(origin));
+            }
+        }
         self.ask(|reply| Command::Lookup(query, reply)).await
+    }
+
+    /// Leaves the directory: publishes a record that withdraws every specialist
+    /// (durable when answered); the node then stops as soon as the frames that
+    /// carry it are out (at most a few seconds).
+    pub async fn leave(&self) -> Result<VerifiedRecord, NodeError> {
+        Ok(self.ask(Command::Leave).await??)
     }
 
     /// The current record of `origin`.

@@ -62,8 +62,45 @@ pub(super) enum NetEvent {
     },
     /// A connection is up.
     Connected { peer: NodeId, inbound: bool },
+    /// The peer's live connection is down (no other connection with it is open).
+    Disconnected { peer: NodeId, why: Departure },
     /// A handshake was refused.
     Refused(Refusal),
+}
+
+/// Why a connection went down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Departure {
+    /// The peer closed it: it stopped, left, or banned this node.
+    ClosedByPeer,
+    /// Nothing was heard from the peer for the idle timeout.
+    TimedOut,
+    /// This node closed it (a ban, a newer connection, a failed send).
+    ClosedHere,
+    /// Anything else the transport reported (a reset, a protocol error).
+    Lost,
+}
+
+impl Departure {
+    fn of(error: &quinn::ConnectionError) -> Self {
+        match error {
+            quinn::ConnectionError::ApplicationClosed(_)
+            | quinn::ConnectionError::ConnectionClosed(_) => Self::ClosedByPeer,
+            quinn::ConnectionError::TimedOut => Self::TimedOut,
+            quinn::ConnectionError::LocallyClosed => Self::ClosedHere,
+            _ => Self::Lost,
+        }
+    }
+
+    /// In words, for logs.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::ClosedByPeer => "closed by the peer",
+            Self::TimedOut => "nothing heard for the idle timeout",
+            Self::ClosedHere => "closed by this node",
+            Self::Lost => "lost",
+        }
+    }
 }
 
 /// The queue of one send task.
@@ -92,9 +129,14 @@ pub(super) struct Links {
     shared: Shared,
     senders: HashMap<NodeId, Link>,
     bootstrap: HashMap<NodeId, SocketAddr>,
+    /// When each peer was last probed (see [`Links::probe`]).
+    probed: HashMap<NodeId, std::time::Instant>,
     /// Frames dropped because a peer's queue was full.
     pub(super) dropped: u64,
 }
+
+/// A peer probed this recently is not probed again.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 impl Links {
     /// Starts accepting connections; returns the links and the actor's queue.
@@ -115,10 +157,12 @@ impl Links {
             me,
         };
         tokio::spawn(accept_loop(shared.clone()));
+        tokio::spawn(watch_silence(Arc::downgrade(&shared.table)));
         let links = Self {
             shared,
             senders: HashMap::new(),
             bootstrap,
+            probed: HashMap::new(),
             dropped: 0,
         };
         (links, receiver)
@@ -219,12 +263,52 @@ impl Links {
         self.shared.table.connected()
     }
 
+    /// Dials `peer` at `addr` unless a connection is open, a send task will
+    /// dial, or it was probed a moment ago: whether it answers shows whether it
+    /// is reachable now (a `Connected` or `DialFailed` event follows). The
+    /// connection is not kept alive: it closes after the idle timeout.
+    pub(super) fn probe(&mut self, peer: NodeId, addr: SocketAddr) {
+        let now = std::time::Instant::now();
+        self.probed
+            .retain(|_, at| now.duration_since(*at) < PROBE_EVERY);
+        if self.probed.contains_key(&peer)
+            || self.senders.contains_key(&peer)
+            || self.shared.table.current(&peer).is_some()
+        {
+            return;
+        }
+        self.probed.insert(peer, now);
+        let shared = self.shared.clone();
+        let target = Dial {
+            addr: Some(addr),
+            keep_alive: false,
+        };
+        tokio::spawn(async move {
+            dial(peer, target, &shared).await;
+        });
+    }
+
     /// Stops every send task and closes the endpoint.
     pub(super) async fn close(&mut self) {
         self.shared.inbox.close();
         self.senders.clear();
         self.shared.transport.close();
         self.shared.transport.wait_idle().await;
+    }
+}
+
+/// Looks at every connection once a second, so that a peer's silence is timed
+/// from about when it began (see `ConnectionTable::connected`); ends with the
+/// node.
+async fn watch_silence(table: std::sync::Weak<ConnectionTable>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match table.upgrade() {
+            Some(table) => drop(table.connected()),
+            None => return,
+        }
     }
 }
 
@@ -293,7 +377,33 @@ async fn report_refusals(
 /// the checkers (see [`checkers`](crate::net::checkers)) and queued in the inbox
 /// before the next is read.
 async fn receive_loop(peer: NodeId, connection: quinn::Connection, shared: Shared) {
-    while let Ok(stream) = connection.accept_uni().await {
+    let ended = read_streams(peer, &connection, &shared).await;
+    // The connection is down (or the node stops): if it was the peer's live
+    // one, the actor hears that the peer is no longer connected.
+    let why = match ended {
+        Some(error) => Departure::of(&error),
+        None => return,
+    };
+    if shared.table.remove_if_current(&peer, &connection) {
+        let _ = shared
+            .events
+            .send(NetEvent::Disconnected { peer, why })
+            .await;
+    }
+}
+
+/// Reads the connection's streams until it closes (its error) or the node
+/// stops taking frames (`None`).
+async fn read_streams(
+    peer: NodeId,
+    connection: &quinn::Connection,
+    shared: &Shared,
+) -> Option<quinn::ConnectionError> {
+    loop {
+        let stream = match connection.accept_uni().await {
+            Ok(stream) => stream,
+            Err(error) => return Some(error),
+        };
         let mut reader = FrameReader::new(stream);
         loop {
             let reason = match reader.next().await {
@@ -305,7 +415,7 @@ async fn receive_loop(peer: NodeId, connection: quinn::Connection, shared: Share
                     };
                     let frame = Frame { bytes, checked };
                     if shared.inbox.put(peer, frame).await.is_err() {
-                        return;
+                        return None;
                     }
                     continue;
                 }
@@ -321,7 +431,7 @@ async fn receive_loop(peer: NodeId, connection: quinn::Connection, shared: Share
             reader.abandon();
             let bad = NetEvent::BadFrame { from: peer, reason };
             if shared.events.send(bad).await.is_err() {
-                return;
+                return None;
             }
             break;
         }

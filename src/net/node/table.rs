@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use tidings_keys::NodeId;
 
+use crate::net::transport::IDLE_TIMEOUT;
+
 /// Two connections opened by each side within this time are a race, settled by
 /// the node ids; otherwise the newer connection wins.
 pub(super) const RACE_WINDOW: Duration = Duration::from_secs(2);
@@ -40,6 +42,23 @@ struct Live {
     connection: quinn::Connection,
     dialled_by: NodeId,
     since: Instant,
+    /// Datagrams received on it when that count was last seen to grow, and when.
+    received: (u64, Instant),
+}
+
+impl Live {
+    /// Whether the peer was heard on this connection (any datagram: frames,
+    /// acknowledgements of keep-alive pings) within [`IDLE_TIMEOUT`]. A peer
+    /// killed without a goodbye is silent from then on, and shows as not
+    /// connected one idle timeout later, even when a keep-alive ping sent after
+    /// its death restarted the transport's own idle timer.
+    fn heard_lately(&mut self, now: Instant) -> bool {
+        let datagrams = self.connection.stats().udp_rx.datagrams;
+        if datagrams > self.received.0 {
+            self.received = (datagrams, now);
+        }
+        now.duration_since(self.received.1) < IDLE_TIMEOUT
+    }
 }
 
 /// The live connection of each peer.
@@ -90,12 +109,15 @@ impl ConnectionTable {
             connection.close(2u32.into(), b"a connection with this peer is already open");
             return Admission::Lost;
         }
+        let now = Instant::now();
+        let received = connection.stats().udp_rx.datagrams;
         let replaced = live.insert(
             peer,
             Live {
                 connection,
                 dialled_by,
-                since: Instant::now(),
+                since: now,
+                received: (received, now),
             },
         );
         if let Some(old) = replaced {
@@ -113,15 +135,17 @@ impl ConnectionTable {
             .filter(|connection| connection.close_reason().is_none())
     }
 
-    /// Forgets `connection` if it is still the one recorded for `peer`.
-    pub(super) fn remove_if_current(&self, peer: &NodeId, connection: &quinn::Connection) {
+    /// Forgets `connection` if it is still the one recorded for `peer`; returns
+    /// whether it was.
+    pub(super) fn remove_if_current(&self, peer: &NodeId, connection: &quinn::Connection) -> bool {
         let mut live = self.lock();
-        if live
+        let current = live
             .get(peer)
-            .is_some_and(|live| live.connection.stable_id() == connection.stable_id())
-        {
+            .is_some_and(|live| live.connection.stable_id() == connection.stable_id());
+        if current {
             live.remove(peer);
         }
+        current
     }
 
     /// Closes and forgets the connection with `peer`.
@@ -153,12 +177,15 @@ impl ConnectionTable {
             .is_some_and(|until| *until > Instant::now())
     }
 
-    /// Peers with an open connection.
+    /// Peers with an open connection on which they were heard within the idle
+    /// timeout. Called every second by the links (see `Links::start`), so
+    /// that when a peer went silent is known to about a second.
     pub(super) fn connected(&self) -> Vec<NodeId> {
+        let now = Instant::now();
         self.lock()
-            .iter()
+            .iter_mut()
             .filter(|(_, live)| live.connection.close_reason().is_none())
-            .map(|(peer, _)| *peer)
+            .filter_map(|(peer, live)| live.heard_lately(now).then_some(*peer))
             .collect()
     }
 }

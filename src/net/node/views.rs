@@ -4,7 +4,8 @@ use tidings_keys::NodeId;
 
 use super::actor::Actor;
 use super::client::{
-    ForkView, FoundSpecialist, Lookup, Member, OpView, ProposalView, RosterMember, RosterView,
+    ForkView, FoundSpecialist, Lookup, Member, OpView, ProposalView, Reach, RosterMember,
+    RosterView,
 };
 
 impl Actor {
@@ -18,6 +19,7 @@ impl Actor {
                 .flat_map(|entry| directory.by_origin(&entry.record.origin()))
                 .collect(),
         };
+        let connected = self.links.connected();
         found
             .into_iter()
             .filter(|found| {
@@ -30,8 +32,19 @@ impl Actor {
                 origin: found.origin,
                 record: found.record.id(),
                 specialist: found.specialist.clone(),
+                reach: self.reach(&found.origin, &connected),
             })
+            .filter(|found| !query.live || found.reach.connected)
             .collect()
+    }
+
+    /// What this node knows of `peer`'s reachability.
+    fn reach(&self, peer: &NodeId, connected: &[NodeId]) -> Reach {
+        let this_node = *peer == self.state.node_id();
+        Reach {
+            connected: this_node || connected.contains(peer),
+            last_heard_ms: self.heard.get(peer).copied(),
+        }
     }
 
     pub(super) fn members(&self, now: u64) -> Vec<Member> {
@@ -56,6 +69,7 @@ impl Actor {
                     quarantined: directory.is_quarantined(id),
                     banned: self.state.is_banned(id, now),
                     connected: connected.contains(id),
+                    last_heard_ms: self.heard.get(id).copied(),
                     this_node: *id == self.state.node_id(),
                 }
             })

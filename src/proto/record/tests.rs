@@ -17,7 +17,7 @@ fn arbitrary_specialist() -> impl Strategy<Value = Specialist> {
     (
         name(),
         proptest::collection::btree_set("[a-z0-9:/+-]{1,12}", 0..6),
-        "[a-z]{1,8}://[a-z0-9.]{1,16}(/[a-z0-9]{0,8})?",
+        "https?://[a-z0-9.]{1,16}(/[a-z0-9]{0,8})?",
         proptest::collection::btree_map(name(), "[ -~]{0,24}", 0..4),
     )
         .prop_map(|(name, capabilities, endpoint, meta)| Specialist {
@@ -196,6 +196,18 @@ fn field_rules_are_enforced() {
         ),
         (
             Box::new(|r| r.specialists[0].endpoint = "http://a b".into()),
+            Field::Endpoint,
+        ),
+        (
+            Box::new(|r| r.specialists[0].endpoint = "file:///etc/passwd".into()),
+            Field::Endpoint,
+        ),
+        (
+            Box::new(|r| r.specialists[0].endpoint = "javascript://x".into()),
+            Field::Endpoint,
+        ),
+        (
+            Box::new(|r| r.specialists[0].endpoint = "https://user@/path".into()),
             Field::Endpoint,
         ),
         (
