@@ -86,6 +86,18 @@ fn leaving_stopping_and_dying_nodes_are_forgotten_as_documented() {
         || (0..NODES).all(|index| names(&cluster, index, false).as_ref() == Some(&everyone)),
     );
 
+    // Commands take roster labels and id prefixes as tables print them.
+    let shown = cluster.cli(0, &["show", "n1"]);
+    assert!(
+        shown.contains(&format!("origin {}", cluster.members[1].id)),
+        "{shown}"
+    );
+    let prefix = cluster.members[2].id.to_string()[..10].to_string();
+    let shown = cluster.cli(0, &["show", &prefix]);
+    assert!(shown.contains("signed by"), "{shown}");
+    let live = cluster.cli(0, &["lookup", "--capability", "probe", "--live"]);
+    assert!(live.contains("s1") && live.contains("connected"), "{live}");
+
     // 1. `tidings leave` on the last node: its process stops by itself, and every
     // other node drops its specialist within ceil(log2 N)+2 intervals.
     let leaving = NODES - 1;
