@@ -26,6 +26,10 @@ async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
     body
 }
 
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_and_its_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,14 +51,7 @@ async fn every_endpoint_and_its_errors() {
     assert_eq!(watch.status(), StatusCode::OK);
     assert_eq!(watch.headers()["content-type"], "text/event-stream");
 
-    let health: Value = http
-        .get(format!("{a}/v1/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = get_json(&http, format!("{a}/v1/health")).await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["node"], nodes[0].node_id().to_string());
 
@@ -87,57 +84,22 @@ async fn every_endpoint_and_its_errors() {
             .unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
-    let found: Value = http
-        .get(format!("{b}/v1/specialists?capability=translate"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found: Value = get_json(&http, format!("{b}/v1/specialists?capability=translate")).await;
     assert_eq!(found["specialists"][0]["specialist"]["name"], "translator");
     assert_eq!(
         found["specialists"][0]["origin"],
         nodes[0].node_id().to_string()
     );
-    let by_name: Value = http
-        .get(format!("{b}/v1/specialists?name=agent-1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_name: Value = get_json(&http, format!("{b}/v1/specialists?name=agent-1")).await;
     assert_eq!(by_name["specialists"].as_array().unwrap().len(), 1);
 
     // Members, records, provenance, audit.
-    let members: Value = http
-        .get(format!("{b}/v1/members"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let members: Value = get_json(&http, format!("{b}/v1/members")).await;
     assert_eq!(members["members"].as_array().unwrap().len(), 2);
-    let record: Value = http
-        .get(format!("{b}/v1/records/{}", nodes[0].node_id()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let record: Value = get_json(&http, format!("{b}/v1/records/{}", nodes[0].node_id())).await;
     assert_eq!(record["record"], record_id.as_str());
     assert!(record["signed_hex"].as_str().unwrap().len() > 100);
-    let provenance: Value = http
-        .get(format!("{b}/v1/provenance/{record_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let provenance: Value = get_json(&http, format!("{b}/v1/provenance/{record_id}")).await;
     assert_eq!(
         provenance["trace"]["evidence"]["signer"],
         nodes[0].node_id().to_string()
@@ -147,14 +109,11 @@ async fn every_endpoint_and_its_errors() {
         nodes[0].node_id().to_string()
     );
     assert_eq!(provenance["current"], true);
-    let audit: Value = http
-        .get(format!("{b}/v1/audit?kind=accepted&record={record_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = get_json(
+        &http,
+        format!("{b}/v1/audit?kind=accepted&record={record_id}"),
+    )
+    .await;
     assert_eq!(audit["entries"].as_array().unwrap().len(), 1);
 
     // Metrics.
@@ -337,71 +296,37 @@ async fn every_endpoint_and_its_errors() {
     .await;
     assert_eq!(body["title"], "invalid-time", "{body}");
     let entries = |text: Value| text["entries"].as_array().unwrap().len();
-    let all: Value = http
-        .get(format!("{b}/v1/audit?kind=accepted&limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let after_2000: Value = http
-        .get(format!(
-            "{b}/v1/audit?kind=accepted&limit=1000&since=2000-01-01T00:00:00Z"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let before_2000: Value = http
-        .get(format!(
-            "{b}/v1/audit?kind=accepted&limit=1000&until=1999-12-31T23:00:00-01:00"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = get_json(&http, format!("{b}/v1/audit?kind=accepted&limit=1000")).await;
+    let after_2000: Value = get_json(
+        &http,
+        format!("{b}/v1/audit?kind=accepted&limit=1000&since=2000-01-01T00:00:00Z"),
+    )
+    .await;
+    let before_2000: Value = get_json(
+        &http,
+        format!("{b}/v1/audit?kind=accepted&limit=1000&until=1999-12-31T23:00:00-01:00"),
+    )
+    .await;
     assert!(entries(all.clone()) > 0);
     assert_eq!(entries(after_2000), entries(all));
     assert_eq!(entries(before_2000), 0);
 
     // Ids as printed: a unique prefix of a node id or a record id works.
     let node_a = nodes[0].node_id().to_string();
-    let by_prefix: Value = http
-        .get(format!("{b}/v1/records/{}", &node_a[..10]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_prefix: Value = get_json(&http, format!("{b}/v1/records/{}", &node_a[..10])).await;
     assert_eq!(by_prefix["origin"], node_a.as_str(), "{by_prefix}");
     let current = by_prefix["record"].as_str().unwrap().to_string();
-    let traced: Value = http
-        .get(format!("{b}/v1/provenance/{}", &current[..12]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let traced: Value = get_json(&http, format!("{b}/v1/provenance/{}", &current[..12])).await;
     assert_eq!(traced["trace"]["record"], current.as_str(), "{traced}");
-    let logged: Value = http
-        .get(format!(
+    let logged: Value = get_json(
+        &http,
+        format!(
             "{b}/v1/audit?record={}&origin={}",
             &record_id[..12],
             &node_a[..10]
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert!(
         !logged["entries"].as_array().unwrap().is_empty(),
         "{logged}"
@@ -417,14 +342,11 @@ async fn every_endpoint_and_its_errors() {
     assert_eq!(body["title"], "unknown-id", "{body}");
 
     // Reachability beside each entry; a live lookup keeps reachable origins.
-    let live: Value = http
-        .get(format!("{b}/v1/specialists?capability=summarize&live=true"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let live: Value = get_json(
+        &http,
+        format!("{b}/v1/specialists?capability=summarize&live=true"),
+    )
+    .await;
     let live = live["specialists"].as_array().unwrap();
     assert_eq!(live.len(), 2, "{live:?}");
     assert!(live.iter().all(|found| found["connected"] == true));
@@ -526,14 +448,7 @@ async fn without_a_token_web_pages_and_foreign_names_are_refused() {
     // A page elsewhere posting across origins.
     let cross = post("origin", "http://evil.example".into()).await.unwrap();
     problem(cross, StatusCode::FORBIDDEN).await;
-    let found: Value = http
-        .get(format!("{base}/v1/specialists?name=rebound"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found: Value = get_json(&http, format!("{base}/v1/specialists?name=rebound")).await;
     assert_eq!(found["specialists"], json!([]), "nothing was signed");
     // Local clients pass, by address or by localhost.
     let by_name = http
