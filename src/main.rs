@@ -60,6 +60,11 @@ enum Command {
     /// every specialist, sends it to its peers, and stops. Starting it again
     /// announces its configured specialists anew.
     Leave(cli::client::LeaveArgs),
+    /// Print a running node's directory changes as they happen: specialists
+    /// added, updated, removed; records expired; origins quarantined. Resumes
+    /// after a broken connection without missing an event the node still
+    /// keeps.
+    Watch(cli::watch::WatchArgs),
     /// Provenance of a record (by record id) or of an origin's current record.
     Show(cli::client::ShowArgs),
     /// Govern the roster: create the genesis, show the chain, propose and approve
@@ -135,6 +140,7 @@ fn main() -> ExitCode {
         Command::Lookup(args) => cli::client::lookup(&args),
         Command::Members(args) => cli::client::members(&args),
         Command::Leave(args) => cli::client::leave(&args),
+        Command::Watch(args) => cli::watch::run(&args),
         Command::Show(args) => cli::client::show(&args),
         Command::Roster(command) => cli::roster::run(&command),
         Command::Run(args) => cli::node::run(&args),

@@ -495,3 +495,153 @@ async fn the_watch_stream_after_the_last_allowed_is_refused() {
     drop(open);
     stop(api, nodes).await;
 }
+
+/// Server-sent events read off a response, one at a time.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+/// One server-sent event: its id, type and JSON data.
+#[derive(Debug)]
+struct Sse {
+    id: String,
+    event: String,
+    data: Value,
+}
+
+impl Events {
+    async fn open(http: &reqwest::Client, url: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = http.get(url);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments such as keep-alives skipped), within 10 s.
+    async fn next(&mut self) -> Sse {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|line| line.strip_prefix(name))
+                        .map(|value| value.trim_start().to_string())
+                };
+                if let (Some(id), Some(event), Some(data)) =
+                    (field("id:"), field("event:"), field("data:"))
+                {
+                    let data = serde_json::from_str(&data).unwrap();
+                    return Sse { id, event, data };
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .expect("an event within 10 s")
+                .unwrap()
+                .expect("the stream stays open");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_client_that_reconnects_with_its_last_event_id_misses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, api) = one_node(dir.path(), None).await;
+    let base = format!("http://{}", api.local_addr());
+    let url = format!("{base}/v1/watch");
+    let http = reqwest::Client::new();
+    let announce = |name: &'static str| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let created = http
+                .post(format!("{base}/v1/specialists"))
+                .json(
+                    &json!({"name": name, "capabilities": ["x"], "endpoint": "https://x.example"}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(created.status(), StatusCode::CREATED);
+        }
+    };
+
+    let mut first = Events::open(&http, &url, None).await;
+    for name in ["s1", "s2", "s3"] {
+        announce(name).await;
+    }
+    let seen = first.next().await;
+    assert_eq!(
+        (
+            seen.event.as_str(),
+            seen.data["specialist"]["name"].as_str()
+        ),
+        ("added", Some("s1"))
+    );
+    // The client goes away after one event; more happens while it is gone.
+    drop(first);
+    announce("s4").await;
+    let withdrawn = http
+        .delete(format!("{base}/v1/specialists/s2"))
+        .send()
+        .await
+        .unwrap();
+    assert!(withdrawn.status().is_success());
+
+    // Back with the id it saw last: everything after it, in order, ids
+    // consecutive.
+    let mut again = Events::open(&http, &url, Some(&seen.id)).await;
+    let (boot, number) = seen.id.split_once('-').unwrap();
+    let mut number: u64 = number.parse().unwrap();
+    for (kind, name) in [
+        ("added", "s2"),
+        ("added", "s3"),
+        ("added", "s4"),
+        ("removed", "s2"),
+    ] {
+        let event = again.next().await;
+        number += 1;
+        assert_eq!(event.id, format!("{boot}-{number}"));
+        assert_eq!(event.event, kind);
+        assert_eq!(event.data["event"], kind);
+        assert_eq!(event.data["specialist"]["name"], name);
+    }
+    // Then the live stream goes on.
+    announce("s5").await;
+    let live = again.next().await;
+    assert_eq!(live.data["specialist"]["name"], "s5");
+    assert_eq!(live.id, format!("{boot}-{}", number + 1));
+
+    // An id from another run of the node, or one not yet given, cannot be
+    // resumed without a gap: the stream says so first.
+    for stale in [format!("0{boot}-3"), format!("{boot}-999"), "junk".into()] {
+        let mut events = Events::open(&http, &url, Some(&stale)).await;
+        let reset = events.next().await;
+        assert_eq!(reset.event, "reset", "after {stale}");
+        assert!(reset.data["reason"].is_string());
+        // Resuming from the reset's own id continues without another one.
+        let mut after = Events::open(&http, &url, Some(&reset.id)).await;
+        announce("s6").await;
+        let next = after.next().await;
+        assert_eq!(next.event, "added", "{next:?}");
+        let _ = http
+            .delete(format!("{base}/v1/specialists/s6"))
+            .send()
+            .await
+            .unwrap();
+        let removed = after.next().await;
+        assert_eq!(removed.event, "removed");
+    }
+    stop(api, nodes).await;
+}

@@ -1,5 +1,5 @@
 //! The commands that talk to a running node (`announce`, `lookup`, `members`,
-//! `show`, `withdraw`), against a real `tidings run` process.
+//! `show`, `withdraw`, `watch`), against a real `tidings run` process.
 #![cfg(unix)]
 #![allow(clippy::unwrap_used)]
 
@@ -106,6 +106,26 @@ fn commands_against_a_running_node() {
 
     let _stop = run(path, config);
     wait_for_api(path, config);
+    // `tidings watch` prints the changes that follow (here: the two below).
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["watch", "--config", config, "--count", "2"])
+        .current_dir(path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(watch.stderr.take().unwrap()),
+        &mut banner,
+    )
+    .unwrap();
+    assert!(banner.starts_with("watching http://127.0.0.1"), "{banner}");
+    let watch_pid = watch.id();
+    let guard = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(30));
+        let _ = Command::new("kill").arg(watch_pid.to_string()).status();
+    });
     let announced = json(&tidings(
         path,
         &[
@@ -155,6 +175,21 @@ fn commands_against_a_running_node() {
             .unwrap()
             >= 3
     );
+    let watched = watch.wait_with_output().unwrap();
+    assert!(watched.status.success(), "watch stopped after its 2 events");
+    let watched = String::from_utf8(watched.stdout).unwrap();
+    let lines: Vec<&str> = watched.lines().collect();
+    assert_eq!(lines.len(), 2, "{watched}");
+    assert!(
+        lines[0].contains("added")
+            && lines[0].contains("ocr [ocr] https://ocr.example/api from solo"),
+        "{watched}"
+    );
+    assert!(
+        lines[1].contains("removed") && lines[1].contains("ocr"),
+        "{watched}"
+    );
+    drop(guard);
     let missing = tidings(path, &["withdraw", "--config", config, "--name", "ocr"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));

@@ -27,7 +27,7 @@
 //! | `GET /v1/records/{origin}` | an origin's current signed record |
 //! | `GET /v1/provenance/{record_id}` | signer, chain position, receipts, relays, quarantine |
 //! | `GET /v1/audit?record=&origin=&peer=&kind=&since=&until=&after=&limit=` | audit entries |
-//! | `GET /v1/watch` | server-sent events: added, updated, removed, expired, quarantined |
+//! | `GET /v1/watch` | server-sent events: added, updated, removed, expired, quarantined, left_roster, pardoned; ids `BOOT-N`, resumed after `Last-Event-ID` (a `reset` event when it cannot be) |
 //! | `GET /metrics` | Prometheus text |
 
 mod guard;

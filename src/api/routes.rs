@@ -13,8 +13,6 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tidings_audit::EntryKind;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::StreamExt;
 
 use super::problem::Problem;
 use super::watch::Watch;
@@ -381,6 +379,7 @@ async fn audit(
 
 async fn watch(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>>, Problem> {
     // The permit lives as long as the stream: it is returned when the client
     // goes away.
@@ -395,14 +394,21 @@ async fn watch(
         )
         .retry_after(15)
     })?;
-    let stream = BroadcastStream::new(state.watch.subscribe()).filter_map(move |item| {
-        let _held = &permit;
-        let event = item.ok()?;
-        Some(Ok(Event::default()
-            .event(event.event)
-            .json_data(&event)
-            .unwrap_or_default()))
-    });
+    let last_seen = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty());
+    let cursor = state.watch.resume(last_seen);
+    let stream =
+        futures_util::stream::unfold((cursor, permit), |(mut cursor, permit)| async move {
+            let numbered = cursor.next().await?;
+            let event = Event::default()
+                .id(numbered.id)
+                .event(numbered.event.event)
+                .json_data(&numbered.event)
+                .unwrap_or_default();
+            Some((Ok(event), (cursor, permit)))
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

@@ -144,21 +144,34 @@ impl Api {
         })
     }
 
-    pub(crate) fn send(&self, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
-        let request = match &self.token {
+    /// `request` with the token, when there is one.
+    pub(crate) fn authorize(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+    ) -> reqwest::blocking::RequestBuilder {
+        match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
-        };
-        let response = request.send().map_err(|error| {
-            if error.is_connect() {
-                anyhow::anyhow!(
-                    "no node is answering at {} (is `tidings run` running, and is this its `api` address? use --api or --config)",
-                    self.base
-                )
-            } else {
-                anyhow::anyhow!("request to {} failed: {error}", self.base)
-            }
-        })?;
+        }
+    }
+
+    /// What to tell the user when a request could not be sent.
+    pub(crate) fn unreachable(&self, error: reqwest::Error) -> anyhow::Error {
+        if error.is_connect() {
+            anyhow::anyhow!(
+                "no node is answering at {} (is `tidings run` running, and is this its `api` address? use --api or --config)",
+                self.base
+            )
+        } else {
+            anyhow::anyhow!("request to {} failed: {error}", self.base)
+        }
+    }
+
+    pub(crate) fn send(&self, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
+        let response = self
+            .authorize(request)
+            .send()
+            .map_err(|error| self.unreachable(error))?;
         let status = response.status();
         let body: Value = response.json().unwrap_or(Value::Null);
         if !status.is_success() {
@@ -179,12 +192,8 @@ impl Api {
 
     /// The body of `path` as text (for exports).
     pub(crate) fn get_text(&self, path: &str) -> anyhow::Result<String> {
-        let request = self.http.get(format!("{}{path}", self.base));
-        let request = match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        let response = request
+        let response = self
+            .authorize(self.http.get(format!("{}{path}", self.base)))
             .send()
             .map_err(|error| anyhow::anyhow!("request to {} failed: {error}", self.base))?;
         let status = response.status();

@@ -22,6 +22,7 @@ pub(crate) mod record;
 pub(crate) mod roster;
 pub(crate) mod sim;
 pub(crate) mod verify;
+pub(crate) mod watch;
 
 /// The async runtime of the commands that run nodes: two workers, as the machines
 /// this runs on have few cores.
