@@ -419,6 +419,29 @@ async fn a_token_guards_the_api_and_is_required_off_loopback() {
         .await
         .unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
+    // The web page's files carry no data: served without the token, under a
+    // policy that allows only this origin's own script and requests.
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+    ] {
+        let page = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{path}");
+        let headers = page.headers();
+        assert!(headers["content-type"].to_str().unwrap().starts_with(kind));
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(policy.contains("default-src 'none'") && policy.contains("script-src 'self'"));
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+    }
+    problem(
+        http.get(format!("{base}/ui/other.js"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     stop(api, nodes).await;
 }
 

@@ -1,5 +1,5 @@
-//! Who may talk to an API without a token: programs on this machine, and no web
-//! page.
+//! Who may talk to an API without a token: programs on this machine and the
+//! node's own page (served from the API's address), and no other web page.
 //!
 //! Without a token the API listens on loopback only, but a web page opened in a
 //! browser on the same machine can still reach it: through DNS rebinding (a name
@@ -7,7 +7,8 @@
 //! requests across origins. Both carry the page's name, in `Host` or `Origin`.
 //! So a tokenless API answers only requests whose `Host` names the address it
 //! listens on (or `localhost`, `127.0.0.1`, `[::1]`) with its port, and whose
-//! `Origin`, when there is one, is `http://` and such a host. Command-line
+//! `Origin`, when there is one, is `http://` and such a host: the node's own
+//! page, opened at that address, passes. Command-line
 //! clients send the address they dialled as `Host` and no `Origin`, so they
 //! pass. With a token set, the token is the check and these are not needed.
 

@@ -12,6 +12,7 @@
 //!
 //! | method and path | what |
 //! |---|---|
+//! | `GET /` | the web page (see [`page`]): directory, members, provenance, live changes |
 //! | `GET /v1/health` | node id, records held, peers connected |
 //! | `GET /v1/specialists?capability=&name=` | lookup |
 //! | `POST /v1/specialists` | announce (JSON specialist); 201 with the new record |
@@ -32,6 +33,7 @@
 
 mod guard;
 mod ids;
+mod page;
 mod problem;
 mod roster;
 mod routes;

@@ -33,6 +33,9 @@ pub(super) struct AppState {
 
 pub(super) fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(super::page::index))
+        .route("/ui/app.js", get(super::page::script))
+        .route("/ui/app.css", get(super::page::style))
         .route("/v1/health", get(health))
         .route("/v1/specialists", get(specialists).post(announce))
         .route("/v1/specialists/{name}", delete(withdraw))
@@ -76,7 +79,8 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
+    let page = super::page::PATHS.contains(&request.uri().path());
+    if let Some(token) = state.token.as_ref().filter(|_| !page) {
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -90,6 +94,8 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
             )
             .into_response();
         }
+    } else if state.token.is_some() {
+        // The page itself, which needs no token.
     } else if let Err(detail) = super::guard::check(request.headers(), state.bound) {
         return Problem::new(StatusCode::FORBIDDEN, "foreign-host", detail).into_response();
     }

@@ -386,9 +386,10 @@ listen = "{listen}"
 # advertise = ["203.0.113.7:7700"]
 # Peers to contact first: "NODE_ID@HOST:PORT".
 bootstrap = [{bootstrap}]
-# Local HTTP API. Without a token it must be on loopback, and it answers only
-# requests addressed to this machine (no web page can use it). Off loopback, set
-# a token: clients send `Authorization: Bearer TOKEN`.
+# Local HTTP API, and the node's web page at http://ADDRESS/. Without a token it
+# must be on loopback, and it answers only requests addressed to this machine (no
+# other web page can use it). Off loopback, set a token: clients send
+# `Authorization: Bearer TOKEN`; the page asks for it.
 api = "{api}"
 {api_token}
 # On Ctrl-C or SIGTERM, publish a record that withdraws every specialist before
