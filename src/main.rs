@@ -10,7 +10,7 @@ mod cli;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// tidings: a Byzantine-resilient, signed gossip directory of specialists.
 ///
@@ -87,6 +87,11 @@ enum Command {
     /// emulator (delay, jitter, loss, duplication, reordering, a partition that
     /// heals), and measure how records spread.
     Lab(cli::lab::LabArgs),
+    /// Print a shell completion script: `tidings completions bash >
+    /// /etc/bash_completion.d/tidings` (or zsh, fish, elvish, powershell).
+    Completions(cli::manual::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command with --dir.
+    Man(cli::manual::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +154,8 @@ fn main() -> ExitCode {
         Command::Sim(command) => cli::sim::run(&command),
         Command::Demo(args) => cli::demo::run(&args),
         Command::Lab(args) => cli::lab::run(&args),
+        Command::Completions(args) => cli::manual::completions(Cli::command(), &args),
+        Command::Man(args) => cli::manual::man(Cli::command(), &args),
     };
     match result {
         Ok(code) => code,

@@ -171,3 +171,55 @@ fn missing_and_loose_key_files_are_clear_errors() {
         assert!(message.contains("chmod 600 node.key"), "{message}");
     }
 }
+
+#[test]
+fn the_demo_refuses_a_data_directory_that_is_not_a_previous_demos() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let precious = path.join("node");
+    std::fs::create_dir(&precious).unwrap();
+    std::fs::write(precious.join("node.key"), "not the demo's").unwrap();
+    let refused = tidings(path, &["demo", "--data-dir", "node"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("not a previous demo's directory"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        std::fs::read_to_string(precious.join("node.key")).unwrap(),
+        "not the demo's",
+        "nothing in it was touched"
+    );
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let bash = tidings(path, &["completions", "bash"]);
+    assert!(bash.status.success());
+    let script = stdout(&bash);
+    for command in ["watch", "leave", "lookup", "roster", "completions"] {
+        assert!(script.contains(command), "{command} is not completed");
+    }
+    std::fs::write(path.join("tidings.bash"), &script).unwrap();
+    let checked = Command::new("bash")
+        .args(["-n", "tidings.bash"])
+        .current_dir(path)
+        .status();
+    if let Ok(status) = checked {
+        assert!(
+            status.success(),
+            "the bash completion script does not parse"
+        );
+    }
+    let man = tidings(path, &["man"]);
+    assert!(stdout(&man).starts_with(".ie") && stdout(&man).contains(".TH tidings 1"));
+    let pages = tidings(path, &["man", "--dir", "man"]);
+    assert!(pages.status.success(), "{}", stderr(&pages));
+    for page in ["tidings.1", "tidings-run.1", "tidings-roster-propose.1"] {
+        let text = std::fs::read_to_string(path.join("man").join(page)).unwrap();
+        assert!(text.contains(".SH SYNOPSIS"), "{page}");
+    }
+}

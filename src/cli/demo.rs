@@ -37,9 +37,14 @@ pub(crate) struct DemoArgs {
     /// Time budget: each step waits at most this long for its outcome.
     #[arg(long, default_value_t = 30)]
     seconds: u64,
-    /// Keep the nodes' data directories here (default: a temporary directory).
+    /// Keep the nodes' data directories here, for the audit commands the demo
+    /// suggests (default: a temporary directory, removed at the end). DIR must
+    /// be new, empty, or a previous demo's (which is replaced).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Keep the temporary directory after the demo (it is removed otherwise).
+    #[arg(long, conflicts_with = "data_dir")]
+    keep: bool,
     /// Print a JSON summary instead of the narration.
     #[arg(long)]
     json: bool,
@@ -64,7 +69,8 @@ struct Summary {
     update_during_flood_reached: usize,
     governance: Option<GovernanceSummary>,
     seconds: f64,
-    data_dir: String,
+    /// Where the nodes' data directories are, when they were kept.
+    data_dir: Option<String>,
 }
 
 /// What the governance step showed.
@@ -296,7 +302,10 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // Ctrl-C stops the demo at once; a temporary directory goes with it.
     super::interrupt::exit_on_interrupt();
     let scratch = match &args.data_dir {
-        Some(_) => None,
+        Some(dir) => {
+            prepare_data_dir(dir)?;
+            None
+        }
         None => Some(super::interrupt::ScratchDir::new("demo")?),
     };
     let root = match (&args.data_dir, &scratch) {
@@ -329,7 +338,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let (summary, false_entry) = result?;
         anyhow::Ok((summary, false_entry, names))
     })?;
-    summary.data_dir = root.display().to_string();
+    summary.data_dir = Some(root.display().to_string());
     summary.seconds = started.elapsed().as_secs_f64();
     let node_one = root.join(&names[0]);
     let log = AuditLog::open_read_only(SledStore::open(&node_one.join("audit"))?)?;
@@ -350,16 +359,66 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     drop(log);
-    // Finished: the directory stays for the audit commands it suggests.
-    if let Some(scratch) = scratch {
-        scratch.keep();
-    }
+    // Finished: a temporary directory goes unless asked to stay.
+    let kept = match scratch {
+        Some(scratch) if args.keep => {
+            scratch.keep();
+            true
+        }
+        Some(scratch) => {
+            drop(scratch);
+            summary.data_dir = None;
+            false
+        }
+        None => true,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        closing(&summary, &root);
+        closing(&summary, kept.then_some(root.as_path()));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Marks a directory as a demo's, so a later `--data-dir` may replace it.
+const DEMO_MARKER: &str = ".tidings-demo";
+
+/// Makes `dir` ready for the demo: created if absent; if it holds anything, it
+/// must be a previous demo's (its marker file), whose contents are removed.
+/// Anything else is refused, so a mistyped path never loses a node's data.
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let marker = dir.join(DEMO_MARKER);
+    let entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|entry| entry.map(|entry| entry.path()))
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("cannot read {}", dir.display()))?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    if !entries.is_empty() && !marker.exists() {
+        anyhow::bail!(
+            "{} is not empty and is not a previous demo's directory (no {DEMO_MARKER} in it); \
+             give a new or empty directory",
+            dir.display()
+        );
+    }
+    for entry in entries {
+        let removed = if entry.is_dir() {
+            std::fs::remove_dir_all(&entry)
+        } else {
+            std::fs::remove_file(&entry)
+        };
+        removed.with_context(|| format!("cannot clear {}", entry.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(
+        &marker,
+        "made by `tidings demo`: a later `tidings demo --data-dir` may replace this directory\n",
+    )
+    .with_context(|| format!("cannot write {}", marker.display()))?;
+    Ok(())
 }
 
 async fn script(demo: &Demo) -> anyhow::Result<(Summary, RecordId)> {
@@ -788,7 +847,7 @@ async fn governance(demo: &mut Demo, root: &Path) -> anyhow::Result<GovernanceSu
     Ok(summary)
 }
 
-fn closing(summary: &Summary, root: &Path) {
+fn closing(summary: &Summary, root: Option<&Path>) {
     let show = |value: Option<f64>| {
         value
             .map(|v| format!("{v} intervals"))
@@ -826,14 +885,21 @@ fn closing(summary: &Summary, root: &Path) {
         );
     }
     println!("\ntry next:");
-    println!(
-        "  tidings audit log    --data-dir {}/node-1 --kind rejected",
-        root.display()
-    );
-    println!(
-        "  tidings audit verify --data-dir {}/node-1",
-        root.display()
-    );
+    match root {
+        Some(root) => {
+            println!(
+                "  tidings audit log    --data-dir {}/node-1 --kind rejected",
+                root.display()
+            );
+            println!(
+                "  tidings audit verify --data-dir {}/node-1",
+                root.display()
+            );
+        }
+        None => println!(
+            "  tidings demo --data-dir fed   (keeps the nodes' keys and audit logs, for `tidings audit`)"
+        ),
+    }
     println!("  tidings sim governance --nodes 200");
     println!("  tidings sim bet15 --nodes 1000");
 }

@@ -16,6 +16,7 @@ pub(crate) mod interrupt;
 pub(crate) mod keys;
 pub(crate) mod lab;
 pub(crate) mod linkemu;
+pub(crate) mod manual;
 pub(crate) mod netns;
 pub(crate) mod node;
 pub(crate) mod record;

@@ -60,6 +60,21 @@ pub(crate) struct RunArgs {
     /// The configuration file (`tidings init` writes one).
     #[arg(long, short, default_value = "tidings.toml", env = "TIDINGS_CONFIG")]
     config: PathBuf,
+    /// How log lines are written to standard error: `text` for people, `json`
+    /// (one object per line: timestamp, level, target, fields) for log
+    /// collectors. Verbosity comes from RUST_LOG (default: info, the storage
+    /// and QUIC libraries at warn).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TIDINGS_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+/// The log line format of `tidings run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The API token file `init` writes, beside the configuration.
@@ -191,16 +206,37 @@ pub(crate) fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `path` relative to `base` when it lies inside it, else absolute.
+/// `path` as the configuration in `base` should name it: relative to `base`
+/// (`roster.toml`, `../roster.toml`), so the node's files can move together;
+/// absolute only when they share no prefix but the root.
 fn relative_to(path: &Path, base: &Path) -> anyhow::Result<String> {
     let path = std::fs::canonicalize(path)
         .with_context(|| format!("cannot resolve {}", path.display()))?;
     let base = std::fs::canonicalize(base)
         .with_context(|| format!("cannot resolve {}", base.display()))?;
-    Ok(path
-        .strip_prefix(&base)
-        .map(|relative| relative.display().to_string())
-        .unwrap_or_else(|_| path.display().to_string()))
+    Ok(relative_path(&path, &base)
+        .unwrap_or(path)
+        .display()
+        .to_string())
+}
+
+/// `path` relative to directory `base`, both absolute and canonical; none when
+/// they have nothing in common below the root.
+fn relative_path(path: &Path, base: &Path) -> Option<PathBuf> {
+    let path: Vec<_> = path.components().collect();
+    let base: Vec<_> = base.components().collect();
+    let common = path.iter().zip(&base).take_while(|(a, b)| a == b).count();
+    if common <= 1 {
+        return None;
+    }
+    let mut relative = PathBuf::new();
+    for _ in common..base.len() {
+        relative.push("..");
+    }
+    for component in &path[common..] {
+        relative.push(component);
+    }
+    Some(relative)
 }
 
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -208,11 +244,13 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         tracing_subscriber::EnvFilter::new("info,quinn=warn,quinn_proto=warn,sled=warn")
     });
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let loaded = config::load(&args.config)?;
     let runtime = super::runtime()?;
     runtime.block_on(async move {
@@ -259,4 +297,29 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         stopped.context("the node did not stop cleanly")
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_in_the_configuration_are_relative_to_it() {
+        let relative = |path: &str, base: &str| {
+            relative_path(Path::new(path), Path::new(base)).map(|p| p.display().to_string())
+        };
+        assert_eq!(
+            relative("/a/fed/n/roster.toml", "/a/fed/n").unwrap(),
+            "roster.toml"
+        );
+        assert_eq!(
+            relative("/a/fed/roster.toml", "/a/fed/n").unwrap(),
+            "../roster.toml"
+        );
+        assert_eq!(
+            relative("/a/shared/r.toml", "/a/fed/n").unwrap(),
+            "../../shared/r.toml"
+        );
+        assert_eq!(relative("/etc/roster.toml", "/home/n"), None);
+    }
 }
