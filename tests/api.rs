@@ -668,3 +668,235 @@ async fn a_watch_client_that_reconnects_with_its_last_event_id_misses_nothing() 
     }
     stop(api, nodes).await;
 }
+
+/// The routes the router registers, read from its source: `(path, method)`.
+fn registered_routes() -> Vec<(String, String)> {
+    let source = include_str!("../src/api/routes.rs");
+    let router = &source[source.find("Router::new()").unwrap()..];
+    let router = &router[..router.find(".fallback(").unwrap()];
+    let mut routes = Vec::new();
+    for part in router.split(".route(").skip(1) {
+        let path = part.trim_start().strip_prefix('"').unwrap();
+        let path = &path[..path.find('"').unwrap()];
+        for method in ["get", "post", "delete", "put", "patch"] {
+            let call = format!("{method}(");
+            let found = part.match_indices(&call).any(|(at, _)| {
+                at == 0
+                    || !part.as_bytes()[at - 1].is_ascii_alphanumeric()
+                        && part.as_bytes()[at - 1] != b'_'
+            });
+            if found {
+                routes.push((path.to_string(), method.to_string()));
+            }
+        }
+    }
+    routes.sort();
+    routes
+}
+
+/// What in `value` does not match `schema` (a small subset of JSON Schema:
+/// `$ref`, `type`, `enum`, `properties`, `required`, `additionalProperties`,
+/// `items`, `oneOf`), one line per mismatch.
+fn mismatches(document: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap();
+        let target = &document["components"]["schemas"][name];
+        assert!(!target.is_null(), "{reference} is not in the document");
+        return mismatches(document, target, value, at);
+    }
+    if let Some(options) = schema["oneOf"].as_array() {
+        return if options
+            .iter()
+            .any(|option| mismatches(document, option, value, at).is_empty())
+        {
+            Vec::new()
+        } else {
+            vec![format!("{at}: matches none of oneOf: {value}")]
+        };
+    }
+    let mut out = Vec::new();
+    if let Some(allowed) = schema["enum"].as_array() {
+        if !allowed.contains(value) {
+            out.push(format!("{at}: {value} is not one of {allowed:?}"));
+        }
+    }
+    let kinds: Vec<&str> = match &schema["type"] {
+        Value::String(kind) => vec![kind.as_str()],
+        Value::Array(kinds) => kinds.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let is = |kind: &str| match kind {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        other => panic!("type {other} is not checked here"),
+    };
+    if !kinds.is_empty() && !kinds.iter().any(|kind| is(kind)) {
+        out.push(format!("{at}: {value} is not {kinds:?}"));
+        return out;
+    }
+    if let Some(object) = value.as_object() {
+        let properties = schema["properties"].as_object();
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let name = required.as_str().unwrap();
+            if !object.contains_key(name) {
+                out.push(format!("{at}: missing {name}"));
+            }
+        }
+        for (name, field) in object {
+            match properties.and_then(|properties| properties.get(name)) {
+                Some(property) => out.extend(mismatches(
+                    document,
+                    property,
+                    field,
+                    &format!("{at}.{name}"),
+                )),
+                None if schema["additionalProperties"] == false => {
+                    out.push(format!("{at}: {name} is not in the document"))
+                }
+                None => {
+                    if let Some(extra) = schema["additionalProperties"].as_object() {
+                        out.extend(mismatches(
+                            document,
+                            &Value::Object(extra.clone()),
+                            field,
+                            &format!("{at}.{name}"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if let (Some(items), Some(values)) = (schema.get("items"), value.as_array()) {
+        for (index, item) in values.iter().enumerate() {
+            out.extend(mismatches(document, items, item, &format!("{at}[{index}]")));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_covers_every_route_and_matches_the_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = federation(dir.path(), 2).await;
+    let api = serve(nodes[0].client(), "127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let base = format!("http://{}", api.local_addr());
+    let http = reqwest::Client::new();
+    let document: Value = get_json(&http, format!("{base}/v1/openapi.json")).await;
+    assert_eq!(document["openapi"], "3.1.0");
+
+    // Every route registered is documented with its methods, and nothing else.
+    let mut documented = Vec::new();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            documented.push((path.clone(), method.clone()));
+        }
+    }
+    documented.sort();
+    assert_eq!(documented, registered_routes());
+    // Every operation documents its answers, errors as problem documents.
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(
+                responses.keys().any(|status| status.starts_with('2')),
+                "{method} {path} documents no success"
+            );
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+            if !path.starts_with("/ui/") && path != "/" {
+                assert!(responses.contains_key("401") && responses.contains_key("403"));
+            }
+        }
+    }
+
+    // The live answers match the documented schemas.
+    let announced = http
+        .post(format!("{base}/v1/specialists"))
+        .json(&json!({"name": "ocr", "capabilities": ["ocr"], "endpoint": "https://ocr.example", "meta": {"lang": "en"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(announced.status(), StatusCode::CREATED);
+    let published: Value = announced.json().await.unwrap();
+    let record = published["record"].as_str().unwrap().to_string();
+    eventually(
+        "node 1's record arrives",
+        Duration::from_secs(10),
+        || async { count(&nodes[0], "summarize").await == 2 },
+    )
+    .await;
+    let node = nodes[0].node_id().to_string();
+    let answer = |path: &str, method: &str, status: &str| {
+        document["paths"][path][method]["responses"][status]["content"]["application/json"]
+            ["schema"]
+            .clone()
+    };
+    let mut checked = vec![("/v1/specialists", "post", "201", published)];
+    for (template, url) in [
+        ("/v1/health", "/v1/health".to_string()),
+        ("/v1/specialists", "/v1/specialists".to_string()),
+        ("/v1/members", "/v1/members".to_string()),
+        ("/v1/roster", "/v1/roster".to_string()),
+        ("/v1/roster/pending", "/v1/roster/pending".to_string()),
+        ("/v1/records/{origin}", format!("/v1/records/{node}")),
+        (
+            "/v1/provenance/{record}",
+            format!("/v1/provenance/{record}"),
+        ),
+        ("/v1/audit", "/v1/audit?limit=50".to_string()),
+    ] {
+        checked.push((
+            template,
+            "get",
+            "200",
+            get_json(&http, format!("{base}{url}")).await,
+        ));
+    }
+    for (path, method, status, value) in checked {
+        let schema = answer(path, method, status);
+        assert!(
+            !schema.is_null(),
+            "{method} {path} {status} has no JSON schema"
+        );
+        let wrong = mismatches(&document, &schema, &value, path);
+        assert!(wrong.is_empty(), "{method} {path}: {wrong:#?}");
+    }
+    // A problem document matches its schema too.
+    let missing: Value = http
+        .get(format!("{base}/v1/records/zzzz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schema = json!({"$ref": "#/components/schemas/Problem"});
+    assert!(mismatches(&document, &schema, &missing, "problem").is_empty());
+    // And the checker catches a renamed field.
+    let mut renamed = get_json(&http, format!("{base}/v1/members")).await;
+    let member = renamed["members"][0].as_object_mut().unwrap();
+    let label = member.remove("label").unwrap();
+    member.insert("name".into(), label);
+    let wrong = mismatches(
+        &document,
+        &answer("/v1/members", "get", "200"),
+        &renamed,
+        "members",
+    );
+    assert_eq!(wrong.len(), 2, "{wrong:?}");
+    stop(api, nodes).await;
+}

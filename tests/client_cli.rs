@@ -249,3 +249,101 @@ fn health(port: u16, token: Option<&str>) -> String {
     stream.read_to_string(&mut answer).unwrap();
     answer
 }
+
+/// The names `tidings lookup --json` lists, sorted.
+fn names(dir: &Path, config: &str) -> Vec<String> {
+    let found = json(&tidings(dir, &["lookup", "--config", config, "--json"]));
+    let mut names: Vec<String> = found["specialists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["specialist"]["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_configuration_file_owns_its_specialists_and_sighup_applies_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let (udp, api) = free_ports();
+    let listen = format!("127.0.0.1:{udp}");
+    let api = format!("127.0.0.1:{api}");
+    let init = tidings(path, &["init", "solo", "--listen", &listen, "--api", &api]);
+    assert!(init.status.success());
+    let config = "solo/tidings.toml";
+    let block = |name: &str| {
+        format!("\n[[specialist]]\nname = \"{name}\"\ncapabilities = [\"x\"]\nendpoint = \"https://{name}.example\"\n")
+    };
+    let base = std::fs::read_to_string(path.join(config)).unwrap();
+    std::fs::write(path.join(config), format!("{base}{}", block("from-file"))).unwrap();
+
+    let mut node = run(path, config);
+    wait_for_api(path, config);
+    let announced = tidings(
+        path,
+        &[
+            "announce",
+            "--config",
+            config,
+            "--name",
+            "from-api",
+            "--endpoint",
+            "https://api.example",
+        ],
+    );
+    assert!(announced.status.success());
+    // The API cannot withdraw or replace what the file owns.
+    for args in [
+        vec!["withdraw", "--config", config, "--name", "from-file"],
+        vec![
+            "announce",
+            "--config",
+            config,
+            "--name",
+            "from-file",
+            "--endpoint",
+            "https://other.example",
+        ],
+    ] {
+        let refused = tidings(path, &args);
+        assert_eq!(refused.status.code(), Some(2));
+        let message = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            message.contains("409") && message.contains("configuration file"),
+            "{message}"
+        );
+        assert_eq!(
+            message.matches("error:").count(),
+            1,
+            "printed once: {message}"
+        );
+    }
+    assert_eq!(names(path, config), ["from-api", "from-file"]);
+
+    // Edit the file (the block renamed) and send SIGHUP: applied live, the
+    // API's specialist kept.
+    std::fs::write(path.join(config), format!("{base}{}", block("renamed"))).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &node.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let started = Instant::now();
+    while names(path, config) != ["from-api", "renamed"] {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "SIGHUP did not apply the file: {:?}",
+            names(path, config)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A restart keeps both; a block removed from the file is withdrawn.
+    drop(node);
+    std::fs::write(path.join(config), &base).unwrap();
+    node = run(path, config);
+    wait_for_api(path, config);
+    assert_eq!(names(path, config), ["from-api"]);
+    drop(node);
+}

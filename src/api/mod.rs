@@ -13,6 +13,7 @@
 //! | method and path | what |
 //! |---|---|
 //! | `GET /` | the web page (see [`page`]): directory, members, provenance, live changes |
+//! | `GET /v1/openapi.json` | this API in OpenAPI 3.1 (see [`openapi`]) |
 //! | `GET /v1/health` | node id, records held, peers connected |
 //! | `GET /v1/specialists?capability=&name=` | lookup |
 //! | `POST /v1/specialists` | announce (JSON specialist); 201 with the new record |
@@ -33,6 +34,7 @@
 
 mod guard;
 mod ids;
+mod openapi;
 mod page;
 mod problem;
 mod roster;

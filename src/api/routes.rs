@@ -36,6 +36,7 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/", get(super::page::index))
         .route("/ui/app.js", get(super::page::script))
         .route("/ui/app.css", get(super::page::style))
+        .route("/v1/openapi.json", get(openapi))
         .route("/v1/health", get(health))
         .route("/v1/specialists", get(specialists).post(announce))
         .route("/v1/specialists/{name}", delete(withdraw))
@@ -100,6 +101,10 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
         return Problem::new(StatusCode::FORBIDDEN, "foreign-host", detail).into_response();
     }
     next.run(request).await
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(super::openapi::document())
 }
 
 fn stopped(error: NodeError) -> Problem {
@@ -200,6 +205,11 @@ fn publish_problem(error: NodeError) -> Problem {
         NodeError::Publish(error) => {
             Problem::new(StatusCode::CONFLICT, "refused", error.to_string())
         }
+        error @ NodeError::Configured(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "configured-specialist",
+            error.to_string(),
+        ),
         other => stopped(other),
     }
 }
@@ -215,6 +225,9 @@ async fn announce(
     let Json(mut specialist) = body.map_err(rejected_body)?;
     specialist.capabilities.sort();
     specialist.capabilities.dedup();
+    if state.client.is_configured(&specialist.name).await {
+        return Err(publish_problem(NodeError::Configured(specialist.name)));
+    }
     let record = state
         .client
         .announce(specialist)
@@ -228,6 +241,9 @@ async fn withdraw(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let Path(name) = name.map_err(rejected_path)?;
+    if state.client.is_configured(&name).await {
+        return Err(publish_problem(NodeError::Configured(name)));
+    }
     let record = state
         .client
         .withdraw(&name)

@@ -239,37 +239,98 @@ fn relative_path(path: &Path, base: &Path) -> Option<PathBuf> {
     Some(relative)
 }
 
-pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,quinn=warn,quinn_proto=warn,sled=warn")
-    });
+/// Swaps the log filter of a running process (on SIGHUP).
+type LogHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// The log filter: RUST_LOG when set, else the configuration's `log`, else
+/// info with the storage and QUIC libraries at warn.
+fn log_filter(configured: Option<&str>) -> tracing_subscriber::EnvFilter {
+    const DEFAULT: &str = "info,quinn=warn,quinn_proto=warn,sled=warn";
+    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::try_new(configured.unwrap_or(DEFAULT))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT))
+    })
+}
+
+fn start_logging(format: LogFormat, configured: Option<&str>) -> LogHandle {
     use std::io::IsTerminal;
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match args.log_format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(log_filter(configured));
+    let logs = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with(layer.with_ansi(std::io::stderr().is_terminal()))
+            .init(),
+        LogFormat::Json => logs.with(layer.json().flatten_event(true)).init(),
     }
+    handle
+}
+
+/// SIGHUP: reads the configuration again and applies its specialists and log
+/// level. Other settings take effect at the next start. A file that does not
+/// load changes nothing.
+async fn reload(path: &Path, client: &tidings::net::node::NodeClient, logs: &LogHandle) {
+    let loaded = match config::load(path) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            tracing::warn!("SIGHUP: {error}; nothing changed");
+            return;
+        }
+    };
+    if let Err(error) = logs.reload(log_filter(loaded.log.as_deref())) {
+        tracing::warn!("SIGHUP: cannot change the log level: {error}");
+    }
+    let count = loaded.node.specialists.len();
+    match client.reload_specialists(loaded.node.specialists).await {
+        Ok(Some(record)) => tracing::info!(
+            seq = record.seq(),
+            "SIGHUP: {} reloaded; {count} specialists from the file, published",
+            path.display()
+        ),
+        Ok(None) => tracing::info!(
+            "SIGHUP: {} reloaded; its {count} specialists are announced as they are",
+            path.display()
+        ),
+        Err(error) => tracing::warn!("SIGHUP: the file's specialists were not applied: {error}"),
+    }
+}
+
+pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let loaded = config::load(&args.config)?;
+    let logs = start_logging(args.log_format, loaded.log.as_deref());
     let runtime = super::runtime()?;
     runtime.block_on(async move {
         // Listening before anything starts: a signal during start-up is not lost.
         let mut signals = Signals::install()?;
+        #[cfg(unix)]
+        let mut hangups =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("cannot listen for SIGHUP")?;
         let mut node = Node::spawn(loaded.node).await?;
         let api = tidings::api::serve(node.client(), loaded.api, loaded.api_token).await?;
         println!(
-            "node {} listening on {}; API on http://{} (stop with Ctrl-C)",
+            "node {} listening on {}; API on http://{} (stop with Ctrl-C, reload the configuration's specialists and log level with SIGHUP)",
             node.node_id(),
             node.local_addr(),
             api.local_addr()
         );
-        let signal = tokio::select! {
-            stopped = node.wait() => {
-                api.shutdown().await;
-                return stopped.context("the node stopped");
+        let client = node.client();
+        let signal = loop {
+            #[cfg(unix)]
+            let hangup = hangups.recv();
+            #[cfg(not(unix))]
+            let hangup = std::future::pending::<Option<()>>();
+            tokio::select! {
+                stopped = node.wait() => {
+                    api.shutdown().await;
+                    return stopped.context("the node stopped");
+                }
+                signal = signals.next() => break signal,
+                _ = hangup => reload(&args.config, &client, &logs).await,
             }
-            signal = signals.next() => signal,
         };
         tracing::info!("{signal}: stopping (a second signal exits at once)");
         tokio::spawn(async move {

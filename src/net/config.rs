@@ -68,6 +68,9 @@ struct File {
     /// On Ctrl-C or SIGTERM, withdraw every specialist before stopping.
     #[serde(default)]
     leave_on_shutdown: bool,
+    /// Log verbosity, in RUST_LOG's syntax.
+    #[serde(default)]
+    log: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +177,8 @@ pub struct Loaded {
     pub api_token: Option<String>,
     /// Withdraw every specialist (`tidings leave`) when stopped by a signal.
     pub leave_on_shutdown: bool,
+    /// Log verbosity (RUST_LOG's syntax), if the file sets it.
+    pub log: Option<String>,
 }
 
 fn parse_bootstrap(entry: &str) -> Result<(NodeId, SocketAddr), String> {
@@ -280,9 +285,14 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             file.api
         )));
     }
+    if let Some(log) = &file.log {
+        tracing_subscriber::EnvFilter::try_new(log)
+            .map_err(|error| invalid(format!("log = {log:?}: {error}")))?;
+    }
     let leave_on_shutdown = file.leave_on_shutdown;
     Ok(Loaded {
         leave_on_shutdown,
+        log: file.log,
         node: NodeConfig {
             listen: file.listen,
             advertise: file.advertise,
@@ -396,6 +406,9 @@ api = "{api}"
 # stopping (as `tidings leave` does), so peers forget them at once instead of
 # when the record expires.
 leave_on_shutdown = false
+# Log verbosity, in RUST_LOG's syntax ("info", "debug", "info,tidings::net=debug");
+# RUST_LOG, when set, wins. Re-read on SIGHUP.
+# log = "info"
 
 [federation]
 # Every node of a federation uses the same name and roster.
@@ -419,7 +432,10 @@ max_age_days = 90      # and entries older than this
 origin_burst = 20      # records one origin (this node too) may have accepted at once,
 origin_per_minute = 12 # and per minute after that; the whole federation should agree
 
-# The specialists this node announces. Repeat the block for more.
+# The specialists this file announces. Repeat the block for more. The file owns
+# them: they are applied at start and on SIGHUP (a block removed is withdrawn),
+# and the API cannot withdraw them. Specialists announced through the API are
+# kept across restarts until the API withdraws them.
 # [[specialist]]
 # name = "summarizer"
 # capabilities = ["summarize", "en"]

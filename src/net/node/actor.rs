@@ -271,6 +271,32 @@ impl Actor {
                 let _ = reply.send(result);
                 return drained;
             }
+            ClientCommand::Reload(owned, configured, reply) => {
+                let Some(current) = self.state.announcement().cloned() else {
+                    let _ = reply.send(Err(PublishError::Recovering));
+                    return Ok(());
+                };
+                let specialists =
+                    super::configured::apply(&current.specialists, &owned, &configured);
+                if specialists == current.specialists {
+                    let _ = reply.send(Ok(None));
+                    return Ok(());
+                }
+                let (inner, answer) = oneshot::channel();
+                self.reply = Some(inner);
+                self.state.handle_command(
+                    Command::Publish(crate::proto::Announcement {
+                        addrs: current.addrs,
+                        specialists,
+                    }),
+                    now,
+                    &mut self.rng,
+                );
+                let drained = self.drain().await;
+                let result = answer.await.unwrap_or(Err(PublishError::Recovering));
+                let _ = reply.send(result.map(Some));
+                return drained;
+            }
             ClientCommand::Probe(peers, reply) => {
                 for peer in peers {
                     if peer == self.state.node_id() {

@@ -2,8 +2,10 @@
 //! [`NodeClient`] (the API's), the [`NodeHandle`] that also stops it, and the
 //! views they return.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 use tidings_audit::{AuditLog, SledStore};
@@ -138,6 +140,12 @@ pub(super) enum Command {
     ),
     Lookup(Lookup, oneshot::Sender<Vec<FoundSpecialist>>),
     Leave(oneshot::Sender<Result<VerifiedRecord, PublishError>>),
+    /// The names the file owned, and its specialists now.
+    Reload(
+        BTreeSet<String>,
+        Vec<Specialist>,
+        oneshot::Sender<Result<Option<VerifiedRecord>, PublishError>>,
+    ),
     Probe(Vec<NodeId>, oneshot::Sender<()>),
     Record(NodeId, oneshot::Sender<Option<VerifiedRecord>>),
     Roster(oneshot::Sender<RosterView>),
@@ -258,6 +266,10 @@ pub struct NodeClient {
     health: watch::Receiver<Health>,
     audit_db: sled::Db,
     audit_path: PathBuf,
+    data_dir: PathBuf,
+    /// The names of the specialists the configuration file owns (see
+    /// `configured`); held across a reload.
+    configured: Arc<tokio::sync::Mutex<BTreeSet<String>>>,
 }
 
 impl NodeClient {
@@ -270,7 +282,8 @@ impl NodeClient {
         changes: broadcast::Sender<DirectoryChange>,
         health: watch::Receiver<Health>,
         audit_db: sled::Db,
-        audit_path: PathBuf,
+        data_dir: PathBuf,
+        configured: BTreeSet<String>,
     ) -> Self {
         Self {
             node_id,
@@ -280,7 +293,9 @@ impl NodeClient {
             changes,
             health,
             audit_db,
-            audit_path,
+            audit_path: data_dir.join("audit"),
+            data_dir,
+            configured: Arc::new(tokio::sync::Mutex::new(configured)),
         }
     }
 
@@ -308,6 +323,10 @@ impl NodeClient {
 
     /// Adds (or replaces, by name) a specialist and publishes the new record. The
     /// answer comes once the record is durable.
+    ///
+    /// This does not refuse a specialist the configuration file owns (the HTTP
+    /// API does, see [`Self::is_configured`]): a program that embeds the node
+    /// may replace it, until the next reload of the file.
     pub async fn announce(&self, specialist: Specialist) -> Result<VerifiedRecord, NodeError> {
         Ok(self
             .ask(|reply| Command::Announce(specialist, reply))
@@ -319,6 +338,34 @@ impl NodeClient {
     pub async fn withdraw(&self, name: &str) -> Result<VerifiedRecord, NodeError> {
         let name = name.to_string();
         Ok(self.ask(|reply| Command::Withdraw(name, reply)).await??)
+    }
+
+    /// Whether the configuration file owns the specialist `name`: the HTTP API
+    /// refuses to withdraw or replace it.
+    pub async fn is_configured(&self, name: &str) -> bool {
+        self.configured.lock().await.contains(name)
+    }
+
+    /// Applies the configuration file's specialists anew (after an edit): a
+    /// block added is announced, one changed updated, one removed withdrawn;
+    /// what the API announced stays. The new record once durable, or none when
+    /// nothing changed.
+    pub async fn reload_specialists(
+        &self,
+        specialists: Vec<Specialist>,
+    ) -> Result<Option<VerifiedRecord>, NodeError> {
+        let mut configured = self.configured.lock().await;
+        let owned = configured.clone();
+        let names = super::configured::names(&specialists);
+        let record = self
+            .ask(|reply| Command::Reload(owned, specialists, reply))
+            .await??;
+        super::configured::write(&self.data_dir, &names).map_err(|error| NodeError::DataDir {
+            path: self.data_dir.join(super::configured::FILE),
+            reason: error.to_string(),
+        })?;
+        *configured = names;
+        Ok(record)
     }
 
     /// Specialists in this node's directory.

@@ -27,6 +27,7 @@
 
 mod actor;
 pub mod client;
+mod configured;
 mod inbox;
 mod links;
 pub mod metrics;
@@ -165,6 +166,9 @@ pub enum NodeError {
     /// A publication was refused.
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// The API may not change a specialist the configuration file owns.
+    #[error("the specialist {0:?} comes from this node's configuration file: edit the file, then reload it (SIGHUP) or restart the node")]
+    Configured(String),
 }
 
 /// Starts nodes.
@@ -237,7 +241,8 @@ impl Node {
                 changes,
                 health_rx,
                 audit_db,
-                config.data_dir.join("audit"),
+                config.data_dir.clone(),
+                configured::names(&config.specialists),
             ),
             task,
             shutdown,

@@ -491,16 +491,17 @@ pub(super) fn restore(
     }
     let own = own.or(predecessor);
     state.add_bootstrap(config.bootstrap.iter().map(|(peer, _)| *peer));
-    let mut announcement = Announcement {
+    // The configuration file's specialists, and those the API announced
+    // before (see `configured`).
+    let before = own
+        .as_ref()
+        .map(|own| announcement_of(own).specialists)
+        .unwrap_or_default();
+    let owned = super::configured::read(&config.data_dir);
+    let announcement = Announcement {
         addrs: advertised,
-        specialists: config.specialists.clone(),
+        specialists: super::configured::apply(&before, &owned, &config.specialists),
     };
-    if announcement.specialists.is_empty() {
-        // Keep what was announced before the restart unless the config names specialists.
-        if let Some(own) = &own {
-            announcement.specialists = announcement_of(own).specialists;
-        }
-    }
     // Refuse an announcement peers would refuse, now rather than later.
     VerifiedRecord::sign(
         &config.identity,
@@ -514,6 +515,14 @@ pub(super) fn restore(
     )
     .map_err(|error| NodeError::Publish(crate::proto::PublishError::Invalid(error)))?;
     state.set_announcement(announcement);
+    super::configured::write(
+        &config.data_dir,
+        &super::configured::names(&config.specialists),
+    )
+    .map_err(|error| NodeError::DataDir {
+        path: config.data_dir.join(super::configured::FILE),
+        reason: error.to_string(),
+    })?;
     let writer = AuditWriter::spawn(log, 8192).map_err(|e| NodeError::Audit(e.to_string()))?;
     Ok(Restored {
         state,
