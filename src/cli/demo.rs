@@ -354,6 +354,9 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 node_one.display(),
                 false_entry
             );
+            if args.data_dir.is_none() && !args.keep {
+                println!("   (this directory is removed when the demo ends: --keep or --data-dir keeps it)");
+            }
             let names = super::audit::Names::find(None, Some(&node_one))?;
             super::audit::print_trace(&trace, &names);
         }
