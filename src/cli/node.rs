@@ -62,8 +62,9 @@ pub(crate) struct RunArgs {
     config: PathBuf,
     /// How log lines are written to standard error: `text` for people, `json`
     /// (one object per line: timestamp, level, target, fields) for log
-    /// collectors. Verbosity comes from RUST_LOG (default: info, the storage
-    /// and QUIC libraries at warn).
+    /// collectors. Verbosity comes from RUST_LOG, else the configuration's
+    /// `log` (re-read on SIGHUP), else info with the storage and QUIC libraries
+    /// at warn.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TIDINGS_LOG_FORMAT")]
     log_format: LogFormat,
 }
