@@ -93,6 +93,19 @@ fn schemas() -> Value {
         }),
         &["peer"],
     );
+    let operation = json!({
+        "id": { "type": "string" }, "epoch": { "type": "integer" },
+        "action": { "type": "string" }, "summary": { "type": "string" },
+        "proposer": node, "approvals": strings(),
+        "issued_at_ms": { "type": "integer" }, "expires_at_ms": { "type": "integer" },
+    });
+    // An open proposal: the operation, and where this node stands on it.
+    let mut proposal = operation.clone();
+    if let Some(fields) = proposal.as_object_mut() {
+        fields.insert("needed".into(), json!({ "type": "integer" }));
+        fields.insert("approved_here".into(), json!({ "type": "boolean" }));
+        fields.insert("voted_otherwise".into(), json!({ "type": "boolean" }));
+    }
     json!({
         "Problem": {
             "type": "object",
@@ -181,20 +194,8 @@ fn schemas() -> Value {
         "Entries": object(json!({
             "entries": { "type": "array", "items": schema("Entry") },
         }), &[]),
-        "Operation": object(json!({
-            "id": { "type": "string" }, "epoch": { "type": "integer" },
-            "action": { "type": "string" }, "summary": { "type": "string" },
-            "proposer": node, "approvals": strings(),
-            "issued_at_ms": { "type": "integer" }, "expires_at_ms": { "type": "integer" },
-        }), &[]),
-        "Proposal": object(json!({
-            "id": { "type": "string" }, "epoch": { "type": "integer" },
-            "action": { "type": "string" }, "summary": { "type": "string" },
-            "proposer": node, "approvals": strings(),
-            "issued_at_ms": { "type": "integer" }, "expires_at_ms": { "type": "integer" },
-            "needed": { "type": "integer" }, "approved_here": { "type": "boolean" },
-            "voted_otherwise": { "type": "boolean" },
-        }), &[]),
+        "Operation": object(operation.clone(), &[]),
+        "Proposal": object(proposal, &[]),
         "Roster": object(json!({
             "federation": { "type": "string" }, "genesis": { "type": "string" },
             "epoch": { "type": "integer" }, "head": { "type": "string" },

@@ -301,20 +301,25 @@ pub(crate) fn lookup(args: &LookupArgs) -> anyhow::Result<ExitCode> {
     );
     for item in found {
         let specialist = &item["specialist"];
-        let capabilities: Vec<&str> = specialist["capabilities"]
-            .as_array()
-            .map(|caps| caps.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
         println!(
             "{:<24} {:<32} {:<12} {:<14} {}",
             specialist["name"].as_str().unwrap_or("-"),
-            capabilities.join(","),
+            capabilities(specialist),
             short(&item["origin"]),
             reach(&item),
             specialist["endpoint"].as_str().unwrap_or("-")
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A specialist's capabilities, comma-separated.
+pub(crate) fn capabilities(specialist: &Value) -> String {
+    let capabilities: Vec<&str> = specialist["capabilities"]
+        .as_array()
+        .map(|caps| caps.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    capabilities.join(",")
 }
 
 /// `connected`, or how long ago the node was last heard from.

@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::Value;
 
-use super::client::{Api, ApiArgs};
+use super::client::{capabilities, Api, ApiArgs};
 use super::format::utc;
 
 /// Silence longer than this means the stream is dead (the node sends a
@@ -104,17 +104,15 @@ pub(crate) fn run(args: &WatchArgs) -> anyhow::Result<ExitCode> {
                 if done.id.is_some() {
                     last = done.id.clone();
                 }
+                let mut value: Value =
+                    serde_json::from_str(&done.data).context("an event that is not JSON")?;
                 let mut out = stdout.lock();
                 if json {
-                    let mut value: Value =
-                        serde_json::from_str(&done.data).context("an event that is not JSON")?;
                     if let (Some(object), Some(id)) = (value.as_object_mut(), &done.id) {
                         object.insert("id".into(), Value::from(id.clone()));
                     }
                     writeln!(out, "{value}")?;
                 } else {
-                    let value: Value =
-                        serde_json::from_str(&done.data).context("an event that is not JSON")?;
                     if value["origin"].is_string() {
                         labels.learn(&api, &value["origin"]);
                     }
@@ -202,14 +200,10 @@ fn describe(event: &Value, labels: &Labels) -> String {
     let what = match kind {
         "added" | "updated" | "removed" => {
             let specialist = &event["specialist"];
-            let capabilities: Vec<&str> = specialist["capabilities"]
-                .as_array()
-                .map(|caps| caps.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
             format!(
                 "{} [{}] {} from {origin}, seq {}",
                 specialist["name"].as_str().unwrap_or("-"),
-                capabilities.join(","),
+                capabilities(specialist),
                 specialist["endpoint"].as_str().unwrap_or("-"),
                 event["seq"]
             )
