@@ -129,6 +129,25 @@ async fn stop(nodes: Vec<NodeHandle>) {
     }
 }
 
+/// When `shutdown` returns, the node's UDP port is free: a node restarted at
+/// once on its configured port starts (quinn closes the socket in a task of its
+/// own, after the connections closed at shutdown drain; the node waits for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_has_freed_its_port() {
+    for round in 0..6 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = federation(dir.path(), 3).await;
+        nodes[2].announce(specialist("first", "x")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200 + 40 * round)).await;
+        let third = nodes.pop().unwrap();
+        let addr = third.local_addr();
+        third.shutdown().await.unwrap();
+        let bound = std::net::UdpSocket::bind(addr);
+        assert!(bound.is_ok(), "round {round}: {bound:?}");
+        stop(nodes).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_store_is_recovered_from_the_audit_log_with_or_without_peers() {
     for bootstrap in [false, true] {

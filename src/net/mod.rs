@@ -2,6 +2,7 @@
 //!
 //! - [`tls`]: certificates from node keys, verifiers that admit only roster keys.
 //! - [`transport`]: the endpoint, dialling and accepting, framing.
+//! - [`socket`]: the endpoint's UDP socket, which says when it is closed.
 //! - [`gate`]: which incoming handshakes are taken on, before any cryptography.
 //! - [`checkers`]: signature checks of received records on every core, ahead of the actor.
 //! - [`node`]: the actor that owns the protocol state; [`Node::spawn`](node::Node::spawn).
@@ -16,6 +17,7 @@ pub mod config;
 pub mod gate;
 pub mod lock;
 pub mod node;
+pub mod socket;
 pub mod store;
 pub mod tls;
 pub mod transport;

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tidings_keys::{Identity, NodeId};
 
+use super::socket::{self, SocketClosed};
 use super::tls::{self, Refusals, SharedRoster};
 use crate::proto::limits::MAX_FRAME_BYTES;
 
@@ -48,6 +49,14 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Longest wait for a dial to complete.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The round-trip time assumed before a connection has measured one (QUIC's
+/// default is 333 ms). A connection closed before it measured one drains for
+/// three probe timeouts computed from this: about 3 s with the default, which
+/// held a stopping node's port that long whenever a dial to a peer that had
+/// just stopped was in flight. With 100 ms it drains within the second the
+/// node waits for its connections; a dial over a longer path sends its first
+/// packet once more before the answer comes.
+pub const INITIAL_RTT: Duration = Duration::from_millis(100);
 
 /// Why a network operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +95,7 @@ pub struct Transport {
     /// The client configuration of dials that keep their connection alive.
     kept_alive: quinn::ClientConfig,
     refusals: Refusals,
+    closed: SocketClosed,
 }
 
 fn transport_config(keep_alive: bool) -> Arc<quinn::TransportConfig> {
@@ -96,6 +106,7 @@ fn transport_config(keep_alive: bool) -> Arc<quinn::TransportConfig> {
         .stream_receive_window(STREAM_WINDOW.into())
         .receive_window((2 * STREAM_WINDOW).into())
         .send_window(SEND_WINDOW)
+        .initial_rtt(INITIAL_RTT)
         .keep_alive_interval(keep_alive.then_some(KEEP_ALIVE));
     if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
         config.max_idle_timeout(Some(idle));
@@ -126,17 +137,32 @@ impl Transport {
         client_config.transport_config(transport_config(false));
         let mut kept_alive = quinn::ClientConfig::new(quic_client);
         kept_alive.transport_config(transport_config(true));
-        let mut endpoint =
-            quinn::Endpoint::server(server_config, listen).map_err(|error| NetError::Bind {
-                addr: listen,
-                error,
-            })?;
+        let bind_error = |error| NetError::Bind {
+            addr: listen,
+            error,
+        };
+        let socket = std::net::UdpSocket::bind(listen).map_err(bind_error)?;
+        let (socket, closed) = socket::wrap(socket).map_err(bind_error)?;
+        let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_error)?;
         endpoint.set_default_client_config(client_config);
         Ok(Self {
             endpoint,
             kept_alive,
             refusals,
+            closed,
         })
+    }
+
+    /// Resolves once the UDP socket is closed: after this endpoint and every
+    /// clone of it are dropped and its connections have drained.
+    pub fn closed(&self) -> SocketClosed {
+        self.closed.clone()
     }
 
     /// The bound address.

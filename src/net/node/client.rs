@@ -6,14 +6,17 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use tidings_audit::{AuditLog, SledStore};
 use tidings_keys::{FederationId, NodeId};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::debug;
 
 use super::metrics::NodeStats;
 use super::NodeError;
+use crate::net::socket::SocketClosed;
 use crate::proto::roster::{Action, Received, RosterHash, SignedOp};
 use crate::proto::state::RosterCommand;
 use crate::proto::{DirectoryChange, PublishError, RecordId, Specialist, VerifiedRecord};
@@ -510,7 +513,12 @@ pub struct NodeHandle {
     client: NodeClient,
     task: Option<tokio::task::JoinHandle<Result<(), NodeError>>>,
     shutdown: watch::Sender<bool>,
+    socket: SocketClosed,
 }
+
+/// After the node's task ends, the longest wait for its UDP socket to close
+/// (quinn closes it once the connections closed at shutdown have drained).
+const SOCKET_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 impl std::ops::Deref for NodeHandle {
     type Target = NodeClient;
@@ -525,11 +533,13 @@ impl NodeHandle {
         client: NodeClient,
         task: tokio::task::JoinHandle<Result<(), NodeError>>,
         shutdown: watch::Sender<bool>,
+        socket: SocketClosed,
     ) -> Self {
         Self {
             client,
             task: Some(task),
             shutdown,
+            socket,
         }
     }
 
@@ -540,7 +550,8 @@ impl NodeHandle {
 
     /// Stops the node: it takes no further input, flushes its audit log (with a
     /// final signed checkpoint) and its store, and closes its connections. The
-    /// stop overtakes queued input, so it is prompt under load.
+    /// stop overtakes queued input, so it is prompt under load. When it
+    /// returns, the node's UDP port is free for a node started on it again.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         let _ = self.shutdown.send(true);
         self.join().await
@@ -556,6 +567,15 @@ impl NodeHandle {
             Some(task) => {
                 let result = task.await.map_err(|_| NodeError::Stopped)?;
                 self.task = None;
+                // Its port is free when this returns, unless a closed
+                // connection is still draining after the wait.
+                let closed = self.socket.clone().wait();
+                if tokio::time::timeout(SOCKET_CLOSE_WAIT, closed)
+                    .await
+                    .is_err()
+                {
+                    debug!(node = %self.client.node_id(), "the UDP socket is still open after the node stopped");
+                }
                 result
             }
             None => Ok(()),

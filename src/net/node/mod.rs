@@ -190,6 +190,7 @@ impl Node {
         let opened = startup::open(&config, federation, time.now_ms())?;
         let transport = Transport::bind(&config.identity, shared_roster.clone(), config.listen)?;
         let local_addr = transport.local_addr().unwrap_or(config.listen);
+        let socket = transport.closed();
         let advertised = config
             .advertise
             .clone()
@@ -246,6 +247,7 @@ impl Node {
             ),
             task,
             shutdown,
+            socket,
         ))
     }
 }
