@@ -3,7 +3,7 @@
 //! it, what it decided, whom it relayed it to, later versions from the same origin,
 //! and any equivocation by that origin.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tidings_audit::{AuditError, AuditLog, Entry, EntryKind, Query, RecordKey, Store};
 use tidings_keys::{FederationId, NodeId};
 
@@ -14,7 +14,7 @@ use crate::recording::{proof_key, record_key};
 const TRACE_LIMIT: usize = 10_000;
 
 /// One audit entry, as a trace shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     /// Log index.
     pub index: u64,
@@ -42,7 +42,7 @@ impl From<&Entry> for Step {
 }
 
 /// What the signed evidence says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     /// The signer (checked: the signature verifies under this key).
     pub signer: NodeId,
@@ -61,7 +61,7 @@ pub struct Evidence {
 }
 
 /// A later record of the same origin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaterVersion {
     /// Its id.
     pub record: RecordKey,
@@ -72,17 +72,20 @@ pub struct LaterVersion {
 }
 
 /// The provenance of one record at one node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trace {
     /// The record.
     pub record: RecordKey,
     /// The origin the entries name.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub origin: Option<NodeId>,
     /// The signed evidence, when the log holds it (accepted or published records).
+    #[serde(deserialize_with = "Option::deserialize")]
     pub evidence: Option<Evidence>,
     /// Whether evidence bytes were held but did not verify (tampered storage).
     pub evidence_invalid: bool,
     /// The first receipt: accepted from a peer, or published here.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub first_receipt: Option<Step>,
     /// Every verdict and event on this record except relays, oldest first.
     pub history: Vec<Step>,

@@ -8,8 +8,13 @@ use std::time::Duration;
 use common::{count, eventually, federation};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tidings::api::answers::{
+    AuditAnswer, HealthAnswer, MembersAnswer, PendingAnswer, ProvenanceAnswer, Published,
+    RecordAnswer, RosterOutcome, SpecialistsAnswer,
+};
 use tidings::api::{serve, ApiServer};
-use tidings::net::node::NodeHandle;
+use tidings::net::node::{NodeHandle, RosterView};
+use tidings::proto::roster::Action;
 
 async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status);
@@ -866,13 +871,82 @@ async fn the_openapi_document_covers_every_route_and_matches_the_answers() {
             get_json(&http, format!("{base}{url}")).await,
         ));
     }
-    for (path, method, status, value) in checked {
+    // A roster proposal made here (open: one approval of two), and one made
+    // by node 1 and approved here (applied).
+    let node1 = nodes[1].node_id();
+    let proposed = http
+        .post(format!("{base}/v1/roster/proposals"))
+        .json(&json!({"action": "relabel", "member": node1.to_string(), "label": "first"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proposed.status(), StatusCode::CREATED);
+    let proposed: Value = proposed.json().await.unwrap();
+    assert_eq!(proposed["status"], "pending");
+    let first = proposed["operation"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    eventually(
+        "node 1 holds the proposal",
+        Duration::from_secs(10),
+        || async { !nodes[1].roster().await.unwrap().pending.is_empty() },
+    )
+    .await;
+    nodes[1].approve(first).await.unwrap();
+    let relabel = Action::Relabel {
+        member: node1,
+        label: Some("second".into()),
+    };
+    let (second, _) = nodes[1].propose(relabel, None, 60_000).await.unwrap();
+    eventually(
+        "node 0 holds node 1's proposal",
+        Duration::from_secs(10),
+        || async {
+            let view = nodes[0].roster().await.unwrap();
+            view.epoch == 1 && view.pending.iter().any(|p| p.op.id == second.id())
+        },
+    )
+    .await;
+    let approved: Value = http
+        .post(format!(
+            "{base}/v1/roster/proposals/{}/approve",
+            second.id()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(approved["status"], "applied", "{approved}");
+    checked.push(("/v1/roster/proposals", "post", "201", proposed));
+    checked.push(("/v1/roster/proposals/{id}/approve", "post", "200", approved));
+    for (path, method, status, value) in &checked {
+        let (path, method, status) = (*path, *method, *status);
+        // The command-line client reads it into the API's answer types, and
+        // they hold every field: written again, it is the same JSON.
+        let read_back = match (path, method) {
+            ("/v1/health", _) => roundtrip::<HealthAnswer>(value),
+            ("/v1/specialists", "get") => roundtrip::<SpecialistsAnswer>(value),
+            ("/v1/specialists", "post") => roundtrip::<Published>(value),
+            ("/v1/members", _) => roundtrip::<MembersAnswer>(value),
+            ("/v1/roster", _) => roundtrip::<RosterView>(value),
+            ("/v1/roster/pending", _) => roundtrip::<PendingAnswer>(value),
+            ("/v1/records/{origin}", _) => roundtrip::<RecordAnswer>(value),
+            ("/v1/provenance/{record}", _) => roundtrip::<ProvenanceAnswer>(value),
+            ("/v1/audit", _) => roundtrip::<AuditAnswer>(value),
+            (_, "post") => roundtrip::<RosterOutcome>(value),
+            other => panic!("no answer type for {other:?}"),
+        };
+        assert_eq!(&read_back, value, "{method} {path}");
         let schema = answer(path, method, status);
         assert!(
             !schema.is_null(),
             "{method} {path} {status} has no JSON schema"
         );
-        let wrong = mismatches(&document, &schema, &value, path);
+        let wrong = mismatches(&document, &schema, value, path);
         assert!(wrong.is_empty(), "{method} {path}: {wrong:#?}");
     }
     // A problem document matches its schema too.
@@ -898,5 +972,32 @@ async fn the_openapi_document_covers_every_route_and_matches_the_answers() {
         "members",
     );
     assert_eq!(wrong.len(), 2, "{wrong:?}");
+    // ...and so does the client's reading of it.
+    assert!(serde_json::from_value::<MembersAnswer>(renamed).is_err());
+
+    // Leaving, last: the node stops.
+    let left: Value = http
+        .post(format!("{base}/v1/leave"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(left["stopping"], true);
+    assert_eq!(roundtrip::<Published>(&left), left);
+    let wrong = mismatches(
+        &document,
+        &answer("/v1/leave", "post", "200"),
+        &left,
+        "leave",
+    );
+    assert!(wrong.is_empty(), "{wrong:#?}");
     stop(api, nodes).await;
+}
+
+/// `value` read as `T` and written again.
+fn roundtrip<T: serde::de::DeserializeOwned + serde::Serialize>(value: &Value) -> Value {
+    let read: T = serde_json::from_value(value.clone()).unwrap();
+    serde_json::to_value(read).unwrap()
 }

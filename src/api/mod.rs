@@ -32,6 +32,7 @@
 //! | `GET /v1/watch` | server-sent events: added, updated, removed, expired, quarantined, left_roster, pardoned; ids `BOOT-N`, resumed after `Last-Event-ID` (a `reset` event when it cannot be) |
 //! | `GET /metrics` | Prometheus text |
 
+pub mod answers;
 mod guard;
 mod ids;
 mod openapi;

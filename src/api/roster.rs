@@ -9,9 +9,10 @@ use axum::Json;
 use serde::Deserialize;
 use tidings_keys::{NodeId, Signature};
 
+use super::answers::{OutcomeStatus, PendingAnswer, RosterOutcome};
 use super::problem::Problem;
 use super::routes::AppState;
-use crate::net::node::{NodeError, OpView};
+use crate::net::node::{NodeError, OpView, RosterView};
 use crate::proto::limits::{
     DEFAULT_PROPOSAL_LIFETIME_MS, MAX_PROPOSAL_LIFETIME_MS, RECOVERY_SEQ_GAP,
 };
@@ -65,27 +66,27 @@ fn sign_problem(error: NodeError) -> Problem {
     }
 }
 
-fn outcome(op: &crate::proto::roster::SignedOp, received: &Received) -> serde_json::Value {
+fn outcome(op: &crate::proto::roster::SignedOp, received: &Received) -> RosterOutcome {
     let held = op.approvals.len();
     let (status, approvals, needed) = match received {
-        Received::Applied(_) => ("applied", held, held),
+        Received::Applied(_) => (OutcomeStatus::Applied, held, held),
         Received::Proposal {
             approvals, needed, ..
-        } => ("pending", *approvals, *needed),
-        Received::Refused(_) => ("refused", held, 0),
-        Received::Frozen | Received::Forked(_) => ("roster-forked", held, 0),
-        _ => ("not-applied", held, 0),
+        } => (OutcomeStatus::Pending, *approvals, *needed),
+        Received::Refused(_) => (OutcomeStatus::Refused, held, 0),
+        Received::Frozen | Received::Forked(_) => (OutcomeStatus::RosterForked, held, 0),
+        _ => (OutcomeStatus::NotApplied, held, 0),
     };
-    serde_json::json!({
-        "status": status,
-        "approvals": approvals,
-        "needed": needed,
-        "operation": OpView::of(op),
-    })
+    RosterOutcome {
+        status,
+        approvals,
+        needed,
+        operation: OpView::of(op),
+    }
 }
 
 /// The node's roster view.
-async fn view(state: &AppState) -> Result<crate::net::node::RosterView, Problem> {
+async fn view(state: &AppState) -> Result<RosterView, Problem> {
     state
         .client
         .roster()
@@ -93,24 +94,17 @@ async fn view(state: &AppState) -> Result<crate::net::node::RosterView, Problem>
         .map_err(|e| Problem::internal(e.to_string()))
 }
 
-pub(super) async fn roster(
-    State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, Problem> {
-    let view = view(&state).await?;
-    Ok(Json(
-        serde_json::to_value(view).map_err(|e| Problem::internal(e.to_string()))?,
-    ))
+pub(super) async fn roster(State(state): State<AppState>) -> Result<Json<RosterView>, Problem> {
+    Ok(Json(view(&state).await?))
 }
 
-pub(super) async fn pending(
-    State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, Problem> {
+pub(super) async fn pending(State(state): State<AppState>) -> Result<Json<PendingAnswer>, Problem> {
     let view = view(&state).await?;
-    Ok(Json(serde_json::json!({
-        "epoch": view.epoch,
-        "needed": view.needed,
-        "pending": view.pending,
-    })))
+    Ok(Json(PendingAnswer {
+        epoch: view.epoch,
+        needed: view.needed,
+        pending: view.pending,
+    }))
 }
 
 pub(super) async fn export(State(state): State<AppState>) -> Result<Response, Problem> {
@@ -250,7 +244,7 @@ pub(super) async fn propose(
 pub(super) async fn approve(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, Problem> {
+) -> Result<Json<RosterOutcome>, Problem> {
     let id = resolve(&state, &id).await?;
     let answer = state.client.approve(id).await;
     if let Err(NodeError::Sign(SignError::NoSuchProposal(_))) = &answer {

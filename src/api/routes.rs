@@ -14,11 +14,15 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tidings_audit::EntryKind;
 
+use super::answers::{
+    AuditAnswer, HealthAnswer, MembersAnswer, ProvenanceAnswer, Published, RecordAnswer,
+    SpecialistsAnswer, Status,
+};
 use super::problem::Problem;
 use super::watch::Watch;
 use super::MAX_BODY_BYTES;
 use crate::net::node::{Lookup, NodeClient, NodeError, Signing, LATENCY_BUCKETS_MS};
-use crate::proto::{PublishError, RecordError, Specialist, VerifiedRecord};
+use crate::proto::{PublishError, RecordError, Specialist};
 
 #[derive(Clone)]
 pub(super) struct AppState {
@@ -111,28 +115,17 @@ fn stopped(error: NodeError) -> Problem {
     Problem::internal(error.to_string())
 }
 
-async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
+async fn health(State(state): State<AppState>) -> Result<Json<HealthAnswer>, Problem> {
     let stats = state.client.stats().await.map_err(stopped)?;
     let health = state.client.health();
-    let status = match health.signing {
-        Signing::Halted => "halted",
-        Signing::Recovering => "recovering",
-        Signing::Ok if health.clock_warning => "clock_off",
-        Signing::Ok => "ok",
-    };
-    let mut body = serde_json::json!({
-        "status": status,
-        "node": state.client.node_id(),
-        "federation": state.client.federation(),
-        "records": stats.records,
-        "peers_connected": stats.connections,
-    });
-    if let (Some(body), Ok(serde_json::Value::Object(health))) =
-        (body.as_object_mut(), serde_json::to_value(&health))
-    {
-        body.extend(health);
-    }
-    Ok(Json(body))
+    Ok(Json(HealthAnswer {
+        status: Status::of(&health),
+        node: state.client.node_id(),
+        federation: state.client.federation(),
+        records: stats.records,
+        peers_connected: stats.connections,
+        health,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,7 +139,7 @@ struct SpecialistQuery {
 async fn specialists(
     State(state): State<AppState>,
     query: Result<Query<SpecialistQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, Problem> {
+) -> Result<Json<SpecialistsAnswer>, Problem> {
     let Query(query) = query.map_err(rejected_query)?;
     let found = state
         .client
@@ -157,7 +150,7 @@ async fn specialists(
         })
         .await
         .map_err(stopped)?;
-    Ok(Json(serde_json::json!({ "specialists": found })))
+    Ok(Json(SpecialistsAnswer { specialists: found }))
 }
 
 fn rejected_query(rejection: QueryRejection) -> Problem {
@@ -214,10 +207,6 @@ fn publish_problem(error: NodeError) -> Problem {
     }
 }
 
-fn published(record: &VerifiedRecord) -> serde_json::Value {
-    serde_json::json!({ "origin": record.origin(), "record": record.id(), "seq": record.seq() })
-}
-
 async fn announce(
     State(state): State<AppState>,
     body: Result<Json<Specialist>, JsonRejection>,
@@ -233,13 +222,13 @@ async fn announce(
         .announce(specialist)
         .await
         .map_err(publish_problem)?;
-    Ok((StatusCode::CREATED, Json(published(&record))).into_response())
+    Ok((StatusCode::CREATED, Json(Published::of(&record))).into_response())
 }
 
 async fn withdraw(
     State(state): State<AppState>,
     name: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, Problem> {
+) -> Result<Json<Published>, Problem> {
     let Path(name) = name.map_err(rejected_path)?;
     if state.client.is_configured(&name).await {
         return Err(publish_problem(NodeError::Configured(name)));
@@ -249,23 +238,22 @@ async fn withdraw(
         .withdraw(&name)
         .await
         .map_err(publish_problem)?;
-    Ok(Json(published(&record)))
+    Ok(Json(Published::of(&record)))
 }
 
 /// Leaves the directory: a record that withdraws every specialist, then the
 /// node stops.
-async fn leave(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
+async fn leave(State(state): State<AppState>) -> Result<Json<Published>, Problem> {
     let record = state.client.leave().await.map_err(publish_problem)?;
-    let mut body = published(&record);
-    if let Some(body) = body.as_object_mut() {
-        body.insert("stopping".into(), true.into());
-    }
-    Ok(Json(body))
+    Ok(Json(Published {
+        stopping: true,
+        ..Published::of(&record)
+    }))
 }
 
-async fn members(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
+async fn members(State(state): State<AppState>) -> Result<Json<MembersAnswer>, Problem> {
     let members = state.client.members().await.map_err(stopped)?;
-    Ok(Json(serde_json::json!({ "members": members })))
+    Ok(Json(MembersAnswer { members }))
 }
 
 /// A time: Unix milliseconds, or RFC 3339 (`2026-11-22T10:00:00Z`).
@@ -281,38 +269,23 @@ fn parse_time(text: &str) -> Result<u64, Problem> {
     })
 }
 
-fn record_view(record: &VerifiedRecord) -> serde_json::Value {
-    let fields = record.record();
-    serde_json::json!({
-        "origin": record.origin(),
-        "record": record.id(),
-        "seq": fields.seq,
-        "prev": fields.prev,
-        "issued_at_ms": fields.issued_at_ms,
-        "expires_at_ms": fields.expires_at_ms,
-        "addrs": fields.addrs,
-        "specialists": fields.specialists,
-        "signed_hex": tidings_keys::hex::encode(record.wire_bytes()),
-    })
-}
-
 async fn record(
     State(state): State<AppState>,
     origin: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, Problem> {
+) -> Result<Json<RecordAnswer>, Problem> {
     let Path(origin) = origin.map_err(rejected_path)?;
     let origin = super::ids::node(&state.client, &origin).await?;
     let record = state.client.record(origin).await.map_err(stopped)?;
     let record = record.ok_or_else(|| {
         Problem::not_found("unknown-origin", format!("no current record of {origin}"))
     })?;
-    Ok(Json(record_view(&record)))
+    Ok(Json(RecordAnswer::of(&record)))
 }
 
 async fn provenance(
     State(state): State<AppState>,
     record: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, Problem> {
+) -> Result<Json<ProvenanceAnswer>, Problem> {
     let Path(record) = record.map_err(rejected_path)?;
     let key = super::ids::record(&state.client, &record).await?;
     let client = state.client.clone();
@@ -334,12 +307,12 @@ async fn provenance(
     let current = member
         .and_then(|member| member.record)
         .map(|id| id.0 == key.0);
-    Ok(Json(serde_json::json!({
-        "trace": trace,
-        "current": current.unwrap_or(false),
-        "origin_quarantined": member.is_some_and(|member| member.quarantined),
-        "origin_label": member.and_then(|member| member.label.clone()),
-    })))
+    Ok(Json(ProvenanceAnswer {
+        trace,
+        current: current.unwrap_or(false),
+        origin_quarantined: member.is_some_and(|member| member.quarantined),
+        origin_label: member.and_then(|member| member.label.clone()),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,7 +330,7 @@ struct AuditQuery {
 async fn audit(
     State(state): State<AppState>,
     query: Result<Query<AuditQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, Problem> {
+) -> Result<Json<AuditAnswer>, Problem> {
     let Query(query) = query.map_err(rejected_query)?;
     let record = match query.record.as_deref() {
         Some(text) => Some(super::ids::record(&state.client, text).await?),
@@ -396,7 +369,7 @@ async fn audit(
     })
     .await
     .map_err(|error| Problem::internal(error.to_string()))??;
-    Ok(Json(serde_json::json!({ "entries": entries })))
+    Ok(Json(AuditAnswer { entries }))
 }
 
 async fn watch(
@@ -426,7 +399,7 @@ async fn watch(
             let numbered = cursor.next().await?;
             let event = Event::default()
                 .id(numbered.id)
-                .event(numbered.event.event)
+                .event(numbered.event.event.as_str())
                 .json_data(&numbered.event)
                 .unwrap_or_default();
             Some((Ok(event), (cursor, permit)))

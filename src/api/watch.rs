@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tidings_keys::NodeId;
 use tokio::sync::{broadcast, watch};
 
@@ -29,12 +29,49 @@ use crate::proto::{DirectoryChange, RecordId, Specialist, VerifiedRecord};
 /// Events kept for clients that reconnect.
 pub const WATCH_WINDOW: usize = 4096;
 
+/// What an event says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A specialist appeared.
+    Added,
+    /// A specialist of that name changed.
+    Updated,
+    /// A specialist is gone from its origin's record.
+    Removed,
+    /// An origin's record expired.
+    Expired,
+    /// An origin was caught signing two histories.
+    Quarantined,
+    /// An origin left the roster.
+    LeftRoster,
+    /// A quarantined origin was pardoned.
+    Pardoned,
+    /// Events were missed: reload the directory.
+    Reset,
+}
+
+impl EventKind {
+    /// Its name, as in the JSON and the stream's `event:` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "added",
+            Self::Updated => "updated",
+            Self::Removed => "removed",
+            Self::Expired => "expired",
+            Self::Quarantined => "quarantined",
+            Self::LeftRoster => "left_roster",
+            Self::Pardoned => "pardoned",
+            Self::Reset => "reset",
+        }
+    }
+}
+
 /// One event of the watch stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchEvent {
-    /// added, updated, removed, expired, quarantined, left_roster, pardoned or
-    /// reset.
-    pub event: &'static str,
+    /// What happened.
+    pub event: EventKind,
     /// The origin (none for reset).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<NodeId>,
@@ -275,7 +312,7 @@ async fn current(client: &NodeClient) -> Known {
 
 fn reset(reason: String) -> WatchEvent {
     WatchEvent {
-        event: "reset",
+        event: EventKind::Reset,
         origin: None,
         record: None,
         seq: None,
@@ -285,7 +322,7 @@ fn reset(reason: String) -> WatchEvent {
     }
 }
 
-fn event(kind: &'static str, record: &VerifiedRecord, specialist: Specialist) -> WatchEvent {
+fn event(kind: EventKind, record: &VerifiedRecord, specialist: Specialist) -> WatchEvent {
     WatchEvent {
         event: kind,
         origin: Some(record.origin()),
@@ -305,9 +342,9 @@ fn translate(known: &mut Known, change: DirectoryChange) -> Vec<WatchEvent> {
             let mut now = BTreeMap::new();
             for specialist in &record.record().specialists {
                 match before.get(&specialist.name) {
-                    None => out.push(event("added", &record, specialist.clone())),
+                    None => out.push(event(EventKind::Added, &record, specialist.clone())),
                     Some(old) if old != specialist => {
-                        out.push(event("updated", &record, specialist.clone()))
+                        out.push(event(EventKind::Updated, &record, specialist.clone()))
                     }
                     Some(_) => {}
                 }
@@ -315,7 +352,7 @@ fn translate(known: &mut Known, change: DirectoryChange) -> Vec<WatchEvent> {
             }
             for (name, specialist) in before {
                 if !now.contains_key(&name) {
-                    out.push(event("removed", &record, specialist));
+                    out.push(event(EventKind::Removed, &record, specialist));
                 }
             }
             known.insert(record.origin(), now);
@@ -323,7 +360,7 @@ fn translate(known: &mut Known, change: DirectoryChange) -> Vec<WatchEvent> {
         DirectoryChange::LeftRoster(record) => {
             known.remove(&record.origin());
             out.push(WatchEvent {
-                event: "left_roster",
+                event: EventKind::LeftRoster,
                 origin: Some(record.origin()),
                 record: Some(record.id()),
                 seq: Some(record.seq()),
@@ -333,7 +370,7 @@ fn translate(known: &mut Known, change: DirectoryChange) -> Vec<WatchEvent> {
             });
         }
         DirectoryChange::Pardoned { origin, above_seq } => out.push(WatchEvent {
-            event: "pardoned",
+            event: EventKind::Pardoned,
             origin: Some(origin),
             record: None,
             seq: Some(above_seq),
@@ -344,7 +381,7 @@ fn translate(known: &mut Known, change: DirectoryChange) -> Vec<WatchEvent> {
         DirectoryChange::Expired(record) => {
             known.remove(&record.origin());
             out.push(WatchEvent {
-                event: "expired",
+                event: EventKind::Expired,
                 origin: Some(record.origin()),
                 record: Some(record.id()),
                 seq: Some(record.seq()),
@@ -356,7 +393,7 @@ fn translate(known: &mut Known, change: DirectoryChange) -> Vec<WatchEvent> {
         DirectoryChange::Quarantined { origin, .. } => {
             known.remove(&origin);
             out.push(WatchEvent {
-                event: "quarantined",
+                event: EventKind::Quarantined,
                 origin: Some(origin),
                 record: None,
                 seq: None,
@@ -410,7 +447,7 @@ mod tests {
         ] {
             let mut cursor = watch.resume(Some(&stale));
             let reset = cursor.next().await.unwrap();
-            assert_eq!(reset.event.event, "reset", "{stale}");
+            assert_eq!(reset.event.event, EventKind::Reset, "{stale}");
             assert_eq!(reset.id, format!("{boot}-{total}"), "{stale}");
         }
         // A stream that falls a whole window behind while reading.
@@ -419,7 +456,7 @@ mod tests {
             watch.push(numbered(total + 1 + n));
         }
         let reset = slow.next().await.unwrap();
-        assert_eq!(reset.event.event, "reset");
+        assert_eq!(reset.event.event, EventKind::Reset);
         watch.push(numbered(0));
         assert_eq!(slow.next().await.unwrap().event.seq, Some(0));
     }

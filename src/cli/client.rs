@@ -7,7 +7,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tidings::api::answers::{
+    MembersAnswer, ProvenanceAnswer, Published, RecordAnswer, SpecialistsAnswer,
+};
+use tidings::net::node::Reach;
+use tidings::proto::Specialist;
 
 use super::format::utc;
 
@@ -204,22 +210,29 @@ impl Api {
         Ok(text)
     }
 
+    /// `GET path`, read as `T`.
+    pub(crate) fn get_as<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<(T, Value)> {
+        let answer = self.get(path)?;
+        Ok((read(&format!("GET {path}"), &answer)?, answer))
+    }
+
     /// Whether JSON output was asked for.
     pub(crate) fn json(args: &ApiArgs) -> bool {
         args.json
     }
 }
 
+/// `answer`, the node's answer to `what`, read as `T`; an answer this client
+/// cannot read is an error that says so (not a table of `-`).
+pub(crate) fn read<T: DeserializeOwned>(what: &str, answer: &Value) -> anyhow::Result<T> {
+    T::deserialize(answer).with_context(|| {
+        format!("cannot read the node's answer to {what} (is the node another version of tidings?)")
+    })
+}
+
 pub(crate) fn print_json(value: &Value) -> anyhow::Result<ExitCode> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn short(value: &Value) -> String {
-    value
-        .as_str()
-        .map(|text| text.chars().take(10).collect())
-        .unwrap_or_else(|| "-".into())
 }
 
 pub(crate) fn announce(args: &AnnounceArgs) -> anyhow::Result<ExitCode> {
@@ -240,11 +253,10 @@ pub(crate) fn announce(args: &AnnounceArgs) -> anyhow::Result<ExitCode> {
     if args.api.json {
         return print_json(&answer);
     }
+    let published: Published = read("POST /v1/specialists", &answer)?;
     println!(
         "announced {} in record seq {} ({})",
-        args.name,
-        answer["seq"],
-        answer["record"].as_str().unwrap_or("-")
+        args.name, published.seq, published.record
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -258,11 +270,10 @@ pub(crate) fn withdraw(args: &WithdrawArgs) -> anyhow::Result<ExitCode> {
     if args.api.json {
         return print_json(&answer);
     }
+    let published: Published = read("DELETE /v1/specialists/{name}", &answer)?;
     println!(
         "withdrew {} in record seq {} ({})",
-        args.name,
-        answer["seq"],
-        answer["record"].as_str().unwrap_or("-")
+        args.name, published.seq, published.record
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -287,10 +298,7 @@ pub(crate) fn lookup(args: &LookupArgs) -> anyhow::Result<ExitCode> {
     if args.api.json {
         return print_json(&answer);
     }
-    let found = answer["specialists"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let found = read::<SpecialistsAnswer>("GET /v1/specialists", &answer)?.specialists;
     if found.is_empty() {
         println!("no specialist found");
         return Ok(ExitCode::SUCCESS);
@@ -300,34 +308,30 @@ pub(crate) fn lookup(args: &LookupArgs) -> anyhow::Result<ExitCode> {
         "name", "capabilities", "origin", "reach"
     );
     for item in found {
-        let specialist = &item["specialist"];
+        let specialist = &item.specialist;
         println!(
             "{:<24} {:<32} {:<12} {:<14} {}",
-            specialist["name"].as_str().unwrap_or("-"),
+            specialist.name,
             capabilities(specialist),
-            short(&item["origin"]),
-            reach(&item),
-            specialist["endpoint"].as_str().unwrap_or("-")
+            item.origin.short(),
+            reach(&item.reach),
+            specialist.endpoint
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// A specialist's capabilities, comma-separated.
-pub(crate) fn capabilities(specialist: &Value) -> String {
-    let capabilities: Vec<&str> = specialist["capabilities"]
-        .as_array()
-        .map(|caps| caps.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    capabilities.join(",")
+pub(crate) fn capabilities(specialist: &Specialist) -> String {
+    specialist.capabilities.join(",")
 }
 
 /// `connected`, or how long ago the node was last heard from.
-fn reach(item: &Value) -> String {
-    if item["connected"] == true {
+fn reach(reach: &Reach) -> String {
+    if reach.connected {
         return "connected".into();
     }
-    match item["last_heard_ms"].as_u64() {
+    match reach.last_heard_ms {
         Some(at) => format!("heard {} ago", ago(at)),
         None => "never heard".into(),
     }
@@ -353,51 +357,49 @@ pub(crate) fn leave(args: &LeaveArgs) -> anyhow::Result<ExitCode> {
     if args.api.json {
         return print_json(&answer);
     }
+    let published: Published = read("POST /v1/leave", &answer)?;
     println!(
         "left: record seq {} ({}) withdraws every specialist; the node stops once it is sent",
-        answer["seq"],
-        answer["record"].as_str().unwrap_or("-")
+        published.seq, published.record
     );
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn members(args: &MembersArgs) -> anyhow::Result<ExitCode> {
     let api = Api::from(&args.api)?;
-    let answer = api.get("/v1/members")?;
+    let (answer, raw): (MembersAnswer, Value) = api.get_as("/v1/members")?;
     if args.api.json {
-        return print_json(&answer);
+        return print_json(&raw);
     }
     println!(
         "{:<12} {:<14} {:>5} {:>11} {:<22} {:<12} status",
         "member", "label", "seq", "specialists", "address", "last heard"
     );
-    for member in answer["members"].as_array().cloned().unwrap_or_default() {
-        let mut status = Vec::new();
-        for (flag, word) in [
-            ("this_node", "this node"),
-            ("connected", "connected"),
-            ("quarantined", "QUARANTINED"),
-            ("banned", "banned"),
-        ] {
-            if member[flag] == true {
-                status.push(word);
-            }
-        }
-        let heard = match member["last_heard_ms"].as_u64() {
-            _ if member["this_node"] == true => "-".to_string(),
+    for member in answer.members {
+        let status: Vec<&str> = [
+            (member.this_node, "this node"),
+            (member.connected, "connected"),
+            (member.quarantined, "QUARANTINED"),
+            (member.banned, "banned"),
+        ]
+        .into_iter()
+        .filter_map(|(on, word)| on.then_some(word))
+        .collect();
+        let heard = match member.last_heard_ms {
+            _ if member.this_node => "-".to_string(),
             Some(at) => format!("{} ago", ago(at)),
             None => "never".into(),
         };
         println!(
             "{:<12} {:<14} {:>5} {:>11} {:<22} {:<12} {}",
-            short(&member["id"]),
-            member["label"].as_str().unwrap_or("-"),
-            member["seq"]
-                .as_u64()
+            member.id.short(),
+            member.label.as_deref().unwrap_or("-"),
+            member
+                .seq
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "-".into()),
-            member["specialists"],
-            member["addrs"][0].as_str().unwrap_or("-"),
+            member.specialists,
+            member.addrs.first().map(String::as_str).unwrap_or("-"),
             heard,
             status.join(", ")
         );
@@ -418,91 +420,74 @@ pub(crate) fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
         api.get(&format!("/v1/records/{what}")).ok()
     };
     let record_id = match as_node {
-        Some(record) => {
+        Some(answer) => {
+            let record: RecordAnswer = read("GET /v1/records/{origin}", &answer)?;
             if !args.api.json {
                 println!(
                     "origin {}: current record seq {}, issued {}, expires {}",
-                    record["origin"].as_str().unwrap_or(what),
-                    record["seq"],
-                    utc(record["issued_at_ms"].as_u64().unwrap_or(0)),
-                    utc(record["expires_at_ms"].as_u64().unwrap_or(0))
+                    record.origin,
+                    record.seq,
+                    utc(record.issued_at_ms),
+                    utc(record.expires_at_ms)
                 );
             }
-            record["record"].as_str().unwrap_or_default().to_string()
+            record.record.to_string()
         }
         None => what.to_string(),
     };
-    let provenance = api.get(&format!("/v1/provenance/{record_id}"))?;
+    let (provenance, raw): (ProvenanceAnswer, Value) =
+        api.get_as(&format!("/v1/provenance/{record_id}"))?;
     if args.api.json {
-        return print_json(&provenance);
+        return print_json(&raw);
     }
-    let trace = &provenance["trace"];
-    println!(
-        "record      {}",
-        trace["record"].as_str().unwrap_or(&record_id)
-    );
-    match trace["evidence"].as_object() {
+    let trace = &provenance.trace;
+    println!("record      {}", trace.record);
+    match &trace.evidence {
         Some(evidence) => {
             println!(
                 "signed by   {} {} (signature checked with verify_strict)",
-                provenance["origin_label"].as_str().unwrap_or(""),
-                evidence["signer"].as_str().unwrap_or("-")
+                provenance.origin_label.as_deref().unwrap_or(""),
+                evidence.signer
             );
-            println!(
-                "chain       seq {}, prev {}",
-                evidence["seq"],
-                evidence["prev"].as_str().unwrap_or("-")
-            );
-            for specialist in evidence["specialists"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-            {
-                println!(
-                    "announces   {} {}",
-                    specialist["name"].as_str().unwrap_or("-"),
-                    specialist["endpoint"].as_str().unwrap_or("-")
-                );
+            println!("chain       seq {}, prev {}", evidence.seq, evidence.prev);
+            for specialist in &evidence.specialists {
+                println!("announces   {} {}", specialist.name, specialist.endpoint);
             }
         }
         None => println!("signed by   (no evidence kept for this record)"),
     }
     println!(
         "status      {}{}",
-        if provenance["current"] == true {
+        if provenance.current {
             "current"
         } else {
             "superseded or gone"
         },
-        if provenance["origin_quarantined"] == true {
+        if provenance.origin_quarantined {
             ", ORIGIN QUARANTINED"
         } else {
             ""
         }
     );
-    if let Some(first) = trace["first_receipt"].as_object() {
+    if let Some(first) = &trace.first_receipt {
         println!(
             "first seen  {} {} (entry {})",
-            utc(first["at_ms"].as_u64().unwrap_or(0)),
+            utc(first.at_ms),
             first
-                .get("peer")
-                .and_then(Value::as_str)
-                .map(|p| format!("from peer {p}"))
+                .peer
+                .map(|peer| format!("from peer {peer}"))
                 .unwrap_or_else(|| "published here".into()),
-            first["index"]
+            first.index
         );
     }
-    for step in trace["history"].as_array().cloned().unwrap_or_default() {
+    for step in &trace.history {
         println!(
             "  entry {:>6}  {:<12} {}",
-            step["index"],
-            step["kind"].as_str().unwrap_or("-"),
-            step["reason"].as_str().unwrap_or("")
+            step.index,
+            step.kind.to_string(),
+            step.reason
         );
     }
-    println!(
-        "relayed to  {} peers",
-        trace["relays"].as_array().map(Vec::len).unwrap_or(0)
-    );
+    println!("relayed to  {} peers", trace.relays.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use tidings::api::answers::{EventKind, SpecialistsAnswer, WatchEvent};
 use tidings::keys::{Identity, NodeId, Roster};
 use tidings::net::config::TEMPLATE;
 use tidings::net::node::NEW_NODE_MARKER;
@@ -306,7 +307,7 @@ impl Fleet {
     }
 
     async fn specialists(&self, i: usize) -> anyhow::Result<usize> {
-        let found: serde_json::Value = self
+        let found: SpecialistsAnswer = self
             .http
             .get(self.url(i, "/v1/specialists"))
             .timeout(Duration::from_secs(5))
@@ -314,7 +315,7 @@ impl Fleet {
             .await?
             .json()
             .await?;
-        Ok(found["specialists"].as_array().map_or(0, Vec::len))
+        Ok(found.specialists.len())
     }
 
     /// Fails if a node process has exited.
@@ -441,20 +442,17 @@ async fn follow(node: usize, mut response: reqwest::Response, sender: mpsc::Unbo
         while let Some(end) = buffer.find("\n\n") {
             let event: String = buffer.drain(..end + 2).collect();
             for data in event.lines().filter_map(|line| line.strip_prefix("data:")) {
-                let Ok(value) = serde_json::from_str::<serde_json::Value>(data.trim()) else {
+                let Ok(event) = serde_json::from_str::<WatchEvent>(data.trim()) else {
                     continue;
                 };
-                if !matches!(value["event"].as_str(), Some("added" | "updated")) {
+                if !matches!(event.event, EventKind::Added | EventKind::Updated) {
                     continue;
                 }
-                if let (Some(name), Some(at_ms)) = (
-                    value["specialist"]["name"].as_str(),
-                    value["at_ms"].as_u64(),
-                ) {
+                if let Some(specialist) = event.specialist {
                     let seen = Seen {
                         node,
-                        name: name.to_string(),
-                        at_ms,
+                        name: specialist.name,
+                        at_ms: event.at_ms,
                     };
                     if sender.send(seen).is_err() {
                         return;

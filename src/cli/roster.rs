@@ -14,7 +14,11 @@ use serde_json::{json, Value};
 use tidings::keys::{FederationId, Identity, NodeId, Roster};
 use tidings::proto::roster::{countersign, Action, Genesis, Threshold};
 
-use super::client::{print_json, short, Api, ApiArgs};
+use tidings::api::answers::{HealthAnswer, OutcomeStatus, PendingAnswer, RosterOutcome};
+use tidings::net::node::RosterView;
+use tidings::proto::roster::RosterHash;
+
+use super::client::{print_json, read, Api, ApiArgs};
 use super::format::utc;
 
 /// `tidings roster ...`
@@ -250,102 +254,84 @@ fn create(args: &CreateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn label_of(value: &Value) -> String {
-    value.as_str().unwrap_or("-").to_string()
-}
-
 fn show(api_args: &ApiArgs) -> anyhow::Result<ExitCode> {
     let api = Api::from(api_args)?;
-    let view = api.get("/v1/roster")?;
+    let (view, raw): (RosterView, Value) = api.get_as("/v1/roster")?;
     if Api::json(api_args) {
-        return print_json(&view);
+        return print_json(&raw);
     }
-    println!("genesis:   {}", view["genesis"].as_str().unwrap_or("-"));
-    println!(
-        "epoch:     {} (head {})",
-        view["epoch"],
-        view["head"].as_str().unwrap_or("-")
-    );
-    let members = view["members"].as_array().cloned().unwrap_or_default();
+    println!("genesis:   {}", view.genesis);
+    println!("epoch:     {} (head {})", view.epoch, view.head);
     println!(
         "threshold: {} ({} of {} members)",
-        label_of(&view["threshold"]),
-        view["needed"],
-        members.len()
+        view.threshold,
+        view.needed,
+        view.members.len()
     );
-    if let Some(fork) = view["fork"].as_object() {
+    if let Some(fork) = &view.fork {
         println!(
             "FORKED at epoch {}: two operations carry a threshold; roster changes have stopped",
-            fork["epoch"]
+            fork.epoch
         );
     }
     println!("\nmembers:");
-    for member in &members {
-        println!(
-            "  {}  {}",
-            member["id"].as_str().unwrap_or("-"),
-            member["label"].as_str().unwrap_or("")
-        );
+    for member in &view.members {
+        println!("  {}  {}", member.id, member.label.as_deref().unwrap_or(""));
     }
-    let chain = view["chain"].as_array().cloned().unwrap_or_default();
-    if !chain.is_empty() {
+    if !view.chain.is_empty() {
         println!("\nchain:");
-        for op in &chain {
+        for op in &view.chain {
             println!(
                 "  epoch {:>3}  {}  {}  ({} approvals)",
-                op["epoch"],
-                short(&op["id"]),
-                op["summary"].as_str().unwrap_or("-"),
-                op["approvals"].as_array().map_or(0, Vec::len)
+                op.epoch,
+                short_hash(&op.id),
+                op.summary,
+                op.approvals.len()
             );
         }
     }
-    let pending = view["pending"].as_array().cloned().unwrap_or_default();
-    if !pending.is_empty() {
+    if !view.pending.is_empty() {
         println!(
             "\n{} open proposal(s): see `tidings roster pending`",
-            pending.len()
+            view.pending.len()
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The first ten hex digits of an operation id.
+fn short_hash(id: &RosterHash) -> String {
+    id.to_string().chars().take(10).collect()
+}
+
 fn pending(api_args: &ApiArgs) -> anyhow::Result<ExitCode> {
     let api = Api::from(api_args)?;
-    let answer = api.get("/v1/roster/pending")?;
+    let (answer, raw): (PendingAnswer, Value) = api.get_as("/v1/roster/pending")?;
     if Api::json(api_args) {
-        return print_json(&answer);
+        return print_json(&raw);
     }
-    let pending = answer["pending"].as_array().cloned().unwrap_or_default();
+    let pending = answer.pending;
     if pending.is_empty() {
-        println!("no open proposals (epoch {})", answer["epoch"]);
+        println!("no open proposals (epoch {})", answer.epoch);
         return Ok(ExitCode::SUCCESS);
     }
-    let epochs: Vec<u64> = pending.iter().filter_map(|p| p["epoch"].as_u64()).collect();
+    let epochs: Vec<u64> = pending.iter().map(|p| p.op.epoch).collect();
     for proposal in &pending {
-        let approvals = proposal["approvals"].as_array().map_or(0, Vec::len);
         let mut notes = Vec::new();
-        if proposal["approved_here"] == true {
+        if proposal.approved_here {
             notes.push("approved by this node");
         }
-        if proposal["voted_otherwise"] == true {
+        if proposal.voted_otherwise {
             notes.push("this node signed another operation for this epoch");
         }
-        println!(
-            "{}  epoch {}  {}",
-            proposal["id"].as_str().unwrap_or("-"),
-            proposal["epoch"],
-            proposal["summary"].as_str().unwrap_or("-")
-        );
+        let op = &proposal.op;
+        println!("{}  epoch {}  {}", op.id, op.epoch, op.summary);
         println!(
             "    proposed by {}, {} of {} approvals, expires {}{}",
-            short(&proposal["proposer"]),
-            approvals,
-            proposal["needed"],
-            proposal["expires_at_ms"]
-                .as_u64()
-                .map(utc)
-                .unwrap_or_default(),
+            op.proposer.short(),
+            op.approvals.len(),
+            proposal.needed,
+            utc(op.expires_at_ms),
             if notes.is_empty() {
                 String::new()
             } else {
@@ -367,16 +353,13 @@ fn pending(api_args: &ApiArgs) -> anyhow::Result<ExitCode> {
 
 fn countersignature_of(
     key_file: &std::path::Path,
-    federation: &Value,
+    federation: &FederationId,
     action: &Action,
 ) -> anyhow::Result<String> {
     let identity = Identity::load(key_file)
         .with_context(|| format!("cannot load the new key {}", key_file.display()))?;
-    let bytes = tidings::keys::hex::decode_exact::<32>(federation.as_str().unwrap_or_default())
-        .context("the node did not say its federation")?;
-    let federation = FederationId::from_bytes(bytes);
     Ok(tidings::keys::hex::encode(
-        &countersign(&identity, &federation, action).0,
+        &countersign(&identity, federation, action).0,
     ))
 }
 
@@ -409,12 +392,12 @@ fn propose(args: &ProposeArgs) -> anyhow::Result<ExitCode> {
                     let identity = Identity::load(file)
                         .with_context(|| format!("cannot load the new key {}", file.display()))?;
                     let id = identity.node_id();
-                    let view = api.get("/v1/roster")?;
+                    let (view, _): (RosterView, Value) = api.get_as("/v1/roster")?;
                     let action = Action::Add {
                         member: id,
                         label: label.clone(),
                     };
-                    (id, countersignature_of(file, &view["federation"], &action)?)
+                    (id, countersignature_of(file, &view.federation, &action)?)
                 }
                 (None, Some(signature), Some(member)) => (*member, signature.clone()),
                 _ => bail!(
@@ -448,20 +431,16 @@ fn propose(args: &ProposeArgs) -> anyhow::Result<ExitCode> {
             }
             let from = match from {
                 Some(from) => *from,
-                None => api.get("/v1/health")?["node"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .parse()
-                    .context("the node did not say its id")?,
+                None => api.get_as::<HealthAnswer>("/v1/health")?.0.node,
             };
             let (to, countersignature) = match (key_file, countersignature, to) {
                 (Some(file), _, _) => {
                     let identity = Identity::load(file)
                         .with_context(|| format!("cannot load the new key {}", file.display()))?;
                     let to = identity.node_id();
-                    let view = api.get("/v1/roster")?;
+                    let (view, _): (RosterView, Value) = api.get_as("/v1/roster")?;
                     let action = Action::Rotate { from, to };
-                    (to, countersignature_of(file, &view["federation"], &action)?)
+                    (to, countersignature_of(file, &view.federation, &action)?)
                 }
                 (None, Some(signature), Some(to)) => (*to, signature.clone()),
                 _ => bail!(
@@ -506,36 +485,31 @@ fn send_proposal(api: &Api, args: &ProposeArgs, mut body: Value) -> anyhow::Resu
     if let (Some(lifetime), Some(map)) = (args.lifetime, body.as_object_mut()) {
         map.insert("lifetime_s".into(), json!(lifetime));
     }
-    let answer = api.post("/v1/roster/proposals", &body)?;
+    let raw = api.post("/v1/roster/proposals", &body)?;
+    let answer: RosterOutcome = read("POST /v1/roster/proposals", &raw)?;
     if args.quiet {
-        println!("{}", answer["operation"]["id"].as_str().unwrap_or_default());
+        println!("{}", answer.operation.id);
         return Ok(ExitCode::SUCCESS);
     }
     if Api::json(&args.api) {
-        return print_json(&answer);
+        return print_json(&raw);
     }
     report(&answer, "proposed");
     Ok(ExitCode::SUCCESS)
 }
 
-fn report(answer: &Value, verb: &str) {
-    let op = &answer["operation"];
-    println!(
-        "{verb} {} for epoch {}: {}",
-        op["id"].as_str().unwrap_or("-"),
-        op["epoch"],
-        op["summary"].as_str().unwrap_or("-")
-    );
-    match answer["status"].as_str() {
-        Some("applied") => println!("applied: it had the threshold of approvals"),
-        Some("pending") => println!(
+fn report(answer: &RosterOutcome, verb: &str) {
+    let op = &answer.operation;
+    println!("{verb} {} for epoch {}: {}", op.id, op.epoch, op.summary);
+    match answer.status {
+        OutcomeStatus::Applied => println!("applied: it had the threshold of approvals"),
+        OutcomeStatus::Pending => println!(
             "{} of {} approvals; other members approve with `tidings roster approve {}`",
-            answer["approvals"],
-            answer["needed"],
-            op["id"].as_str().unwrap_or("-")
+            answer.approvals, answer.needed, op.id
         ),
-        Some(other) => println!("status: {other}"),
-        None => {}
+        OutcomeStatus::Refused => println!("status: refused"),
+        OutcomeStatus::RosterForked => println!("status: roster-forked"),
+        OutcomeStatus::NotApplied => println!("status: not-applied"),
     }
 }
 
@@ -560,7 +534,7 @@ fn approve(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
     if Api::json(&args.api) {
         return print_json(&answer);
     }
-    report(&answer, "approved");
+    report(&read(&format!("POST {path}"), &answer)?, "approved");
     Ok(ExitCode::SUCCESS)
 }
 

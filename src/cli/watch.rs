@@ -16,7 +16,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::Value;
 
-use super::client::{capabilities, Api, ApiArgs};
+use tidings::api::answers::{EventKind, MembersAnswer, WatchEvent};
+use tidings::keys::NodeId;
+
+use super::client::{capabilities, read, Api, ApiArgs};
 use super::format::utc;
 
 /// Silence longer than this means the stream is dead (the node sends a
@@ -113,10 +116,11 @@ pub(crate) fn run(args: &WatchArgs) -> anyhow::Result<ExitCode> {
                     }
                     writeln!(out, "{value}")?;
                 } else {
-                    if value["origin"].is_string() {
-                        labels.learn(&api, &value["origin"]);
+                    let event: WatchEvent = read("an event of GET /v1/watch", &value)?;
+                    if let Some(origin) = &event.origin {
+                        labels.learn(&api, origin);
                     }
-                    writeln!(out, "{}", describe(&value, &labels))?;
+                    writeln!(out, "{}", describe(&event, &labels))?;
                 }
                 out.flush()?;
                 printed += 1;
@@ -157,66 +161,62 @@ pub(crate) fn run(args: &WatchArgs) -> anyhow::Result<ExitCode> {
 /// an unknown origin shows up.
 #[derive(Debug, Default)]
 struct Labels {
-    by_id: BTreeMap<String, String>,
+    by_id: BTreeMap<NodeId, Option<String>>,
 }
 
 impl Labels {
-    fn learn(&mut self, api: &Api, origin: &Value) {
-        let Some(origin) = origin.as_str() else {
-            return;
-        };
+    fn learn(&mut self, api: &Api, origin: &NodeId) {
         if self.by_id.contains_key(origin) {
             return;
         }
-        if let Ok(members) = api.get("/v1/members") {
-            for member in members["members"].as_array().into_iter().flatten() {
-                if let (Some(id), Some(label)) = (member["id"].as_str(), member["label"].as_str()) {
-                    self.by_id.insert(id.to_string(), label.to_string());
-                }
+        if let Ok((members, _)) = api.get_as::<MembersAnswer>("/v1/members") {
+            for member in members.members {
+                self.by_id.insert(member.id, member.label);
             }
         }
         // Remember misses too, so an origin outside the roster costs one
         // request, not one per event.
-        self.by_id.entry(origin.to_string()).or_default();
+        self.by_id.entry(*origin).or_default();
     }
 
     /// `label (id prefix)`, or the full id when no label is known.
-    fn name(&self, origin: &str) -> String {
-        match self.by_id.get(origin).filter(|label| !label.is_empty()) {
-            Some(label) => format!("{label} ({})", &origin[..origin.len().min(10)]),
-            None => origin.to_string(),
+    fn name(&self, origin: &NodeId) -> String {
+        match self.by_id.get(origin).and_then(Option::as_deref) {
+            Some(label) if !label.is_empty() => format!("{label} ({})", origin.short()),
+            _ => origin.to_string(),
         }
     }
 }
 
 /// One line for an event: time, kind, what and whose.
-fn describe(event: &Value, labels: &Labels) -> String {
-    let at = utc(event["at_ms"].as_u64().unwrap_or(0));
-    let kind = event["event"].as_str().unwrap_or("?");
-    let origin = event["origin"]
-        .as_str()
-        .map(|origin| labels.name(origin))
+fn describe(event: &WatchEvent, labels: &Labels) -> String {
+    let at = utc(event.at_ms);
+    let kind = event.event.as_str();
+    let origin = event
+        .origin
+        .map(|origin| labels.name(&origin))
         .unwrap_or_default();
-    let what = match kind {
-        "added" | "updated" | "removed" => {
-            let specialist = &event["specialist"];
+    let seq = event
+        .seq
+        .map_or_else(|| "-".to_string(), |seq| seq.to_string());
+    let what = match (event.event, &event.specialist) {
+        (EventKind::Added | EventKind::Updated | EventKind::Removed, Some(specialist)) => {
             format!(
-                "{} [{}] {} from {origin}, seq {}",
-                specialist["name"].as_str().unwrap_or("-"),
+                "{} [{}] {} from {origin}, seq {seq}",
+                specialist.name,
                 capabilities(specialist),
-                specialist["endpoint"].as_str().unwrap_or("-"),
-                event["seq"]
+                specialist.endpoint,
             )
         }
-        "expired" => format!("{origin}'s record seq {} expired", event["seq"]),
-        "quarantined" => format!("{origin} QUARANTINED (signed two histories)"),
-        "left_roster" => format!("{origin} left the roster"),
-        "pardoned" => format!("{origin} pardoned above seq {}", event["seq"]),
-        "reset" => format!(
+        (EventKind::Expired, _) => format!("{origin}'s record seq {seq} expired"),
+        (EventKind::Quarantined, _) => format!("{origin} QUARANTINED (signed two histories)"),
+        (EventKind::LeftRoster, _) => format!("{origin} left the roster"),
+        (EventKind::Pardoned, _) => format!("{origin} pardoned above seq {seq}"),
+        (EventKind::Reset, _) => format!(
             "events were missed ({}); reload the directory (tidings lookup)",
-            event["reason"].as_str().unwrap_or("no reason given")
+            event.reason.as_deref().unwrap_or("no reason given")
         ),
-        _ => event.to_string(),
+        (_, None) => format!("{origin}, seq {seq}"),
     };
     format!("{at}  {kind:<11} {what}")
 }

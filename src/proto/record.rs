@@ -76,6 +76,17 @@ impl Serialize for RecordId {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for RecordId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+            text.parse().map_err(serde::de::Error::custom)
+        } else {
+            <[u8; 32]>::deserialize(deserializer).map(Self)
+        }
+    }
+}
+
 /// One specialist an origin offers: a service, model or agent.
 ///
 /// `Deserialize` is for JSON input (the HTTP API); records are decoded by

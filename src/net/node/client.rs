@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tidings_audit::{AuditLog, SledStore};
 use tidings_keys::{FederationId, NodeId};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -22,7 +22,7 @@ use crate::proto::state::RosterCommand;
 use crate::proto::{DirectoryChange, PublishError, RecordId, Specialist, VerifiedRecord};
 
 /// A specialist found by a lookup.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FoundSpecialist {
     /// Who announces it.
     pub origin: NodeId,
@@ -42,12 +42,13 @@ pub struct FoundSpecialist {
 /// traffic, so a live lookup first dials the origins it is not connected to
 /// (see [`NodeClient::lookup`]); a node that stopped is not connected within
 /// one idle timeout, at once if it stopped cleanly.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reach {
     /// Whether a connection with it is open now (always true of this node).
     pub connected: bool,
     /// When this node last heard from it directly (a connection or a frame),
     /// Unix milliseconds; absent if never since this node started.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub last_heard_ms: Option<u64>,
 }
 
@@ -66,15 +67,18 @@ pub struct Lookup {
 }
 
 /// One admitted member as this node sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// Its id.
     pub id: NodeId,
     /// Its roster label.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub label: Option<String>,
     /// Its current record, if any: seq and id.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub seq: Option<u64>,
     /// The record id.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub record: Option<RecordId>,
     /// The addresses its record lists.
     pub addrs: Vec<String>,
@@ -87,13 +91,14 @@ pub struct Member {
     /// Whether a connection to it is open.
     pub connected: bool,
     /// When this node last heard from it directly, Unix milliseconds.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub last_heard_ms: Option<u64>,
     /// Whether it is this node.
     pub this_node: bool,
 }
 
 /// Whether the node may sign its own records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Signing {
     /// It knows its latest record and signs above it.
@@ -107,7 +112,7 @@ pub enum Signing {
 
 /// What a node reports about itself beyond counters: whether it can sign, how
 /// its clock compares, and what startup repaired.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     /// Whether it may sign.
     pub signing: Signing,
@@ -126,7 +131,7 @@ pub struct Health {
     /// How far the system clock moved from the node's time since it started.
     pub wall_clock_step_ms: i64,
     /// What startup found damaged or missing and repaired.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub startup_warnings: Vec<String>,
 }
 
@@ -157,7 +162,7 @@ pub(super) enum Command {
 }
 
 /// The roster as this node holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RosterView {
     /// The federation.
     pub federation: FederationId,
@@ -178,6 +183,7 @@ pub struct RosterView {
     /// Applied operations, epoch 1 first.
     pub chain: Vec<OpView>,
     /// Two operations for one epoch, if found: roster changes have stopped.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub fork: Option<ForkView>,
     /// What this node signed, per epoch.
     pub votes: Vec<(u64, RosterHash)>,
@@ -187,23 +193,24 @@ pub struct RosterView {
 }
 
 /// A member of the roster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RosterMember {
     /// Its key.
     pub id: NodeId,
     /// Its label.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub label: Option<String>,
 }
 
 /// A roster operation, open or applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpView {
     /// Its id.
     pub id: RosterHash,
     /// The epoch it makes.
     pub epoch: u64,
     /// What it does (`add`, `remove`, ...).
-    pub action: &'static str,
+    pub action: String,
     /// What it does, in words.
     pub summary: String,
     /// Who proposed it.
@@ -222,7 +229,7 @@ impl OpView {
         Self {
             id: op.id(),
             epoch: op.body.epoch,
-            action: op.body.action.name(),
+            action: op.body.action.name().to_string(),
             summary: op.body.action.to_string(),
             proposer: op.body.proposer,
             approvals: op.approvals.iter().map(|a| a.signer).collect(),
@@ -233,7 +240,7 @@ impl OpView {
 }
 
 /// An open proposal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProposalView {
     /// The operation.
     #[serde(flatten)]
@@ -248,7 +255,7 @@ pub struct ProposalView {
 }
 
 /// A roster fork.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForkView {
     /// The epoch.
     pub epoch: u64,

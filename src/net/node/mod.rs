@@ -53,7 +53,7 @@ use crate::proto::{PublishError, Specialist};
 
 pub use client::{
     ForkView, FoundSpecialist, Health, Lookup, Member, NodeClient, NodeHandle, OpView,
-    ProposalView, RosterMember, RosterView, Signing,
+    ProposalView, Reach, RosterMember, RosterView, Signing,
 };
 pub use metrics::{NodeStats, LATENCY_BUCKETS_MS};
 pub use startup::NEW_NODE_MARKER;

@@ -63,6 +63,13 @@ impl serde::Serialize for RosterHash {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for RosterHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// How many approvals an operation needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threshold {
