@@ -35,6 +35,11 @@ async fn get_json(http: &reqwest::Client, url: String) -> Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
 }
 
+/// The JSON answer of an empty POST to `url`.
+async fn post_json(http: &reqwest::Client, url: String) -> Value {
+    http.post(url).send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_and_its_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -909,17 +914,8 @@ async fn the_openapi_document_covers_every_route_and_matches_the_answers() {
         },
     )
     .await;
-    let approved: Value = http
-        .post(format!(
-            "{base}/v1/roster/proposals/{}/approve",
-            second.id()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let approve = format!("{base}/v1/roster/proposals/{}/approve", second.id());
+    let approved = post_json(&http, approve).await;
     assert_eq!(approved["status"], "applied", "{approved}");
     checked.push(("/v1/roster/proposals", "post", "201", proposed));
     checked.push(("/v1/roster/proposals/{id}/approve", "post", "200", approved));
@@ -950,14 +946,7 @@ async fn the_openapi_document_covers_every_route_and_matches_the_answers() {
         assert!(wrong.is_empty(), "{method} {path}: {wrong:#?}");
     }
     // A problem document matches its schema too.
-    let missing: Value = http
-        .get(format!("{base}/v1/records/zzzz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let missing = get_json(&http, format!("{base}/v1/records/zzzz")).await;
     let schema = json!({"$ref": "#/components/schemas/Problem"});
     assert!(mismatches(&document, &schema, &missing, "problem").is_empty());
     // And the checker catches a renamed field.
@@ -976,14 +965,7 @@ async fn the_openapi_document_covers_every_route_and_matches_the_answers() {
     assert!(serde_json::from_value::<MembersAnswer>(renamed).is_err());
 
     // Leaving, last: the node stops.
-    let left: Value = http
-        .post(format!("{base}/v1/leave"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let left = post_json(&http, format!("{base}/v1/leave")).await;
     assert_eq!(left["stopping"], true);
     assert_eq!(roundtrip::<Published>(&left), left);
     let wrong = mismatches(
