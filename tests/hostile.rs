@@ -377,6 +377,13 @@ fn a_flood_from_one_admitted_key_costs_a_bounded_share_of_a_core() {
         .unwrap()
         .clone();
     assert_eq!(listed["banned"], true, "{listed}");
+    // The operator's log says so, naming the peer.
+    let log = cluster.log_tail(0, usize::MAX);
+    assert!(
+        log.lines()
+            .any(|line| line.contains("peer banned") && line.contains(&attacker.node_id().short())),
+        "no ban in the victim's log"
+    );
     let reached = reached.expect("the honest update reached every honest node");
     assert!(
         reached < Duration::from_millis(2 * INTERVAL_MS),

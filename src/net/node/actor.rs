@@ -627,6 +627,11 @@ impl Actor {
     /// counted (see [`coalesce`](crate::recording::coalesce)).
     fn record(&mut self, entry: NewEntry) {
         let admitted = self.coalescer.admit(entry);
+        // Offences are logged as the audit log gets them: a flood of
+        // penalties is a count there, and so here.
+        for entry in &admitted {
+            self.log_offence(entry);
+        }
         self.pending.extend(admitted);
     }
 
@@ -827,6 +832,23 @@ impl Actor {
     }
 
     /// A peer as logs name it: its roster label and short id, or its id.
+    /// A peer's offence, in the operator's log by roster label (the audit log
+    /// keeps the details; this says what needs a look).
+    fn log_offence(&self, entry: &NewEntry) {
+        let Some(peer) = entry.peer else {
+            return;
+        };
+        let reason = entry.reason.as_str();
+        match entry.kind {
+            EntryKind::Banned => warn!(peer = %self.name_of(&peer), reason, "peer banned"),
+            EntryKind::Penalised => info!(peer = %self.name_of(&peer), reason, "peer penalised"),
+            EntryKind::Rejected | EntryKind::ProofRejected => {
+                info!(peer = %self.name_of(&peer), reason, "refused what a peer sent")
+            }
+            _ => {}
+        }
+    }
+
     pub(super) fn name_of(&self, peer: &NodeId) -> String {
         match self.state.directory().roster().label(peer) {
             Some(label) => format!("{label} ({})", peer.short()),

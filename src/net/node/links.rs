@@ -362,12 +362,19 @@ async fn accept_loop(shared: Shared) {
     }
 }
 
+/// The key a refused handshake presented, for logs.
+fn presented_key(refusal: &Refusal) -> String {
+    refusal
+        .presented
+        .map_or_else(|| "none".to_string(), |id| id.to_string())
+}
+
 async fn report_refusals(
     transport: &Transport,
     events: &mpsc::Sender<NetEvent>,
 ) -> Result<(), mpsc::error::SendError<NetEvent>> {
     for refusal in transport.refusals() {
-        warn!(presented = ?refusal.presented.map(|id| id.to_string()), reason = %refusal.reason, "handshake refused");
+        warn!(presented = %presented_key(&refusal), reason = %refusal.reason, "handshake refused");
         events.send(NetEvent::Refused(refusal)).await?;
     }
     Ok(())
@@ -550,7 +557,7 @@ async fn dial(peer: NodeId, target: Dial, shared: &Shared) -> Option<quinn::Conn
                         answered: refusal.presented,
                     },
                     _ => {
-                        warn!(presented = ?refusal.presented.map(|id| id.to_string()), reason = %refusal.reason, "handshake refused");
+                        warn!(presented = %presented_key(&refusal), reason = %refusal.reason, "handshake refused");
                         NetEvent::Refused(refusal)
                     }
                 };
