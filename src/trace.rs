@@ -15,6 +15,7 @@ const TRACE_LIMIT: usize = 10_000;
 
 /// One audit entry, as a trace shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(schemars::JsonSchema))]
 pub struct Step {
     /// Log index.
     pub index: u64,
@@ -43,6 +44,7 @@ impl From<&Entry> for Step {
 
 /// What the signed evidence says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(schemars::JsonSchema))]
 pub struct Evidence {
     /// The signer (checked: the signature verifies under this key).
     pub signer: NodeId,
@@ -62,6 +64,7 @@ pub struct Evidence {
 
 /// A later record of the same origin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(schemars::JsonSchema))]
 pub struct LaterVersion {
     /// Its id.
     pub record: RecordKey,
@@ -73,6 +76,7 @@ pub struct LaterVersion {
 
 /// The provenance of one record at one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(schemars::JsonSchema))]
 pub struct Trace {
     /// The record.
     pub record: RecordKey,

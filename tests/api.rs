@@ -704,30 +704,79 @@ fn registered_routes() -> Vec<(String, String)> {
     routes
 }
 
-/// What in `value` does not match `schema` (a small subset of JSON Schema:
-/// `$ref`, `type`, `enum`, `properties`, `required`, `additionalProperties`,
-/// `items`, `oneOf`), one line per mismatch.
+/// What in `value` does not match `schema`, one line per mismatch. It checks
+/// the subset of JSON Schema 2020-12 the document uses: `$ref`, `type`,
+/// `enum`, `const`, `oneOf`, `anyOf`, `properties`, `required`,
+/// `additionalProperties`, `items`, `prefixItems`, `minItems`, `maxItems`,
+/// `minimum`, `maximum` and `pattern` (of the form `^[class]{n}$`); any other keyword
+/// that constrains a value fails the test, so the checker cannot silently
+/// pass what it does not understand.
 fn mismatches(document: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
+    const KNOWN: &[&str] = &[
+        "$ref",
+        "type",
+        "enum",
+        "const",
+        "oneOf",
+        "anyOf",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "prefixItems",
+        "minItems",
+        "maxItems",
+        "minimum",
+        "maximum",
+        "pattern",
+        "description",
+        "format",
+        "default",
+        "title",
+    ];
+    if let Some(map) = schema.as_object() {
+        for keyword in map.keys() {
+            assert!(
+                KNOWN.contains(&keyword.as_str()),
+                "{at}: the checker does not know {keyword}"
+            );
+        }
+    }
     if let Some(reference) = schema["$ref"].as_str() {
-        let name = reference.rsplit('/').next().unwrap();
+        let name = reference.strip_prefix("#/components/schemas/").unwrap();
         let target = &document["components"]["schemas"][name];
         assert!(!target.is_null(), "{reference} is not in the document");
         return mismatches(document, target, value, at);
     }
-    if let Some(options) = schema["oneOf"].as_array() {
-        return if options
-            .iter()
-            .any(|option| mismatches(document, option, value, at).is_empty())
-        {
-            Vec::new()
-        } else {
-            vec![format!("{at}: matches none of oneOf: {value}")]
-        };
+    let matching = |options: &Value| {
+        options.as_array().map(|options| {
+            options
+                .iter()
+                .filter(|option| mismatches(document, option, value, at).is_empty())
+                .count()
+        })
+    };
+    if let Some(matched) = matching(&schema["oneOf"]) {
+        if matched != 1 {
+            return vec![format!(
+                "{at}: matches {matched} of oneOf, not one: {value}"
+            )];
+        }
+    }
+    if let Some(matched) = matching(&schema["anyOf"]) {
+        if matched == 0 {
+            return vec![format!("{at}: matches none of anyOf: {value}")];
+        }
     }
     let mut out = Vec::new();
     if let Some(allowed) = schema["enum"].as_array() {
         if !allowed.contains(value) {
             out.push(format!("{at}: {value} is not one of {allowed:?}"));
+        }
+    }
+    if let Some(constant) = schema.get("const") {
+        if constant != value {
+            out.push(format!("{at}: {value} is not {constant}"));
         }
     }
     let kinds: Vec<&str> = match &schema["type"] {
@@ -748,6 +797,21 @@ fn mismatches(document: &Value, schema: &Value, value: &Value, at: &str) -> Vec<
     if !kinds.is_empty() && !kinds.iter().any(|kind| is(kind)) {
         out.push(format!("{at}: {value} is not {kinds:?}"));
         return out;
+    }
+    if let (Some(minimum), Some(number)) = (schema["minimum"].as_f64(), value.as_f64()) {
+        if number < minimum {
+            out.push(format!("{at}: {value} is below {minimum}"));
+        }
+    }
+    if let (Some(maximum), Some(number)) = (schema["maximum"].as_f64(), value.as_f64()) {
+        if number > maximum {
+            out.push(format!("{at}: {value} is above {maximum}"));
+        }
+    }
+    if let (Some(pattern), Some(text)) = (schema["pattern"].as_str(), value.as_str()) {
+        if !matches_pattern(pattern, text) {
+            out.push(format!("{at}: {text:?} does not match {pattern}"));
+        }
     }
     if let Some(object) = value.as_object() {
         let properties = schema["properties"].as_object();
@@ -781,12 +845,100 @@ fn mismatches(document: &Value, schema: &Value, value: &Value, at: &str) -> Vec<
             }
         }
     }
-    if let (Some(items), Some(values)) = (schema.get("items"), value.as_array()) {
+    if let Some(values) = value.as_array() {
+        let prefix = schema["prefixItems"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
         for (index, item) in values.iter().enumerate() {
-            out.extend(mismatches(document, items, item, &format!("{at}[{index}]")));
+            let item_schema = prefix.get(index).or(schema.get("items"));
+            if let Some(item_schema) = item_schema {
+                out.extend(mismatches(
+                    document,
+                    item_schema,
+                    item,
+                    &format!("{at}[{index}]"),
+                ));
+            }
+        }
+        let length = values.len() as u64;
+        if schema["minItems"].as_u64().is_some_and(|min| length < min)
+            || schema["maxItems"].as_u64().is_some_and(|max| length > max)
+        {
+            out.push(format!("{at}: {length} items is outside the bounds"));
         }
     }
     out
+}
+
+/// Whether `text` matches `pattern`, a pattern of the one form the document
+/// uses: `^[class]{n}$`, the class made of single characters and ranges.
+fn matches_pattern(pattern: &str, text: &str) -> bool {
+    let inner = pattern
+        .strip_prefix("^[")
+        .and_then(|rest| rest.strip_suffix("}$"))
+        .unwrap_or_else(|| panic!("pattern {pattern} is not checked here"));
+    let (class, count) = inner.split_once("]{").unwrap();
+    let count: usize = count.parse().unwrap();
+    let class: Vec<char> = class.chars().collect();
+    let allowed = |c: char| {
+        let mut i = 0;
+        while i < class.len() {
+            if i + 2 < class.len() && class[i + 1] == '-' {
+                if (class[i]..=class[i + 2]).contains(&c) {
+                    return true;
+                }
+                i += 3;
+            } else {
+                if class[i] == c {
+                    return true;
+                }
+                i += 1;
+            }
+        }
+        false
+    };
+    text.chars().count() == count && text.chars().all(allowed)
+}
+
+#[test]
+fn the_schema_checker_catches_what_it_checks() {
+    let document = json!({ "components": { "schemas": {
+        "Id": { "type": "string", "pattern": "^[a-z2-7]{4}$" },
+        "Kind": { "oneOf": [{ "const": "a" }, { "const": "b" }] },
+        "Thing": {
+            "type": "object",
+            "properties": {
+                "id": { "$ref": "#/components/schemas/Id" },
+                "kind": { "$ref": "#/components/schemas/Kind" },
+                "maybe": { "anyOf": [{ "$ref": "#/components/schemas/Id" }, { "type": "null" }] },
+                "pair": { "type": "array", "prefixItems": [{ "type": "string" }, { "type": "integer", "minimum": 0 }], "minItems": 2, "maxItems": 2 },
+            },
+            "required": ["id", "kind"],
+            "additionalProperties": false,
+        },
+    } } });
+    let thing = json!({ "$ref": "#/components/schemas/Thing" });
+    let good = json!({ "id": "ab27", "kind": "a", "maybe": null, "pair": ["x", 3] });
+    assert_eq!(
+        mismatches(&document, &thing, &good, "t"),
+        Vec::<String>::new()
+    );
+    for bad in [
+        json!({ "id": "ab2", "kind": "a" }),
+        json!({ "id": "AB27", "kind": "a" }),
+        json!({ "id": "ab27", "kind": "c" }),
+        json!({ "id": "ab27", "kind": "a", "maybe": "x" }),
+        json!({ "id": "ab27", "kind": "a", "pair": ["x", -1] }),
+        json!({ "id": "ab27", "kind": "a", "pair": [3, 3] }),
+        json!({ "id": "ab27", "kind": "a", "pair": ["x"] }),
+        json!({ "id": "ab27", "kind": "a", "extra": 1 }),
+        json!({ "kind": "a" }),
+    ] {
+        assert!(
+            !mismatches(&document, &thing, &bad, "t").is_empty(),
+            "{bad} passed"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -834,6 +986,8 @@ async fn the_openapi_document_covers_every_route_and_matches_the_answers() {
     }
 
     // The live answers match the documented schemas.
+    let watch = format!("{base}/v1/watch");
+    let mut events = Events::open(&http, &watch, None).await;
     let announced = http
         .post(format!("{base}/v1/specialists"))
         .json(&json!({"name": "ocr", "capabilities": ["ocr"], "endpoint": "https://ocr.example", "meta": {"lang": "en"}}))
@@ -945,6 +1099,72 @@ async fn the_openapi_document_covers_every_route_and_matches_the_answers() {
         let wrong = mismatches(&document, &schema, value, path);
         assert!(wrong.is_empty(), "{method} {path}: {wrong:#?}");
     }
+    // The request bodies sent here match the documented request schemas, and
+    // a body the node refuses does not.
+    let request = |path: &str| {
+        document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            .clone()
+    };
+    let node1_id = nodes[1].node_id().to_string();
+    for (path, body, fits) in [
+        (
+            "/v1/specialists",
+            json!({"name": "ocr", "endpoint": "https://ocr.example"}),
+            true,
+        ),
+        (
+            "/v1/specialists",
+            json!({"name": "ocr", "endpoint": "x", "port": 1}),
+            false,
+        ),
+        (
+            "/v1/roster/proposals",
+            json!({"action": "relabel", "member": node1_id, "label": "first"}),
+            true,
+        ),
+        (
+            "/v1/roster/proposals",
+            json!({"action": "threshold", "threshold": "two-thirds"}),
+            true,
+        ),
+        (
+            "/v1/roster/proposals",
+            json!({"action": "threshold", "threshold": 2}),
+            true,
+        ),
+        (
+            "/v1/roster/proposals",
+            json!({"action": "promote", "member": node1_id}),
+            false,
+        ),
+        (
+            "/v1/roster/proposals",
+            json!({"action": "remove", "member": "nobody"}),
+            false,
+        ),
+    ] {
+        let wrong = mismatches(&document, &request(path), &body, path);
+        assert_eq!(wrong.is_empty(), fits, "{body}: {wrong:?}");
+    }
+    // So do the watch stream's events, added and reset.
+    let stream =
+        &document["paths"]["/v1/watch"]["get"]["responses"]["200"]["content"]["text/event-stream"];
+    let event_schema = &stream["x-event-data"];
+    assert!(!event_schema.is_null(), "the watch stream's event schema");
+    let mut seen = Vec::new();
+    while !seen.contains(&"added".to_string()) {
+        let event = events.next().await;
+        assert_eq!(event.data["event"], event.event.as_str());
+        let wrong = mismatches(&document, event_schema, &event.data, "event");
+        assert!(wrong.is_empty(), "{wrong:#?}");
+        seen.push(event.event);
+    }
+    let mut resumed = Events::open(&http, &watch, Some("another-boot-7")).await;
+    let reset = resumed.next().await;
+    assert_eq!(reset.event, "reset");
+    let wrong = mismatches(&document, event_schema, &reset.data, "reset");
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    drop((events, resumed));
     // A problem document matches its schema too.
     let missing = get_json(&http, format!("{base}/v1/records/zzzz")).await;
     let schema = json!({"$ref": "#/components/schemas/Problem"});

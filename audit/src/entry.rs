@@ -75,6 +75,7 @@ impl<'de> Deserialize<'de> for RecordKey {
 
 /// What an entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     /// A received record was accepted.
@@ -271,6 +272,7 @@ pub struct NewEntry {
 
 /// An entry as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct Entry {
     /// Position in the log, from 1.
     pub index: u64,
@@ -288,6 +290,7 @@ pub struct Entry {
     pub reason: String,
     /// The chain hash up to and including this entry.
     #[serde(with = "hex32")]
+    #[cfg_attr(feature = "schemars", schemars(with = "crate::schema::ChainHash"))]
     pub hash: [u8; 32],
 }
 

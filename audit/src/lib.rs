@@ -22,6 +22,8 @@ pub mod entry;
 pub mod export;
 pub mod layout;
 pub mod log;
+#[cfg(feature = "schemars")]
+mod schema;
 pub mod store;
 pub mod verify;
 pub mod writer;

@@ -19,6 +19,11 @@ pub mod hex;
 mod identity;
 mod node_id;
 mod roster;
+#[cfg(feature = "schemars")]
+mod schema;
+#[cfg(feature = "schemars")]
+#[doc(hidden)]
+pub use schemars;
 mod signing;
 
 pub use identity::{Identity, KeyFileError};

@@ -8,10 +8,11 @@
 //! when empty) is required when read: those fields carry
 //! `deserialize_with = "Option::deserialize"`, so a missing one is an error,
 //! not a silent `None`.
-//! The OpenAPI document (see [`openapi`](super::openapi)) describes the same
-//! bodies, and its test checks live answers against it. The watch stream's
-//! events are [`WatchEvent`]s.
+//! The OpenAPI document's schemas (see [`openapi`](super::openapi)) are
+//! generated from these types (`JsonSchema`), so their doc comments are the
+//! fields' descriptions there. The watch stream's events are [`WatchEvent`]s.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tidings_audit::Entry;
 use tidings_keys::{FederationId, NodeId};
@@ -23,7 +24,7 @@ use crate::trace::Trace;
 pub use super::watch::{EventKind, WatchEvent};
 
 /// `GET /v1/health`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HealthAnswer {
     /// In one word: `ok`, `clock_off`, `recovering` or `halted`.
     pub status: Status,
@@ -41,7 +42,7 @@ pub struct HealthAnswer {
 }
 
 /// The health of a node in one word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Signs, and its clock agrees with its peers'.
@@ -67,7 +68,7 @@ impl Status {
 }
 
 /// `GET /v1/specialists`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SpecialistsAnswer {
     /// What matched.
     pub specialists: Vec<FoundSpecialist>,
@@ -75,7 +76,7 @@ pub struct SpecialistsAnswer {
 
 /// `POST /v1/specialists`, `DELETE /v1/specialists/{name}` and `POST
 /// /v1/leave`: the record this node signed for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Published {
     /// This node.
     pub origin: NodeId,
@@ -101,14 +102,14 @@ impl Published {
 }
 
 /// `GET /v1/members`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MembersAnswer {
     /// The roster's members as this node sees them.
     pub members: Vec<Member>,
 }
 
 /// `GET /v1/records/{origin}`: an origin's current record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RecordAnswer {
     /// Its signer.
     pub origin: NodeId,
@@ -149,7 +150,7 @@ impl RecordAnswer {
 }
 
 /// `GET /v1/provenance/{record}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProvenanceAnswer {
     /// What the audit log says of the record.
     pub trace: Trace,
@@ -163,14 +164,14 @@ pub struct ProvenanceAnswer {
 }
 
 /// `GET /v1/audit`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AuditAnswer {
     /// The matching entries, oldest first.
     pub entries: Vec<Entry>,
 }
 
 /// `GET /v1/roster/pending`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PendingAnswer {
     /// The roster's epoch.
     pub epoch: u64,
@@ -181,7 +182,7 @@ pub struct PendingAnswer {
 }
 
 /// `POST /v1/roster/proposals` and `POST /v1/roster/proposals/{id}/approve`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RosterOutcome {
     /// What became of the operation.
     pub status: OutcomeStatus,
@@ -194,7 +195,7 @@ pub struct RosterOutcome {
 }
 
 /// What became of a proposed or approved roster operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OutcomeStatus {
     /// It had its approvals and is applied.

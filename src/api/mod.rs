@@ -48,7 +48,7 @@ use tokio::sync::oneshot;
 
 use crate::net::node::NodeClient;
 
-pub use problem::Problem;
+pub use problem::{Problem, ProblemDocument};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

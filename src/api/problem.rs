@@ -2,6 +2,8 @@
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// An error answer: status, a short title, and details for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,18 +51,40 @@ impl Problem {
     }
 }
 
+/// A problem as the client reads it: the body of every error answer
+/// (`application/problem+json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "Problem", description = "An RFC 7807 problem document.")]
+pub struct ProblemDocument {
+    /// A URI naming the kind of problem; its last segment is the title.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A stable, short title (`unknown-id`, `rate-limited`, ...).
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong here, for people.
+    pub detail: String,
+}
+
+impl From<&Problem> for ProblemDocument {
+    fn from(problem: &Problem) -> Self {
+        Self {
+            kind: format!("https://tidings.invalid/problems/{}", problem.title),
+            title: problem.title.to_string(),
+            status: problem.status.as_u16(),
+            detail: problem.detail.clone(),
+        }
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "type": format!("https://tidings.invalid/problems/{}", self.title),
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
+        let body = serde_json::to_string(&ProblemDocument::from(&self)).unwrap_or_default();
         let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
-            body.to_string(),
+            body,
         )
             .into_response();
         if let Some(seconds) = self.retry_after {

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tidings_keys::{NodeId, Signature};
 
@@ -18,22 +19,46 @@ use crate::proto::limits::{
 };
 use crate::proto::roster::{Action, Received, RosterError, RosterHash, SignError, Threshold};
 
-/// A proposal, as posted.
-#[derive(Debug, Deserialize)]
+/// A roster operation to propose: `action` and the fields it needs. add:
+/// `member`, `label`, `countersignature`; remove: `member`; rotate: `from`,
+/// `to`, `countersignature`; threshold: `threshold`; relabel: `member`,
+/// `label`; pardon: `origin`, `above_seq`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ProposalBody {
+    /// What the operation does.
+    #[schemars(extend("enum" = ["add", "remove", "rotate", "threshold", "relabel", "pardon"]))]
     action: String,
+    /// The member to add, remove or relabel.
     member: Option<NodeId>,
+    /// Its roster label (add, relabel; none removes the label).
     label: Option<String>,
+    /// The key a rotation retires.
     from: Option<NodeId>,
+    /// The key a rotation brings in.
     to: Option<NodeId>,
+    /// The quarantined origin to pardon.
     origin: Option<NodeId>,
+    /// The highest seq of the proof against it that the pardon covers.
     above_seq: Option<u64>,
+    /// The new threshold: `two-thirds` or a number of approvals.
+    #[schemars(with = "Option<ThresholdInput>")]
     threshold: Option<serde_json::Value>,
     /// The new key's countersignature (hex), for add and rotate.
     countersignature: Option<String>,
     /// How long the proposal stays open, in seconds (default one day).
     lifetime_s: Option<u64>,
+}
+
+/// How a threshold is written in a proposal: `two-thirds` or a number.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Only its schema is used: the body reads a JSON value.
+enum ThresholdInput {
+    /// `two-thirds`.
+    Rule(String),
+    /// A number of approvals.
+    Count(u64),
 }
 
 fn missing(field: &str, action: &str) -> Problem {

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tidings_keys::NodeId;
 use tokio::sync::{broadcast, watch};
@@ -30,7 +31,7 @@ use crate::proto::{DirectoryChange, RecordId, Specialist, VerifiedRecord};
 pub const WATCH_WINDOW: usize = 4096;
 
 /// What an event says happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// A specialist appeared.
@@ -68,7 +69,7 @@ impl EventKind {
 }
 
 /// One event of the watch stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct WatchEvent {
     /// What happened.
     pub event: EventKind,

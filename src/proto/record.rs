@@ -92,6 +92,11 @@ impl<'de> serde::Deserialize<'de> for RecordId {
 /// `Deserialize` is for JSON input (the HTTP API); records are decoded by
 /// [`codec`](super::codec), never by serde.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "node", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "node",
+    schemars(description = "One specialist an origin offers: a service, model or agent.")
+)]
 #[serde(deny_unknown_fields)]
 pub struct Specialist {
     /// Unique within its record; letters, digits, `.`, `_`, `-`.
@@ -99,7 +104,7 @@ pub struct Specialist {
     /// What it can do, sorted and unique (`translate`, `fr-en`, ...).
     #[serde(default)]
     pub capabilities: Vec<String>,
-    /// Where to reach it (a URL).
+    /// Where to reach it: an http or https URL.
     pub endpoint: String,
     /// Free-form string metadata, sorted by key.
     #[serde(default)]

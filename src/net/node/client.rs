@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tidings_audit::{AuditLog, SledStore};
 use tidings_keys::{FederationId, NodeId};
@@ -22,7 +23,7 @@ use crate::proto::state::RosterCommand;
 use crate::proto::{DirectoryChange, PublishError, RecordId, Specialist, VerifiedRecord};
 
 /// A specialist found by a lookup.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FoundSpecialist {
     /// Who announces it.
     pub origin: NodeId,
@@ -42,7 +43,7 @@ pub struct FoundSpecialist {
 /// traffic, so a live lookup first dials the origins it is not connected to
 /// (see [`NodeClient::lookup`]); a node that stopped is not connected within
 /// one idle timeout, at once if it stopped cleanly.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Reach {
     /// Whether a connection with it is open now (always true of this node).
     pub connected: bool,
@@ -67,7 +68,7 @@ pub struct Lookup {
 }
 
 /// One admitted member as this node sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Member {
     /// Its id.
     pub id: NodeId,
@@ -98,7 +99,7 @@ pub struct Member {
 }
 
 /// Whether the node may sign its own records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Signing {
     /// It knows its latest record and signs above it.
@@ -112,7 +113,7 @@ pub enum Signing {
 
 /// What a node reports about itself beyond counters: whether it can sign, how
 /// its clock compares, and what startup repaired.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Health {
     /// Whether it may sign.
     pub signing: Signing,
@@ -162,7 +163,7 @@ pub(super) enum Command {
 }
 
 /// The roster as this node holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RosterView {
     /// The federation.
     pub federation: FederationId,
@@ -193,7 +194,7 @@ pub struct RosterView {
 }
 
 /// A member of the roster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RosterMember {
     /// Its key.
     pub id: NodeId,
@@ -203,7 +204,7 @@ pub struct RosterMember {
 }
 
 /// A roster operation, open or applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OpView {
     /// Its id.
     pub id: RosterHash,
@@ -240,7 +241,7 @@ impl OpView {
 }
 
 /// An open proposal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProposalView {
     /// The operation.
     #[serde(flatten)]
@@ -255,7 +256,7 @@ pub struct ProposalView {
 }
 
 /// A roster fork.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ForkView {
     /// The epoch.
     pub epoch: u64,
