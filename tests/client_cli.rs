@@ -192,7 +192,12 @@ fn commands_against_a_running_node() {
     drop(guard);
     let missing = tidings(path, &["withdraw", "--config", config, "--name", "ocr"]);
     assert_eq!(missing.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
+    let message = String::from_utf8_lossy(&missing.stderr);
+    // The problem document's title and detail, not its JSON.
+    assert!(
+        message.contains("404 Not Found (unknown-specialist)") && !message.contains('{'),
+        "{message}"
+    );
     let bad = tidings(path, &["show", "--config", config, "nonsense"]);
     assert_eq!(bad.status.code(), Some(2));
 }

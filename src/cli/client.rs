@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tidings::api::answers::{
     MembersAnswer, ProvenanceAnswer, Published, RecordAnswer, SpecialistsAnswer,
 };
+use tidings::api::ProblemDocument;
 use tidings::net::node::Reach;
 use tidings::proto::Specialist;
 
@@ -122,6 +123,22 @@ pub(crate) struct Api {
     pub(crate) http: reqwest::blocking::Client,
 }
 
+/// The error for an answer that is not a success: its status and the
+/// problem document's title and detail (or the body as text, if it is not one).
+pub(crate) fn refused(response: reqwest::blocking::Response) -> anyhow::Error {
+    let status = response.status();
+    let body = response.text().unwrap_or_default();
+    match serde_json::from_str::<ProblemDocument>(&body) {
+        Ok(problem) => anyhow::anyhow!(
+            "the node answered {status} ({}): {}",
+            problem.title,
+            problem.detail
+        ),
+        Err(_) if body.trim().is_empty() => anyhow::anyhow!("the node answered {status}"),
+        Err(_) => anyhow::anyhow!("the node answered {status}: {}", body.trim()),
+    }
+}
+
 impl Api {
     pub(crate) fn from(args: &ApiArgs) -> anyhow::Result<Self> {
         let (mut base, mut token) = (None, None);
@@ -179,12 +196,10 @@ impl Api {
             .send()
             .map_err(|error| self.unreachable(error))?;
         let status = response.status();
-        let body: Value = response.json().unwrap_or(Value::Null);
         if !status.is_success() {
-            let detail = body["detail"].as_str().unwrap_or("no details");
-            bail!("the node answered {status}: {detail}");
+            return Err(refused(response));
         }
-        Ok(body)
+        Ok(response.json().unwrap_or(Value::Null))
     }
 
     pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -202,12 +217,10 @@ impl Api {
             .authorize(self.http.get(format!("{}{path}", self.base)))
             .send()
             .map_err(|error| anyhow::anyhow!("request to {} failed: {error}", self.base))?;
-        let status = response.status();
-        let text = response.text()?;
-        if !status.is_success() {
-            bail!("the node answered {status}: {text}");
+        if !response.status().is_success() {
+            return Err(refused(response));
         }
-        Ok(text)
+        Ok(response.text()?)
     }
 
     /// `GET path`, read as `T`.

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
@@ -75,13 +75,8 @@ pub(crate) fn run(args: &WatchArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        let status = response.status();
-        if !status.is_success() {
-            let body: Value = response.json().unwrap_or(Value::Null);
-            bail!(
-                "the node answered {status}: {}",
-                body["detail"].as_str().unwrap_or("no details")
-            );
+        if !response.status().is_success() {
+            return Err(super::client::refused(response));
         }
         if !connected_once && !json {
             eprintln!("watching {} (Ctrl-C to stop)", api.base);
