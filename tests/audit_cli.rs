@@ -75,6 +75,50 @@ fn the_demo_outcomes_and_the_audit_trail() {
         String::from_utf8(tidings(path, &["audit", "trace", "-d", "fed/node-1", record]).stdout)
             .unwrap();
     assert!(text.contains("signed by   mallory"), "{text}");
+    // Ids as the tables print them work too: a record's 12-character prefix,
+    // an origin's roster label and a peer's id prefix, and RFC 3339 times.
+    let short = tidings(
+        path,
+        &[
+            "audit",
+            "trace",
+            "-d",
+            "fed/node-1",
+            &record[..12],
+            "--json",
+        ],
+    );
+    assert_eq!(json(&short)["record"], record);
+    let peer = summary["false_entry_first_peer"].as_str().unwrap();
+    let about = json(&tidings(
+        path,
+        &[
+            "audit",
+            "log",
+            "-d",
+            "fed/node-1",
+            "--origin",
+            "mallory",
+            "--peer",
+            &peer[..10],
+            "--record",
+            &record[..12],
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--json",
+        ],
+    ));
+    let about = about.as_array().unwrap();
+    assert!(!about.is_empty());
+    assert!(about
+        .iter()
+        .all(|e| e["record"] == record && e["peer"] == peer));
+    let unknown = tidings(
+        path,
+        &["audit", "log", "-d", "fed/node-1", "--origin", "nobody"],
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no member of the roster"));
 
     // The forgery is in node-1's log, blamed on mallory.
     let rejected = json(&tidings(

@@ -279,7 +279,7 @@ fn the_configuration_file_owns_its_specialists_and_sighup_applies_them() {
     assert!(init.status.success());
     let config = "solo/tidings.toml";
     let block = |name: &str| {
-        format!("\n[[specialist]]\nname = \"{name}\"\ncapabilities = [\"x\"]\nendpoint = \"https://{name}.example\"\n")
+        format!("\n[[specialist]]\nname = \"{name}\"\ncapabilities = [\"x\", \"b\"]\nendpoint = \"https://{name}.example\"\n")
     };
     let base = std::fs::read_to_string(path.join(config)).unwrap();
     std::fs::write(path.join(config), format!("{base}{}", block("from-file"))).unwrap();
@@ -344,6 +344,29 @@ fn the_configuration_file_owns_its_specialists_and_sighup_applies_them() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A SIGHUP with the file unchanged (its capabilities unsorted, as written)
+    // signs nothing new.
+    let own_seq = || {
+        let members = json(&tidings(path, &["members", "--config", config, "--json"]));
+        members["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|member| member["this_node"] == true)
+            .map(|member| member["seq"].as_u64().unwrap())
+            .unwrap()
+    };
+    let before = own_seq();
+    for _ in 0..2 {
+        let hup = Command::new("kill")
+            .args(["-HUP", &node.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success());
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(names(path, config), ["from-api", "renamed"]);
+    assert_eq!(own_seq(), before, "an unchanged file published a record");
     // A restart keeps both; a block removed from the file is withdrawn.
     drop(node);
     std::fs::write(path.join(config), &base).unwrap();
@@ -351,4 +374,30 @@ fn the_configuration_file_owns_its_specialists_and_sighup_applies_them() {
     wait_for_api(path, config);
     assert_eq!(names(path, config), ["from-api"]);
     drop(node);
+}
+
+#[test]
+fn a_readable_key_file_is_refused_in_one_message() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let (udp, api) = free_ports();
+    let listen = format!("127.0.0.1:{udp}");
+    let api = format!("127.0.0.1:{api}");
+    assert!(
+        tidings(path, &["init", "solo", "--listen", &listen, "--api", &api])
+            .status
+            .success()
+    );
+    let key = path.join("solo/node.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = tidings(path, &["run", "--config", "solo/tidings.toml"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("chmod 600"), "{message}");
+    assert_eq!(
+        message.matches("has mode 0644").count(),
+        1,
+        "printed once: {message}"
+    );
 }

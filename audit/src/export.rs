@@ -129,10 +129,10 @@ pub fn export<S: Store>(
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// Reading or writing failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     /// The log failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Audit(#[from] AuditError),
     /// A line is not part of an export.
     #[error("line {line}: {reason}")]

@@ -82,7 +82,7 @@ impl Default for AuditConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// The store failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// The log was opened for reading only.
     #[error("the audit log is open for reading only")]

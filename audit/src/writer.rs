@@ -37,7 +37,7 @@ pub enum WriterError {
     #[error("the audit writer has stopped: {0}")]
     Closed(String),
     /// The log failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Audit(#[from] AuditError),
 }
 

@@ -52,7 +52,11 @@ impl Names {
     /// Loads `explicit`, or the first roster.toml found in or beside `data_dir`.
     pub(crate) fn find(explicit: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Self> {
         if let Some(path) = explicit {
-            return Ok(Self(Some(tidings::keys::Roster::load(path)?)));
+            let mut roster = tidings::keys::Roster::load(path)?;
+            if let Some(dir) = data_dir {
+                label_from_chain(&mut roster, dir);
+            }
+            return Ok(Self(Some(roster)));
         }
         let candidates = data_dir
             .into_iter()
@@ -85,6 +89,97 @@ impl Names {
             None => id.to_string(),
         }
     }
+}
+
+impl Names {
+    /// The node `text` names: a full id, a roster label, or a unique prefix
+    /// (at least 4 characters) of a member's id, as the API takes them.
+    fn node(&self, text: &str) -> anyhow::Result<NodeId> {
+        let text = text.trim();
+        if let Ok(id) = text.parse::<NodeId>() {
+            return Ok(id);
+        }
+        let members: Vec<(NodeId, Option<String>)> = self
+            .0
+            .iter()
+            .flat_map(|roster| roster.iter())
+            .map(|(id, label)| (*id, label.map(str::to_owned)))
+            .collect();
+        let labelled: Vec<NodeId> = members
+            .iter()
+            .filter(|(_, label)| label.as_deref() == Some(text))
+            .map(|(id, _)| *id)
+            .collect();
+        if !labelled.is_empty() {
+            return one_of("node", text, labelled);
+        }
+        let lower = text.to_ascii_lowercase();
+        let base32 = |c: u8| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c);
+        if lower.len() < MIN_PREFIX || !lower.bytes().all(base32) {
+            bail!(
+                "{text:?} is not a node id, a roster label, or a prefix of at least {MIN_PREFIX} characters"
+            );
+        }
+        if self.0.is_none() {
+            bail!("{text:?} is not a full node id, and no roster was found to resolve labels and prefixes (use --roster)");
+        }
+        let matching = members
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| id.to_string().starts_with(&lower))
+            .collect();
+        one_of("node", text, matching)
+    }
+}
+
+/// The record `text` names: a full id or a unique prefix (at least 4 hex
+/// characters) of a record whose evidence `log` holds.
+fn record_named<S: tidings::audit::Store>(
+    log: &AuditLog<S>,
+    text: &str,
+) -> anyhow::Result<RecordKey> {
+    let text = text.trim();
+    if let Ok(key) = text.parse::<RecordKey>() {
+        return Ok(key);
+    }
+    if text.len() < MIN_PREFIX || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{text:?} is not a record id or a prefix of at least {MIN_PREFIX} hex characters");
+    }
+    let matching = log.evidence_with_prefix(&text.to_ascii_lowercase(), 6)?;
+    one_of("record", text, matching)
+}
+
+/// Shortest id prefix taken.
+const MIN_PREFIX: usize = 4;
+
+/// The one id in `candidates`, or why not.
+fn one_of<T: ToString>(kind: &str, text: &str, mut candidates: Vec<T>) -> anyhow::Result<T> {
+    match candidates.len() {
+        1 => Ok(candidates.remove(0)),
+        0 if kind == "node" => bail!("no member of the roster is named or begins with {text:?}"),
+        0 => bail!("no record whose evidence this log holds begins with {text:?}"),
+        count => {
+            let named: Vec<String> = candidates.iter().take(5).map(T::to_string).collect();
+            bail!(
+                "{text:?} begins {count} {kind} ids ({}{}): give more characters",
+                named.join(", "),
+                if count > 5 { ", …" } else { "" }
+            )
+        }
+    }
+}
+
+/// A time as `--since` and `--until` take it: Unix milliseconds or RFC 3339.
+fn time_arg(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .or_else(|| tidings::utc::parse_rfc3339_ms(text.trim()))
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is neither Unix milliseconds nor an RFC 3339 time (2026-11-22T07:41:00Z)"
+            )
+        })
 }
 
 /// Adds the labels the roster chain in `data_dir`'s store gave to members
@@ -127,25 +222,25 @@ fn label_from_chain(roster: &mut tidings::keys::Roster, data_dir: &Path) {
 pub(crate) struct LogArgs {
     #[command(flatten)]
     dir: DataDir,
-    /// Only entries about this record id.
-    #[arg(long)]
-    record: Option<RecordKey>,
-    /// Only entries about this origin.
-    #[arg(long)]
-    origin: Option<NodeId>,
-    /// Only entries involving this peer.
-    #[arg(long)]
-    peer: Option<NodeId>,
+    /// Only entries about this record: its id or a unique prefix (4+ characters).
+    #[arg(long, value_name = "ID")]
+    record: Option<String>,
+    /// Only entries about this origin: its id, roster label or a unique prefix.
+    #[arg(long, value_name = "NODE")]
+    origin: Option<String>,
+    /// Only entries involving this peer: its id, roster label or a unique prefix.
+    #[arg(long, value_name = "NODE")]
+    peer: Option<String>,
     /// Only entries of this kind (accepted, rejected, relayed, ...).
     #[arg(long)]
     kind: Option<EntryKind>,
-    /// Only entries at or after this time (milliseconds since the epoch).
-    #[arg(long, value_name = "MS")]
+    /// Only entries at or after this time: Unix milliseconds or RFC 3339.
+    #[arg(long, value_name = "TIME", value_parser = time_arg)]
     since: Option<u64>,
-    /// Only entries before this time (milliseconds since the epoch).
-    #[arg(long, value_name = "MS")]
+    /// Only entries before this time: Unix milliseconds or RFC 3339.
+    #[arg(long, value_name = "TIME", value_parser = time_arg)]
     until: Option<u64>,
-    /// At most this many entries.
+    /// At most this many entries (the newest, or the first that match a filter).
     #[arg(long, default_value_t = 50)]
     limit: usize,
     /// Print JSON.
@@ -158,8 +253,8 @@ pub(crate) struct LogArgs {
 pub(crate) struct TraceArgs {
     #[command(flatten)]
     dir: DataDir,
-    /// The record id (64 hex characters).
-    record: RecordKey,
+    /// The record id, or a unique prefix of it (4+ characters).
+    record: String,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -292,6 +387,22 @@ fn utc_ms(ms: u64) -> String {
 
 fn log(args: &LogArgs) -> anyhow::Result<ExitCode> {
     let log = open(&args.dir.data_dir)?;
+    let names = Names::find(args.dir.roster.as_deref(), Some(&args.dir.data_dir))?;
+    let record = args
+        .record
+        .as_deref()
+        .map(|text| record_named(&log, text))
+        .transpose()?;
+    let origin = args
+        .origin
+        .as_deref()
+        .map(|text| names.node(text))
+        .transpose()?;
+    let peer = args
+        .peer
+        .as_deref()
+        .map(|text| names.node(text))
+        .transpose()?;
     let filtered = args.record.is_some()
         || args.origin.is_some()
         || args.peer.is_some()
@@ -300,9 +411,9 @@ fn log(args: &LogArgs) -> anyhow::Result<ExitCode> {
         || args.until.is_some();
     let entries = if filtered {
         log.query(&Query {
-            record: args.record,
-            origin: args.origin,
-            peer: args.peer,
+            record,
+            origin,
+            peer,
             kind: args.kind,
             since_ms: args.since,
             until_ms: args.until,
@@ -315,19 +426,22 @@ fn log(args: &LogArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
     } else {
-        let names = Names::find(args.dir.roster.as_deref(), Some(&args.dir.data_dir))?;
         print_entries(&entries, &names);
+        if entries.len() == args.limit {
+            eprintln!(
+                "({} entries shown, the --limit; more may match: raise --limit, or narrow with --since)",
+                entries.len()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
     let log = open(&args.dir.data_dir)?;
-    let Some(trace) = tidings::trace::trace(&log, args.record)? else {
-        bail!(
-            "record {} does not appear in this node's audit log",
-            args.record
-        );
+    let record = record_named(&log, &args.record)?;
+    let Some(trace) = tidings::trace::trace(&log, record)? else {
+        bail!("record {record} does not appear in this node's audit log");
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&trace)?);

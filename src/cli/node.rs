@@ -247,11 +247,31 @@ type LogHandle =
 /// The log filter: RUST_LOG when set, else the configuration's `log`, else
 /// info with the storage and QUIC libraries at warn.
 fn log_filter(configured: Option<&str>) -> tracing_subscriber::EnvFilter {
-    const DEFAULT: &str = "info,quinn=warn,quinn_proto=warn,sled=warn";
-    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::try_new(configured.unwrap_or(DEFAULT))
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT))
-    })
+    const DEFAULT: &str = "info";
+    let asked = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|text| !text.trim().is_empty())
+        .or(configured.map(str::to_string));
+    let directives = quiet_libraries(asked.as_deref().unwrap_or(DEFAULT));
+    tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quiet_libraries(DEFAULT)))
+}
+
+/// `directives` with the storage and QUIC libraries kept at warn unless they
+/// name them: their debug lines are many and about themselves, so
+/// `RUST_LOG=debug` shows the node's (`sled=debug` asks for the library's).
+fn quiet_libraries(directives: &str) -> String {
+    let mut out = directives.trim().to_string();
+    for library in ["sled", "quinn", "quinn_proto", "quinn_udp", "rustls"] {
+        let named = directives.split(',').any(|directive| {
+            let target = directive.split(['=', '[']).next().unwrap_or("").trim();
+            target == library || target.starts_with(&format!("{library}::"))
+        });
+        if !named {
+            out.push_str(&format!(",{library}=warn"));
+        }
+    }
+    out
 }
 
 fn start_logging(format: LogFormat, configured: Option<&str>) -> LogHandle {
@@ -364,6 +384,21 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libraries_stay_at_warn_unless_named() {
+        assert_eq!(
+            quiet_libraries("debug"),
+            "debug,sled=warn,quinn=warn,quinn_proto=warn,quinn_udp=warn,rustls=warn"
+        );
+        let named = quiet_libraries("info,sled=debug,quinn_proto::connection=trace");
+        assert!(named.starts_with("info,sled=debug,quinn_proto::connection=trace,quinn=warn,"));
+        assert!(!named.contains("sled=warn") && !named.contains("quinn_proto=warn"));
+        // Every result is a filter tracing accepts.
+        for asked in ["debug", "info,sled=debug", "tidings=trace"] {
+            assert!(tracing_subscriber::EnvFilter::try_new(quiet_libraries(asked)).is_ok());
+        }
+    }
 
     #[test]
     fn paths_in_the_configuration_are_relative_to_it() {

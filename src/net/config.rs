@@ -29,10 +29,10 @@ pub enum ConfigError {
     #[error("invalid configuration {path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
     /// The key file could not be loaded.
-    #[error("{0}")]
+    #[error(transparent)]
     Key(#[from] tidings_keys::KeyFileError),
     /// The roster could not be loaded.
-    #[error("{0}")]
+    #[error(transparent)]
     Roster(#[from] tidings_keys::RosterError),
 }
 

@@ -62,7 +62,7 @@ pub const INITIAL_RTT: Duration = Duration::from_millis(100);
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     /// TLS material could not be built.
-    #[error("{0}")]
+    #[error(transparent)]
     Tls(#[from] tls::TlsError),
     /// The UDP socket could not be bound.
     #[error("cannot listen on {addr}: {error}")]

@@ -278,7 +278,14 @@ impl Actor {
                 };
                 let specialists =
                     super::configured::apply(&current.specialists, &owned, &configured);
-                if specialists == current.specialists {
+                // Compared as signed (sorted), so a file whose specialists did not
+                // change publishes nothing.
+                let unchanged = crate::proto::Announcement {
+                    addrs: current.addrs.clone(),
+                    specialists: specialists.clone(),
+                }
+                .canonical();
+                if unchanged.specialists == current.clone().canonical().specialists {
                     let _ = reply.send(Ok(None));
                     return Ok(());
                 }
