@@ -13,6 +13,12 @@ pub fn utc(ms: u64) -> String {
     )
 }
 
+/// A time as filters take it: Unix milliseconds, or an RFC 3339 time.
+pub fn parse_time_ms(text: &str) -> Option<u64> {
+    let text = text.trim();
+    text.parse::<u64>().ok().or_else(|| parse_rfc3339_ms(text))
+}
+
 /// Milliseconds since the Unix epoch of an RFC 3339 time:
 /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`; `None` if it is not one
 /// (or lies before 1970).

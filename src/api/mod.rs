@@ -34,7 +34,7 @@
 
 pub mod answers;
 mod guard;
-mod ids;
+pub mod ids;
 mod openapi;
 mod page;
 mod problem;

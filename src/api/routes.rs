@@ -258,10 +258,7 @@ async fn members(State(state): State<AppState>) -> Result<Json<MembersAnswer>, P
 
 /// A time: Unix milliseconds, or RFC 3339 (`2026-11-22T10:00:00Z`).
 fn parse_time(text: &str) -> Result<u64, Problem> {
-    if let Ok(ms) = text.parse::<u64>() {
-        return Ok(ms);
-    }
-    crate::utc::parse_rfc3339_ms(text).ok_or_else(|| {
+    crate::utc::parse_time_ms(text).ok_or_else(|| {
         Problem::bad_request(
             "invalid-time",
             format!("{text:?} is neither Unix milliseconds nor an RFC 3339 time such as 2026-11-22T10:00:00Z"),

@@ -8,6 +8,7 @@ use std::fs;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use tidings::api::ids::{self, IdError};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -95,40 +96,17 @@ impl Names {
     /// The node `text` names: a full id, a roster label, or a unique prefix
     /// (at least 4 characters) of a member's id, as the API takes them.
     fn node(&self, text: &str) -> anyhow::Result<NodeId> {
-        let text = text.trim();
-        if let Ok(id) = text.parse::<NodeId>() {
-            return Ok(id);
+        let members = self.0.iter().flat_map(|roster| roster.iter());
+        let members = members.map(|(id, label)| (*id, label));
+        match ids::node_among(text, members) {
+            Err(IdError::Unknown) if self.0.is_none() => bail!(
+                "{text:?} is not a full node id, and no roster was found to resolve labels and prefixes (use --roster)"
+            ),
+            Err(IdError::Unknown) => {
+                bail!("no member of the roster is named or begins with {text:?}")
+            }
+            resolved => resolved.map_err(|error| id_error("node", text, error)),
         }
-        let members: Vec<(NodeId, Option<String>)> = self
-            .0
-            .iter()
-            .flat_map(|roster| roster.iter())
-            .map(|(id, label)| (*id, label.map(str::to_owned)))
-            .collect();
-        let labelled: Vec<NodeId> = members
-            .iter()
-            .filter(|(_, label)| label.as_deref() == Some(text))
-            .map(|(id, _)| *id)
-            .collect();
-        if !labelled.is_empty() {
-            return one_of("node", text, labelled);
-        }
-        let lower = text.to_ascii_lowercase();
-        let base32 = |c: u8| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c);
-        if lower.len() < MIN_PREFIX || !lower.bytes().all(base32) {
-            bail!(
-                "{text:?} is not a node id, a roster label, or a prefix of at least {MIN_PREFIX} characters"
-            );
-        }
-        if self.0.is_none() {
-            bail!("{text:?} is not a full node id, and no roster was found to resolve labels and prefixes (use --roster)");
-        }
-        let matching = members
-            .iter()
-            .map(|(id, _)| *id)
-            .filter(|id| id.to_string().starts_with(&lower))
-            .collect();
-        one_of("node", text, matching)
     }
 }
 
@@ -138,48 +116,41 @@ fn record_named<S: tidings::audit::Store>(
     log: &AuditLog<S>,
     text: &str,
 ) -> anyhow::Result<RecordKey> {
-    let text = text.trim();
-    if let Ok(key) = text.parse::<RecordKey>() {
-        return Ok(key);
+    let prefix = match ids::record_text(text) {
+        Ok(Ok(key)) => return Ok(key),
+        Ok(Err(prefix)) => prefix,
+        Err(error) => return Err(id_error("record", text, error)),
+    };
+    let matching = log.evidence_with_prefix(&prefix, 6)?;
+    match ids::one(&matching) {
+        Err(IdError::Unknown) => {
+            bail!("no record whose evidence this log holds begins with {text:?}")
+        }
+        resolved => resolved.map_err(|error| id_error("record", text, error)),
     }
-    if text.len() < MIN_PREFIX || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("{text:?} is not a record id or a prefix of at least {MIN_PREFIX} hex characters");
-    }
-    let matching = log.evidence_with_prefix(&text.to_ascii_lowercase(), 6)?;
-    one_of("record", text, matching)
 }
 
-/// Shortest id prefix taken.
-const MIN_PREFIX: usize = 4;
-
-/// The one id in `candidates`, or why not.
-fn one_of<T: ToString>(kind: &str, text: &str, mut candidates: Vec<T>) -> anyhow::Result<T> {
-    match candidates.len() {
-        1 => Ok(candidates.remove(0)),
-        0 if kind == "node" => bail!("no member of the roster is named or begins with {text:?}"),
-        0 => bail!("no record whose evidence this log holds begins with {text:?}"),
-        count => {
-            let named: Vec<String> = candidates.iter().take(5).map(T::to_string).collect();
-            bail!(
-                "{text:?} begins {count} {kind} ids ({}{}): give more characters",
-                named.join(", "),
-                if count > 5 { ", …" } else { "" }
-            )
-        }
+/// What to tell the user when `text` names no single `kind` id.
+fn id_error(kind: &str, text: &str, error: IdError) -> anyhow::Error {
+    match error {
+        IdError::Invalid => anyhow::anyhow!(
+            "{text:?} is not a {kind} id, a roster label, or a prefix of at least {} characters",
+            ids::MIN_PREFIX
+        ),
+        IdError::Unknown => anyhow::anyhow!("no {kind} is named or begins with {text:?}"),
+        IdError::Ambiguous(count, named) => anyhow::anyhow!(
+            "{text:?} begins {count} {kind} ids ({}{}): give more characters",
+            named.join(", "),
+            if count > named.len() { ", …" } else { "" }
+        ),
     }
 }
 
 /// A time as `--since` and `--until` take it: Unix milliseconds or RFC 3339.
 fn time_arg(text: &str) -> Result<u64, String> {
-    text.trim()
-        .parse::<u64>()
-        .ok()
-        .or_else(|| tidings::utc::parse_rfc3339_ms(text.trim()))
-        .ok_or_else(|| {
-            format!(
-                "{text:?} is neither Unix milliseconds nor an RFC 3339 time (2026-11-22T07:41:00Z)"
-            )
-        })
+    tidings::utc::parse_time_ms(text).ok_or_else(|| {
+        format!("{text:?} is neither Unix milliseconds nor an RFC 3339 time (2026-11-22T07:41:00Z)")
+    })
 }
 
 /// Adds the labels the roster chain in `data_dir`'s store gave to members
