@@ -16,7 +16,7 @@ use tidings::audit::export::{self as audit_export, ReadExport};
 use tidings::audit::{AuditLog, Entry, EntryKind, Query, RecordKey, SledStore};
 use tidings::keys::NodeId;
 
-use super::format::utc;
+use super::format::{counted, utc};
 
 /// `tidings audit` subcommands.
 #[derive(Debug, Subcommand)]
@@ -596,18 +596,23 @@ pub(crate) fn report_verification(
                 println!("audit log {source}: VALID");
                 println!("  node {}", verified.node);
                 println!(
-                    "  entries {}..={} ({}), {} signed checkpoints, {} entries after the last checkpoint",
-                    verified.first, verified.last, verified.entries, verified.checkpoints, verified.unsigned_tail
+                    "  entries {}..={} ({}), {}, {} after the last checkpoint",
+                    verified.first,
+                    verified.last,
+                    verified.entries,
+                    counted(verified.checkpoints as u64, "signed checkpoint", "signed checkpoints"),
+                    counted(verified.unsigned_tail as u64, "entry", "entries")
                 );
                 if verified.kept > 0 {
                     println!(
-                        "  {} entries kept from pruned ranges (before entry {}), each run signed",
-                        verified.kept, verified.first
+                        "  {} kept from pruned ranges (before entry {}), each run signed",
+                        counted(verified.kept as u64, "entry", "entries"),
+                        verified.first
                     );
                 }
                 println!(
-                    "  {} evidence records: each is the record its id names, its signature verified (verify_strict)",
-                    verified.evidence
+                    "  {}: each is the record its id names, its signature verified (verify_strict)",
+                    counted(verified.evidence as u64, "evidence record", "evidence records")
                 );
             }
             Err(problem) => {
@@ -658,8 +663,10 @@ fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
         }
     };
     eprintln!(
-        "exported {} entries, {} checkpoints, {} evidence records",
-        summary.entries, summary.checkpoints, summary.evidence
+        "exported {}, {}, {}",
+        counted(summary.entries as u64, "entry", "entries"),
+        counted(summary.checkpoints as u64, "checkpoint", "checkpoints"),
+        counted(summary.evidence as u64, "evidence record", "evidence records")
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -16,7 +16,7 @@ use tidings::api::ProblemDocument;
 use tidings::net::node::Reach;
 use tidings::proto::Specialist;
 
-use super::format::utc;
+use super::format::{counted, utc};
 
 /// Where the node's API is.
 #[derive(Debug, Clone, Args)]
@@ -501,6 +501,9 @@ pub(crate) fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
             step.reason
         );
     }
-    println!("relayed to  {} peers", trace.relays.len());
+    println!(
+        "relayed to  {}",
+        counted(trace.relays.len() as u64, "peer", "peers")
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,11 @@ pub(crate) fn now_ms() -> u64 {
 
 pub(crate) use tidings::utc::utc;
 
+/// `count` with its noun in the right number: `1 specialist`, `2 specialists`.
+pub(crate) fn counted(count: u64, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
 /// A human duration such as `1h 5m` for milliseconds.
 pub(crate) fn human_duration(ms: u64) -> String {
     let seconds = ms / 1000;
@@ -52,6 +57,13 @@ pub(crate) fn parse_duration_ms(text: &str) -> anyhow::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_take_the_noun_in_their_number() {
+        assert_eq!(counted(0, "entry", "entries"), "0 entries");
+        assert_eq!(counted(1, "entry", "entries"), "1 entry");
+        assert_eq!(counted(2, "peer", "peers"), "2 peers");
+    }
 
     #[test]
     fn durations() {

@@ -304,15 +304,19 @@ async fn reload(path: &Path, client: &tidings::net::node::NodeClient, logs: &Log
     if let Err(error) = logs.reload(log_filter(loaded.log.as_deref())) {
         tracing::warn!("SIGHUP: cannot change the log level: {error}");
     }
-    let count = loaded.node.specialists.len();
+    let count = super::format::counted(
+        loaded.node.specialists.len() as u64,
+        "specialist",
+        "specialists",
+    );
     match client.reload_specialists(loaded.node.specialists).await {
         Ok(Some(record)) => tracing::info!(
             seq = record.seq(),
-            "SIGHUP: {} reloaded; {count} specialists from the file, published",
+            "SIGHUP: {} reloaded; {count} from the file, published",
             path.display()
         ),
         Ok(None) => tracing::info!(
-            "SIGHUP: {} reloaded; its {count} specialists are announced as they are",
+            "SIGHUP: {} reloaded; its {count} announced as they are",
             path.display()
         ),
         Err(error) => tracing::warn!("SIGHUP: the file's specialists were not applied: {error}"),

@@ -11,7 +11,7 @@ use tidings::keys::{FederationId, Identity};
 use tidings::proto::limits::MAX_TTL_MS;
 use tidings::proto::{Announcement, Record, Specialist, VerifiedRecord};
 
-use super::format::{now_ms, parse_duration_ms, utc};
+use super::format::{counted, now_ms, parse_duration_ms, utc};
 use crate::KeyArg;
 
 /// Arguments of `tidings record sign`.
@@ -124,9 +124,13 @@ pub(crate) fn sign(args: &SignArgs) -> anyhow::Result<ExitCode> {
     )
     .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!(
-        "signed record seq {} ({} specialists, expires {}) -> {}",
+        "signed record seq {} ({}, expires {}) -> {}",
         signed.seq(),
-        signed.record().specialists.len(),
+        counted(
+            signed.record().specialists.len() as u64,
+            "specialist",
+            "specialists"
+        ),
         utc(signed.record().expires_at_ms),
         args.out.display()
     );

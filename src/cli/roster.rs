@@ -19,7 +19,7 @@ use tidings::net::node::RosterView;
 use tidings::proto::roster::RosterHash;
 
 use super::client::{print_json, read, Api, ApiArgs};
-use super::format::utc;
+use super::format::{counted, utc};
 
 /// `tidings roster ...`
 #[derive(Debug, Subcommand)]
@@ -243,8 +243,9 @@ fn create(args: &CreateArgs) -> anyhow::Result<ExitCode> {
     println!("file:       {}", out.display());
     println!("federation: {}", args.federation);
     println!(
-        "members:    {} (an operation needs {needed} approvals; threshold {})",
+        "members:    {} (an operation needs {}; threshold {})",
         genesis.members.len(),
+        counted(needed as u64, "approval", "approvals"),
         genesis.threshold
     );
     println!(
@@ -282,11 +283,11 @@ fn show(api_args: &ApiArgs) -> anyhow::Result<ExitCode> {
         println!("\nchain:");
         for op in &view.chain {
             println!(
-                "  epoch {:>3}  {}  {}  ({} approvals)",
+                "  epoch {:>3}  {}  {}  ({})",
                 op.epoch,
                 short_hash(&op.id),
                 op.summary,
-                op.approvals.len()
+                counted(op.approvals.len() as u64, "approval", "approvals")
             );
         }
     }
@@ -611,8 +612,9 @@ fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot write {}", path.display()))?;
             let ops = text.lines().filter(|line| line.starts_with("op ")).count();
             eprintln!(
-                "wrote {} ({ops} operations); check it with `tidings verify {}`",
+                "wrote {} ({}); check it with `tidings verify {}`",
                 path.display(),
+                counted(ops as u64, "operation", "operations"),
                 path.display()
             );
         }

@@ -14,7 +14,7 @@ use tidings::proto::{
     EquivocationProof, Record, RecordId, SignedRecord, UnverifiedRecord, VerifiedRecord,
 };
 
-use super::format::{human_duration, now_ms, utc};
+use super::format::{counted, human_duration, now_ms, utc};
 
 /// Arguments of `tidings verify`.
 #[derive(Debug, Args)]
@@ -290,12 +290,12 @@ fn roster_chain(args: &VerifyArgs, length: u64) -> anyhow::Result<ExitCode> {
         report["head"] = serde_json::json!(state.head());
         report["members"] = serde_json::json!(state.members().len());
         Ok(format!(
-            "{} operations apply from genesis {}, each with its threshold of valid approvals: epoch {}, head {}, {} members",
-            ops.len(),
+            "{} from genesis {}, each with its threshold of valid approvals: epoch {}, head {}, {}",
+            counted(ops.len() as u64, "operation applies", "operations apply"),
             genesis.id(),
             state.epoch(),
             state.head(),
-            state.members().len()
+            counted(state.members().len() as u64, "member", "members")
         ))
     })();
     let valid = verdict.is_ok();

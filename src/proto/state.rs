@@ -40,7 +40,9 @@
 //! and a node that has heard nothing yet is not converged, only uninformed. Record expiry and spreading keep their own
 //! deadlines; what rounds do besides exchanges (promises, neighbour upkeep,
 //! pruning) waits for the stretched round, and none of it is pending on a node
-//! that saw nothing new.
+//! that saw nothing new. A node whose key is not on its roster yet never
+//! stretches: its peers refuse it until they apply the operation that admits
+//! it, and it keeps trying every interval rather than every stretch.
 //!
 //! # Own chain
 //!
@@ -1238,7 +1240,10 @@ impl State {
 
     /// Whether this node is gossiping at its idle rate (see [Idle](self#idle)).
     pub fn is_idle(&self) -> bool {
-        self.quiet.is_quiet() && self.config.idle_stretch > 1 && self.spread.enabled()
+        self.quiet.is_quiet()
+            && self.config.idle_stretch > 1
+            && self.spread.enabled()
+            && self.directory().roster().contains(&self.me)
     }
 
     fn note_change(&mut self, verdict: &Verdict) {

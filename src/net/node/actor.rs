@@ -384,12 +384,24 @@ impl Actor {
                     Departure::ClosedHere => {
                         debug!(peer = %peer_name, "connection down: {}", why.as_str())
                     }
+                    // Refused until the peer applies the operation that admits
+                    // this node (said once, at startup): not news each retry.
+                    _ if !self.admitted() => debug!(
+                        peer = %peer_name,
+                        "connection down: {} (this node is not admitted yet)",
+                        why.as_str()
+                    ),
                     _ => info!(peer = %peer_name, "connection down: {}", why.as_str()),
                 }
             }
             NetEvent::Connected { peer, inbound } => {
                 self.heard.insert(peer, now);
-                info!(peer = %self.name_of(&peer), direction = if inbound { "inbound" } else { "outbound" }, "connection up");
+                let direction = if inbound { "inbound" } else { "outbound" };
+                if self.admitted() {
+                    info!(peer = %self.name_of(&peer), direction, "connection up");
+                } else {
+                    debug!(peer = %self.name_of(&peer), direction, "connection up");
+                }
                 if inbound {
                     // The peer may have restarted: its next frames go over this
                     // connection, through a fresh link.
@@ -861,6 +873,14 @@ impl Actor {
             Some(label) => format!("{label} ({})", peer.short()),
             None => peer.to_string(),
         }
+    }
+
+    /// Whether this node's key is on the roster it holds.
+    fn admitted(&self) -> bool {
+        self.state
+            .directory()
+            .roster()
+            .contains(&self.state.node_id())
     }
 
     fn address_of(&self, peer: &NodeId) -> Option<SocketAddr> {

@@ -1098,6 +1098,11 @@ fn a_member_added_by_a_threshold_joins_live_and_its_records_are_accepted() {
     // Nothing is approved automatically.
     net.rounds(3);
     assert_eq!(net.epochs()[..5], [0, 0, 0, 0, 0]);
+    // The members have gone quiet; the newcomer, refused by all, has heard
+    // nothing for as long but keeps its full rate: it waits to be admitted.
+    net.rounds(QUIET_ROUNDS as usize);
+    assert!(net.nodes[..5].iter().all(|node| node.is_idle()));
+    assert!(!net.nodes[5].is_idle());
     // The fourth applies it, and it reaches every node (the newcomer too).
     approve_by(&mut net, id, &[3]);
     net.rounds(3);
