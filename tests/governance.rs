@@ -485,6 +485,64 @@ fn five_processes_add_remove_pardon_and_rotate_members_live() {
         verdict.contains("operation #2") || verdict.contains("line 4"),
         "{verdict}"
     );
+
+    // 6. n2's export brings the old key's log along, and a merge named by the
+    //    chain sees one member under two keys: its old key published a record
+    //    its new key never received, and it is not "never received" by n2.
+    cluster.terminate(2, Duration::from_secs(10));
+    tidings(
+        root.path(),
+        &["audit", "export", "-d", "n2", "-o", "n2.jsonl"],
+    );
+    let old_export = root
+        .path()
+        .join(format!("n2.old-key-{}.jsonl", &two_old[..10]));
+    let old_lines = std::fs::read_to_string(&old_export).expect("the old key's log is exported");
+    let published = old_lines
+        .lines()
+        .map(json)
+        .find(|line| line["kind"] == "published")
+        .expect("the old key published");
+    let record = published["record"].as_str().unwrap();
+    let old_name = old_export.file_name().unwrap().to_str().unwrap();
+    let merge = |names: &str| {
+        json(&tidings(
+            root.path(),
+            &[
+                "audit", "merge", "--record", record, "--roster", names, "--json", "n2.jsonl",
+                old_name,
+            ],
+        ))
+    };
+    let missing = |merged: &Value| merged["missing"].as_array().unwrap().clone();
+    assert_eq!(
+        missing(&merge("roster.toml")),
+        vec![Value::from(two_new.as_str())],
+        "the genesis file does not know the rotation"
+    );
+    assert!(missing(&merge("chain.txt")).is_empty(), "one member");
+    assert!(missing(&merge("n2")).is_empty(), "its stored chain");
+    // A tampered chain names nothing.
+    let (ok, said) = {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .args([
+                "audit",
+                "merge",
+                "--record",
+                record,
+                "--roster",
+                "tampered.txt",
+            ])
+            .args(["n2.jsonl", old_name])
+            .current_dir(root.path())
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    assert!(!ok && said.contains("not a valid roster chain"), "{said}");
 }
 
 /// Runs `tidings ARGS --api <member's API>` and returns whether it succeeded and

@@ -4,6 +4,7 @@
 //! time, so while a node runs on that data directory they report that the log is in
 //! use; query the running node through its API instead, or stop it first.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -46,38 +47,134 @@ pub(crate) struct DataDir {
     roster: Option<PathBuf>,
 }
 
-/// Names node ids by their roster labels, where a roster is known.
-pub(crate) struct Names(Option<tidings::keys::Roster>);
+/// Names node ids by their roster labels, where a roster is known, and knows
+/// which keys were rotated to which (one member under two keys).
+#[derive(Default)]
+pub(crate) struct Names {
+    roster: Option<tidings::keys::Roster>,
+    /// Keys rotated away, each to the key that replaced it.
+    rotated: BTreeMap<NodeId, NodeId>,
+    /// The federation of an exported roster chain the names came from.
+    federation: Option<tidings::keys::FederationId>,
+}
 
 impl Names {
-    /// Loads `explicit`, or the first roster.toml found in or beside `data_dir`.
+    /// Loads `explicit` (a roster file, an exported roster chain, or a data
+    /// directory), or the first roster.toml found in or beside `data_dir`; a data
+    /// directory's stored roster chain adds the labels and rotations since its
+    /// genesis.
     pub(crate) fn find(explicit: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Self> {
         if let Some(path) = explicit {
-            let mut roster = tidings::keys::Roster::load(path)?;
-            if let Some(dir) = data_dir {
-                label_from_chain(&mut roster, dir);
+            if path.is_dir() {
+                let names = Self::find(None, Some(path))?;
+                if names.roster.is_none() {
+                    bail!(
+                        "no roster.toml in or beside {}: name a roster file or an exported roster chain",
+                        path.display()
+                    );
+                }
+                return Ok(names);
             }
-            return Ok(Self(Some(roster)));
+            let text = fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let mut names = if text.starts_with(tidings::proto::roster::EXPORT_HEADER) {
+                Self::from_chain(&text)
+                    .with_context(|| format!("{} is not a valid roster chain", path.display()))?
+            } else {
+                Self {
+                    roster: Some(tidings::keys::Roster::load(path)?),
+                    ..Self::default()
+                }
+            };
+            if let Some(dir) = data_dir {
+                names.apply(&stored_ops(dir));
+            }
+            return Ok(names);
         }
         let candidates = data_dir
             .into_iter()
             .flat_map(|dir| [dir.join("roster.toml"), dir.join("..").join("roster.toml")]);
         for path in candidates {
             if path.is_file() {
-                if let Ok(mut roster) = tidings::keys::Roster::load(&path) {
+                if let Ok(roster) = tidings::keys::Roster::load(&path) {
+                    let mut names = Self {
+                        roster: Some(roster),
+                        ..Self::default()
+                    };
                     if let Some(dir) = data_dir {
-                        label_from_chain(&mut roster, dir);
+                        names.apply(&stored_ops(dir));
                     }
-                    return Ok(Self(Some(roster)));
+                    return Ok(names);
                 }
             }
         }
-        Ok(Self(None))
+        Ok(Self::default())
+    }
+
+    /// The names an exported roster chain gives: its genesis's labels and its
+    /// operations', each operation checked (its threshold of valid approvals)
+    /// from the genesis the chain starts with.
+    fn from_chain(text: &str) -> anyhow::Result<Self> {
+        let (genesis, ops) = tidings::proto::roster::parse_export(text)?;
+        tidings::proto::roster::verify_chain(&genesis, &ops)?;
+        let mut names = Self {
+            roster: Some((*genesis.members).clone()),
+            rotated: BTreeMap::new(),
+            federation: Some(genesis.federation),
+        };
+        names.apply(&ops);
+        Ok(names)
+    }
+
+    /// Adds the labels of members added, relabelled or rotated by `ops`, and
+    /// the rotations. A rotated-away key keeps its label.
+    fn apply(&mut self, ops: &[tidings::proto::roster::SignedOp]) {
+        use tidings::proto::roster::Action;
+        let Some(roster) = self.roster.as_mut() else {
+            return;
+        };
+        for op in ops {
+            match &op.body.action {
+                Action::Add { member, label } => {
+                    roster.insert(*member, label.clone());
+                }
+                Action::Relabel { member, label } => {
+                    roster.relabel(member, label.clone());
+                }
+                Action::Rotate { from, to } => {
+                    let label = roster.label(from).map(str::to_owned);
+                    roster.insert(*to, label);
+                    self.rotated.insert(*from, *to);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Every key of the member that `id` is one key of, in rotation order
+    /// (`id` alone when it was never rotated).
+    pub(crate) fn keys_of(&self, id: &NodeId) -> Vec<NodeId> {
+        // Back to the first key, then forward along the rotations.
+        let mut first = *id;
+        while let Some((from, _)) = self.rotated.iter().find(|(_, to)| **to == first) {
+            if *from == *id {
+                break; // a cycle (a key rotated back to): stop
+            }
+            first = *from;
+        }
+        let mut keys = vec![first];
+        while let Some(next) = self.rotated.get(keys.last().expect("one key")) {
+            if keys.contains(next) {
+                break;
+            }
+            keys.push(*next);
+        }
+        keys
     }
 
     /// `label (short id)`, or the short id alone.
     pub(crate) fn short(&self, id: &NodeId) -> String {
-        match self.0.as_ref().and_then(|roster| roster.label(id)) {
+        match self.roster.as_ref().and_then(|roster| roster.label(id)) {
             Some(label) => format!("{label} ({})", id.short()),
             None => id.short(),
         }
@@ -85,7 +182,7 @@ impl Names {
 
     /// `label (full id)`, or the full id alone.
     pub(crate) fn full(&self, id: &NodeId) -> String {
-        match self.0.as_ref().and_then(|roster| roster.label(id)) {
+        match self.roster.as_ref().and_then(|roster| roster.label(id)) {
             Some(label) => format!("{label} ({id})"),
             None => id.to_string(),
         }
@@ -96,10 +193,10 @@ impl Names {
     /// The node `text` names: a full id, a roster label, or a unique prefix
     /// (at least 4 characters) of a member's id, as the API takes them.
     fn node(&self, text: &str) -> anyhow::Result<NodeId> {
-        let members = self.0.iter().flat_map(|roster| roster.iter());
+        let members = self.roster.iter().flat_map(|roster| roster.iter());
         let members = members.map(|(id, label)| (*id, label));
         match ids::node_among(text, members) {
-            Err(IdError::Unknown) if self.0.is_none() => bail!(
+            Err(IdError::Unknown) if self.roster.is_none() => bail!(
                 "{text:?} is not a full node id, and no roster was found to resolve labels and prefixes (use --roster)"
             ),
             Err(IdError::Unknown) => {
@@ -153,39 +250,26 @@ fn time_arg(text: &str) -> Result<u64, String> {
     })
 }
 
-/// Adds the labels the roster chain in `data_dir`'s store gave to members
-/// added, relabelled or rotated since the genesis (the roster file lists only
-/// the genesis). A store in use by a running node is left alone.
-fn label_from_chain(roster: &mut tidings::keys::Roster, data_dir: &Path) {
-    use tidings::proto::roster::{Action, SignedOp};
+/// The roster operations stored in `data_dir`'s store (the chain since the
+/// genesis; the roster file lists only the genesis), or none. A store in use
+/// by a running node is left alone.
+fn stored_ops(data_dir: &Path) -> Vec<tidings::proto::roster::SignedOp> {
+    use tidings::proto::roster::SignedOp;
     let path = data_dir.join("store");
     if !path.is_dir() {
-        return;
+        return Vec::new();
     }
     let Ok(store) = tidings::net::store::DirectoryStore::open(&path) else {
-        return;
+        return Vec::new();
     };
     let Ok(loaded) = store.load() else {
-        return;
+        return Vec::new();
     };
-    for (_, bytes) in &loaded.roster_ops {
-        let Ok(op) = SignedOp::decode(bytes) else {
-            continue;
-        };
-        match op.body.action {
-            Action::Add { member, label } => {
-                roster.insert(member, label);
-            }
-            Action::Relabel { member, label } => {
-                roster.relabel(&member, label);
-            }
-            Action::Rotate { from, to } => {
-                let label = roster.label(&from).map(str::to_owned);
-                roster.insert(to, label);
-            }
-            _ => {}
-        }
-    }
+    loaded
+        .roster_ops
+        .iter()
+        .filter_map(|(_, bytes)| SignedOp::decode(bytes).ok())
+        .collect()
 }
 
 /// Arguments of `tidings audit log`.
@@ -259,7 +343,9 @@ pub(crate) struct VerifyArgs {
 pub(crate) struct ExportArgs {
     #[command(flatten)]
     dir: DataDir,
-    /// Write here instead of standard output.
+    /// Write here instead of standard output. The logs of keys this node
+    /// rotated away from (DIR/old-key-*) are written beside it, one file each
+    /// (FILE's name with `.old-key-…` before its extension).
     #[arg(long, short)]
     out: Option<PathBuf>,
 }
@@ -273,8 +359,11 @@ pub(crate) struct MergeArgs {
     /// Export files, one per node.
     #[arg(required = true)]
     exports: Vec<PathBuf>,
-    /// A roster file whose labels name the nodes.
-    #[arg(long, value_name = "FILE")]
+    /// What names the nodes: a roster file, an exported roster chain
+    /// (`tidings roster export`; checked from its genesis) or a node's data
+    /// directory (its roster.toml and stored chain). With a chain, a member whose
+    /// key was rotated is one member: it received the record if either key did.
+    #[arg(long, value_name = "PATH")]
     roster: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
@@ -600,19 +689,23 @@ pub(crate) fn report_verification(
                     verified.first,
                     verified.last,
                     verified.entries,
-                    counted(verified.checkpoints as u64, "signed checkpoint", "signed checkpoints"),
-                    counted(verified.unsigned_tail as u64, "entry", "entries")
+                    counted(
+                        verified.checkpoints,
+                        "signed checkpoint",
+                        "signed checkpoints"
+                    ),
+                    counted(verified.unsigned_tail, "entry", "entries")
                 );
                 if verified.kept > 0 {
                     println!(
                         "  {} kept from pruned ranges (before entry {}), each run signed",
-                        counted(verified.kept as u64, "entry", "entries"),
+                        counted(verified.kept, "entry", "entries"),
                         verified.first
                     );
                 }
                 println!(
                     "  {}: each is the record its id names, its signature verified (verify_strict)",
-                    counted(verified.evidence as u64, "evidence record", "evidence records")
+                    counted(verified.evidence, "evidence record", "evidence records")
                 );
             }
             Err(problem) => {
@@ -644,31 +737,88 @@ pub(crate) fn verify_export(
 }
 
 fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    let log = open(&args.dir.data_dir)?;
-    let summary = match &args.out {
+    let old_keys = old_key_dirs(&args.dir.data_dir);
+    match &args.out {
         Some(path) => {
-            let file = fs::File::create(path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            let mut out = BufWriter::new(file);
-            let summary = audit_export::export(&log, &mut out)?;
-            out.flush()?;
-            summary
+            export_to(&args.dir.data_dir, path)?;
+            for (name, dir) in &old_keys {
+                let beside = beside(path, name);
+                export_to(dir, &beside)?;
+            }
         }
         None => {
+            let log = open(&args.dir.data_dir)?;
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());
             let summary = audit_export::export(&log, &mut out)?;
             out.flush()?;
-            summary
+            report_export(&summary, None);
+            for (_, dir) in &old_keys {
+                eprintln!(
+                    "{} holds the log of a key this node rotated away from: export it too \
+                     (tidings audit export -d {} -o FILE), or give -o to write both",
+                    dir.display(),
+                    dir.display()
+                );
+            }
         }
-    };
-    eprintln!(
-        "exported {}, {}, {}",
-        counted(summary.entries as u64, "entry", "entries"),
-        counted(summary.checkpoints as u64, "checkpoint", "checkpoints"),
-        counted(summary.evidence as u64, "evidence record", "evidence records")
-    );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exports the log of `data_dir` to the file `path`.
+fn export_to(data_dir: &Path, path: &Path) -> anyhow::Result<()> {
+    let log = open(data_dir)?;
+    let file =
+        fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut out = BufWriter::new(file);
+    let summary = audit_export::export(&log, &mut out)?;
+    out.flush()?;
+    report_export(&summary, Some(path));
+    Ok(())
+}
+
+fn report_export(summary: &audit_export::ExportSummary, path: Option<&Path>) {
+    eprintln!(
+        "exported {}, {}, {}{}",
+        counted(summary.entries, "entry", "entries"),
+        counted(summary.checkpoints, "checkpoint", "checkpoints"),
+        counted(summary.evidence, "evidence record", "evidence records"),
+        path.map(|path| format!(" to {}", path.display()))
+            .unwrap_or_default()
+    );
+}
+
+/// The logs set aside in `data_dir` when its key was rotated, by directory name
+/// (`old-key-…`), oldest name first.
+fn old_key_dirs(data_dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(listing) = fs::read_dir(data_dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, PathBuf)> = listing
+        .filter_map(Result::ok)
+        .filter_map(|item| {
+            let name = item.file_name().to_str()?.to_owned();
+            let dir = item.path();
+            (name.starts_with("old-key-") && dir.join("audit").is_dir()).then_some((name, dir))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// `FILE` with `.NAME` before its extension: `node-2.jsonl` beside `old-key-ab`
+/// is `node-2.old-key-ab.jsonl`.
+fn beside(path: &Path, name: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = match path.extension() {
+        Some(extension) => format!("{stem}.{name}.{}", extension.to_string_lossy()),
+        None => format!("{stem}.{name}"),
+    };
+    path.with_file_name(file)
 }
 
 fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
@@ -692,11 +842,25 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         let bytes = export.evidence.get(&args.record)?;
         tidings::trace::check_evidence(&export.federation, &args.record, bytes).ok()
     });
-    let spread = audit_export::spread(&exports, args.record, signer);
+    let names = Names::find(args.roster.as_deref(), None)?;
+    if let Some(federation) = names.federation {
+        if let Some(export) = exports.iter().find(|e| e.federation != federation) {
+            bail!(
+                "the roster chain belongs to another federation than the export of {}",
+                export.node
+            );
+        }
+    }
+    let mut spread = audit_export::spread(&exports, args.record, signer);
+    // One member under several keys (a rotation the roster chain shows) received
+    // the record if any of its keys did.
+    let received: Vec<NodeId> = spread.receipts.iter().map(|r| r.node).collect();
+    spread
+        .missing
+        .retain(|id| !names.keys_of(id).iter().any(|key| received.contains(key)));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&spread)?);
     } else {
-        let names = Names::find(args.roster.as_deref(), None)?;
         print!("{}", spread.render(&|id| names.short(id), &utc_ms));
     }
     Ok(ExitCode::SUCCESS)

@@ -646,8 +646,8 @@ async fn script(demo: &Demo) -> anyhow::Result<(Summary, RecordId)> {
         let flooder_id = demo.members[flooder].node.node_id();
         summary.flooder_banned_by = demo.count_member(flooder_id, |m| m.banned).await;
         demo.say(&format!(
-            "   node-1 charges the flood to the flooder's work budget and bans it (banned at {} node(s)); node-2's update reached {} of {} honest nodes",
-            summary.flooder_banned_by, summary.update_during_flood_reached, demo.honest
+            "   node-1 charges the flood to the flooder's work budget and bans it (banned at {}); node-2's update reached {} of {} honest nodes",
+            super::format::counted(summary.flooder_banned_by as u64, "node", "nodes"), summary.update_during_flood_reached, demo.honest
         ));
     }
     Ok((summary, false_entry.id()))

@@ -293,8 +293,8 @@ fn show(api_args: &ApiArgs) -> anyhow::Result<ExitCode> {
     }
     if !view.pending.is_empty() {
         println!(
-            "\n{} open proposal(s): see `tidings roster pending`",
-            view.pending.len()
+            "\n{}: see `tidings roster pending`",
+            counted(view.pending.len() as u64, "open proposal", "open proposals")
         );
     }
     Ok(ExitCode::SUCCESS)
