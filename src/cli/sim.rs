@@ -354,7 +354,7 @@ fn print_table(report: &Report) {
     );
     if tidings::sim::report::disturbance_end(&report.scenario).is_some() {
         println!(
-            "rounds are counted from the end of the disturbance (partition healed, churn or crashes over); worst: {}",
+            "rounds are counted from the end of the disturbance (partition healed, churn, crashes or refreshes over); worst: {}",
             show(s.worst_after_disturbance)
         );
     }
@@ -397,6 +397,20 @@ fn print_table(report: &Report) {
     }
     if let Some(idle) = s.idle_bytes_per_exchange {
         println!("bytes per exchange once converged: {idle:.1}");
+    }
+    if let (Some(cost), Some(refresh)) = (s.refresh, report.scenario.refresh) {
+        println!(
+            "refreshes: {:.0} records a trial, {:.0} bytes each over all nodes (idle gossip included); \
+             at one record per node every {} rounds of {} ms, each node sends {:.0} B/s in {:.1} messages/s \
+             and checks {:.2} signatures/s",
+            cost.records,
+            cost.bytes_per_record,
+            refresh.every_rounds,
+            report.scenario.interval_ms,
+            cost.bytes_per_node_s,
+            cost.messages_per_node_s,
+            cost.checks_per_node_s
+        );
     }
     if let (Some(redundancy), Some(worst), Some(mean)) =
         (s.redundancy, s.last_delivery_hop, s.mean_last_delivery_hop)

@@ -121,10 +121,16 @@ pub const MEMORY_BUDGET: u64 = 3 << 30;
 /// about 10 bytes per pair at 10,000).
 pub fn trial_memory(scenario: &Scenario, engine: Engine) -> u64 {
     let nodes = scenario.nodes as u64;
-    let records = match scenario.workload {
+    let published = match scenario.workload {
         Workload::OneAnnouncement => 1,
         Workload::AllPublish => nodes,
     };
+    // Refreshes: each node's new record, once per `every_rounds` rounds.
+    let refreshes = scenario.refresh.map_or(0, |refresh| {
+        let rounds = u64::from(refresh.until_round);
+        (nodes * rounds).div_ceil(u64::from(refresh.every_rounds.max(1)))
+    });
+    let records = published + refreshes;
     match engine {
         Engine::Compact => 12 * nodes * records + 32 * 1024 * nodes,
         _ => 900 * nodes * records + 16 * 1024 * nodes,

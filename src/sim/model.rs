@@ -83,6 +83,9 @@ pub fn supports(scenario: &Scenario) -> Result<(), Unsupported> {
     if scenario.adversaries.total() > 0.0 {
         return Err(Unsupported("adversaries"));
     }
+    if scenario.refresh.is_some() {
+        return Err(Unsupported("refreshes"));
+    }
     if scenario.crashes.is_some() {
         return Err(Unsupported("crashes"));
     }

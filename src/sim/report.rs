@@ -11,7 +11,8 @@
 //!   this way).
 //!
 //! With a partition or churn, rounds are counted from the end of the disturbance
-//! (the first healed round, or the last round in which departed nodes return).
+//! (the first healed round, or the last round in which departed nodes return);
+//! with refreshes, from the round after the last one.
 
 use serde::Serialize;
 
@@ -66,8 +67,52 @@ pub struct TrialReport {
     pub honest_halted: u64,
     /// Frames from honest senders dropped for want of work budget (must be 0).
     pub frames_over_budget: u64,
+    /// Records every live honest node had to come to hold.
+    pub targets: u64,
+    /// Records accepted for the first time, over all nodes.
+    pub first_deliveries: u64,
     /// Coverage at the end of each round.
     pub coverage: Vec<f64>,
+}
+
+/// What keeping records alive costs each node, from a scenario with refreshes:
+/// the trial's messages and bytes (idle gossip included) per record published,
+/// at the scenario's steady rate of `nodes / every_rounds` records a round.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RefreshCost {
+    /// Records published per trial (mean).
+    pub records: f64,
+    /// Bytes, over all nodes, per record published.
+    pub bytes_per_record: f64,
+    /// Bytes each node sends per second at the steady rate.
+    pub bytes_per_node_s: f64,
+    /// Messages each node sends per second at the steady rate.
+    pub messages_per_node_s: f64,
+    /// Records each node accepts (and checks the signature of) per second.
+    pub checks_per_node_s: f64,
+}
+
+fn refresh_cost(scenario: &Scenario, trials: &[TrialReport]) -> Option<RefreshCost> {
+    let refresh = scenario.refresh?;
+    let records = mean(trials.iter().map(|trial| trial.targets as f64))?;
+    if records == 0.0 {
+        return None;
+    }
+    let bytes = mean(trials.iter().map(|trial| trial.bytes as f64))?;
+    let messages = mean(trials.iter().map(|trial| trial.messages as f64))?;
+    let accepted = mean(trials.iter().map(|trial| trial.first_deliveries as f64))?;
+    // A node's share of one record's cost, times records per second: every
+    // node publishes once per `every_rounds` intervals.
+    let per_second = scenario.nodes as f64
+        / (f64::from(refresh.every_rounds) * scenario.interval_ms as f64 / 1000.0);
+    let nodes = scenario.nodes as f64;
+    Some(RefreshCost {
+        records,
+        bytes_per_record: bytes / records,
+        bytes_per_node_s: bytes / records * per_second / nodes,
+        messages_per_node_s: messages / records * per_second / nodes,
+        checks_per_node_s: accepted / records * per_second / nodes,
+    })
 }
 
 /// Aggregates over trials.
@@ -117,6 +162,9 @@ pub struct Summary {
     pub last_delivery_hop: Option<u32>,
     /// Mean over trials of the mean last delivery hop.
     pub mean_last_delivery_hop: Option<f64>,
+    /// The steady cost of refreshes (scenarios with refreshes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshCost>,
 }
 
 /// A whole simulation run.
@@ -165,6 +213,8 @@ impl Report {
                 honest_quarantined: outcome.honest_quarantined,
                 honest_halted: outcome.honest_halted,
                 frames_over_budget: outcome.frames_over_budget,
+                targets: outcome.targets,
+                first_deliveries: outcome.first_deliveries,
                 coverage: outcome
                     .samples
                     .iter()
@@ -188,10 +238,11 @@ pub fn disturbance_end(scenario: &Scenario) -> Option<u32> {
     let crashes = scenario
         .crashes
         .map(|crashes| crashes.until_round + crashes.away_rounds);
+    let refresh = scenario.refresh.map(|refresh| refresh.until_round + 1);
     match (scenario.partition, scenario.churn) {
         (Some(partition), _) => Some(partition.heal_round),
         (None, Some(churn)) => Some(churn.until_round + churn.away_rounds).max(crashes),
-        (None, None) => crashes,
+        (None, None) => crashes.max(refresh),
     }
 }
 
@@ -284,6 +335,7 @@ fn summarize(scenario: &Scenario, trials: &[TrialReport]) -> Summary {
                 .iter()
                 .filter_map(|trial| trial.mean_last_delivery_hop),
         ),
+        refresh: refresh_cost(scenario, trials),
     }
 }
 

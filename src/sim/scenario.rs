@@ -164,6 +164,21 @@ pub struct Crashes {
     pub durable_before_send: bool,
 }
 
+/// Records kept alive: every honest node publishes a new record of its own
+/// every `every_rounds` rounds, the nodes taking turns (with a 300 s lifetime
+/// refreshed at half of it and a 1 s interval, every 150 rounds), from round 1
+/// to `until_round`. The trial converges once every refresh is everywhere;
+/// rounds are counted from the round after the last refresh, and messages and
+/// bytes over the whole trial give the steady cost of the refreshes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refresh {
+    /// Rounds between two records of one node.
+    pub every_rounds: u32,
+    /// Last round with refreshes.
+    pub until_round: u32,
+}
+
 /// A simulation to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -204,6 +219,8 @@ pub struct Scenario {
     pub churn: Option<Churn>,
     /// Crashes at random moments, if any.
     pub crashes: Option<Crashes>,
+    /// Refreshes at a steady rate, if any.
+    pub refresh: Option<Refresh>,
     /// Adversaries.
     pub adversaries: AdversaryShares,
     /// The engine.
@@ -230,6 +247,7 @@ impl Default for Scenario {
             partition: None,
             churn: None,
             crashes: None,
+            refresh: None,
             adversaries: AdversaryShares::default(),
             engine: Engine::Auto,
         }
@@ -291,6 +309,13 @@ impl Scenario {
         if let Some(churn) = self.churn {
             if !(0.0..0.5).contains(&churn.leave_per_round) {
                 return invalid("churn.leave_per_round must be in [0, 0.5)");
+            }
+        }
+        if let Some(refresh) = self.refresh {
+            if refresh.every_rounds == 0 || refresh.until_round >= self.max_rounds {
+                return invalid(
+                    "refresh.every_rounds must be at least 1 and refresh.until_round below max_rounds",
+                );
             }
         }
         if let Some(crashes) = self.crashes {
@@ -409,6 +434,22 @@ pub fn builtin() -> Vec<Scenario> {
             nodes: 1000,
             mode: Mode::Events,
             neighbours: 5,
+            ..base()
+        },
+        Scenario {
+            name: "refresh".into(),
+            description:
+                "records kept alive: each node refreshes every 150 rounds (300 s lifetime), \
+                          10 rounds of it, events with neighbour spreading, N=1,000"
+                    .into(),
+            nodes: 1000,
+            trials: 3,
+            mode: Mode::Events,
+            neighbours: 5,
+            refresh: Some(Refresh {
+                every_rounds: 150,
+                until_round: 10,
+            }),
             ..base()
         },
         Scenario {

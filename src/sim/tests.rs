@@ -132,6 +132,48 @@ fn event_mode_with_latency_converges() {
 }
 
 #[test]
+fn steady_refreshes_reach_everyone_and_their_cost_is_reported() {
+    // 120 nodes, each refreshing once every 20 rounds, for 20 rounds: every
+    // node publishes once, 6 a round.
+    let scenario = Scenario {
+        mode: Mode::Events,
+        neighbours: 5,
+        refresh: Some(scenario::Refresh {
+            every_rounds: 20,
+            until_round: 20,
+        }),
+        ..small("refresh", 120, 2)
+    };
+    let report = run(&scenario, |_, _| {}).unwrap();
+    for trial in &report.trials {
+        // The first announcement and one refresh of every node.
+        assert_eq!(trial.targets, 121, "{trial:?}");
+        // Converged only after the last refresh, and soon after it.
+        assert!(trial.rounds.unwrap() > 20, "{trial:?}");
+        assert!(
+            trial.rounds_after_disturbance.unwrap() <= report.summary.bound,
+            "{trial:?}"
+        );
+        // Each node accepted each record once.
+        assert_eq!(trial.first_deliveries, 121 * 119, "{trial:?}");
+    }
+    let cost = report.summary.refresh.expect("a refresh cost");
+    assert_eq!(cost.records, 121.0);
+    // 120 nodes each publishing every 20 s: 6 records a second, each checked
+    // once by every node but its publisher.
+    assert!((cost.checks_per_node_s - 6.0).abs() < 0.1, "{cost:?}");
+    assert!(cost.bytes_per_node_s > 0.0 && cost.messages_per_node_s > 0.0);
+    // A refresh costs less than a copy along every neighbour link would.
+    assert!(
+        report.summary.redundancy.unwrap() < 5.0,
+        "{:?}",
+        report.summary
+    );
+    // The compact engine does not model it.
+    assert!(model::supports(&scenario).is_err());
+}
+
+#[test]
 fn a_third_byzantine_cannot_stop_honest_nodes() {
     let scenario = Scenario {
         workload: Workload::AllPublish,

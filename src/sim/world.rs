@@ -189,6 +189,8 @@ pub struct TrialOutcome {
     /// Records a node accepted for the first time, until convergence (or the
     /// end).
     pub first_deliveries: u64,
+    /// Records every live honest node had to come to hold (refreshes included).
+    pub targets: u64,
     /// For each target record, the hops from its publisher to the last node
     /// that got it (at convergence, or the end).
     pub last_delivery_hops: Vec<u32>,
@@ -397,40 +399,71 @@ impl<'a> World<'a> {
                 .collect(),
         };
         for i in publishers {
-            let nat = self.nodes[i].nat;
-            let command = Command::Publish(announcement(i, nat, "summarize"));
-            self.nodes[i]
-                .state
-                .handle_command(command, self.now, &mut self.rng);
-            let outputs = outputs_of(&mut self.nodes[i].state);
-            let published = outputs.iter().find_map(|output| match output {
-                Output::CommandResult(Ok(record)) => Some(record.clone()),
-                _ => None,
-            });
-            let Some(record) = published else { continue };
-            if self.nodes[i].role.is_honest() {
-                self.target_index
-                    .insert(record.origin(), self.targets.len());
-                self.hops.insert((i as u32, self.targets.len() as u32), 0);
-                self.last_hop.push(0);
-                self.targets.push((record.origin(), record.seq()));
-            }
-            self.nodes[i].disk = Some(record);
-            // The rumor pushes of the start are dropped in Bet 15's setting: the
-            // announcement is only held, and spreads by exchanges.
-            if self.scenario.neighbours > 0 {
-                let mut queue = Vec::new();
-                self.route(i, outputs, &mut queue);
-                match self.scenario.mode {
-                    Mode::Rounds => self.deliver_all(queue),
-                    Mode::Events => {
-                        let [low, high] = self.scenario.latency_ms;
-                        for envelope in queue {
-                            let at = self.now + self.rng.gen_range(low..=high);
-                            self.push_event(at, EventKind::Deliver(envelope));
-                        }
+            self.publish_target(i, "summarize");
+        }
+    }
+
+    /// Node `i` publishes a new record, a target every live honest node must
+    /// come to hold; its pushes go out at once.
+    fn publish_target(&mut self, i: usize, capability: &str) {
+        let nat = self.nodes[i].nat;
+        let command = Command::Publish(announcement(i, nat, capability));
+        self.nodes[i]
+            .state
+            .handle_command(command, self.now, &mut self.rng);
+        let outputs = outputs_of(&mut self.nodes[i].state);
+        let published = outputs.iter().find_map(|output| match output {
+            Output::CommandResult(Ok(record)) => Some(record.clone()),
+            _ => None,
+        });
+        let Some(record) = published else { return };
+        if self.nodes[i].role.is_honest() {
+            self.target_index
+                .insert(record.origin(), self.targets.len());
+            self.hops.insert((i as u32, self.targets.len() as u32), 0);
+            self.last_hop.push(0);
+            self.targets.push((record.origin(), record.seq()));
+        }
+        self.nodes[i].disk = Some(record);
+        // The rumor pushes of the start are dropped in Bet 15's setting: the
+        // announcement is only held, and spreads by exchanges.
+        if self.scenario.neighbours > 0 {
+            let mut queue = Vec::new();
+            self.route(i, outputs, &mut queue);
+            match self.scenario.mode {
+                Mode::Rounds => self.deliver_all(queue),
+                Mode::Events => {
+                    let [low, high] = self.scenario.latency_ms;
+                    for envelope in queue {
+                        let at = self.now + self.rng.gen_range(low..=high);
+                        self.push_event(at, EventKind::Deliver(envelope));
+                    }
+                    // Publishing stirs an idle node: its next round is sooner.
+                    if !self.timer_at.is_empty() {
+                        self.schedule_timer(i);
                     }
                 }
+            }
+        }
+    }
+
+    /// The refreshes due at the start of this round: node `i` publishes in the
+    /// rounds where `(i + round)` is a multiple of `every_rounds`.
+    fn refresh_round(&mut self) {
+        let Some(refresh) = self.scenario.refresh else {
+            return;
+        };
+        if self.round > refresh.until_round {
+            return;
+        }
+        let every = refresh.every_rounds as usize;
+        let round = self.round as usize;
+        let capability = format!("round-{round}");
+        // The nodes due: i ≡ -round (mod every).
+        let first = (every - round % every) % every;
+        for i in (first..self.nodes.len()).step_by(every) {
+            if self.nodes[i].alive && self.nodes[i].role.is_honest() {
+                self.publish_target(i, &capability);
             }
         }
     }
@@ -445,6 +478,11 @@ impl<'a> World<'a> {
         for round in 1..=self.scenario.max_rounds {
             self.round = round;
             self.apply_churn();
+            if self.scenario.mode == Mode::Events {
+                // Refreshes happen at the start of the interval.
+                self.now = START_MS + u64::from(round - 1) * self.scenario.interval_ms;
+            }
+            self.refresh_round();
             match self.scenario.mode {
                 Mode::Rounds => self.run_round(),
                 Mode::Events => self.run_interval(),
@@ -464,7 +502,15 @@ impl<'a> World<'a> {
             {
                 outcome.disturbance_end = Some(round + 1);
             }
-            if outcome.converged_round.is_none() && sample.coverage >= 1.0 && self.churn_over() {
+            let refreshed = self
+                .scenario
+                .refresh
+                .is_none_or(|refresh| round > refresh.until_round);
+            if outcome.converged_round.is_none()
+                && sample.coverage >= 1.0
+                && self.churn_over()
+                && refreshed
+            {
                 outcome.converged_round = Some(round);
                 self.take_counts(&mut outcome);
             }
@@ -506,6 +552,8 @@ impl<'a> World<'a> {
             .count() as u64;
         if let Some(partition) = self.scenario.partition {
             outcome.disturbance_end = Some(partition.heal_round);
+        } else if let Some(refresh) = self.scenario.refresh {
+            outcome.disturbance_end = Some(refresh.until_round + 1);
         }
         outcome
     }
@@ -516,6 +564,7 @@ impl<'a> World<'a> {
         outcome.bytes = self.bytes;
         outcome.payload_copies = self.payload_copies;
         outcome.first_deliveries = self.first_deliveries;
+        outcome.targets = self.targets.len() as u64;
         outcome.last_delivery_hops = self.last_hop.clone();
     }
 
