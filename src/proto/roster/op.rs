@@ -239,9 +239,16 @@ pub enum GenesisError {
         /// Why not.
         reason: &'static str,
     },
-    /// The bytes are not a genesis.
+    /// The bytes are not a genesis. The cause is in the message, not a source:
+    /// a reader that prints causes would print it twice.
     #[error("malformed roster genesis: {0}")]
-    Malformed(#[from] DecodeError),
+    Malformed(DecodeError),
+}
+
+impl From<DecodeError> for GenesisError {
+    fn from(error: DecodeError) -> Self {
+        Self::Malformed(error)
+    }
 }
 
 impl Genesis {
