@@ -269,6 +269,25 @@ fn five_processes_add_remove_pardon_and_rotate_members_live() {
         Duration::from_secs(20),
         |c| c.health(4).is_some_and(|h| h["status"] == "halted"),
     );
+    // Its connections close, n4 keeps dialling its former peers, and each
+    // refuses it: a removed key never connects again (a resumed TLS session
+    // once let it back in, its key taken from the session instead of checked
+    // against the roster).
+    until(
+        &cluster,
+        "n4's connections closed",
+        Duration::from_secs(20),
+        |c| c.health(4).is_some_and(|h| h["peers_connected"] == 0),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < deadline {
+        let peers = cluster.health(4).map(|h| h["peers_connected"].clone());
+        assert!(
+            peers.as_ref().is_some_and(|p| p == 0),
+            "the removed n4 is connected: {peers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 
     // 3. n3 is quarantined (its key signed two records for one seq, as a copied
     //    node folder would), then pardoned, and publishes again everywhere.

@@ -355,6 +355,12 @@ pub fn configs(
             rustls::server::AlwaysResolvesServerRawPublicKeys::new(key.clone()),
         ));
     server.alpn_protocols = vec![ALPN.to_vec()];
+    // No session resumption, either way: a resumed handshake carries the peer's
+    // key from the session it resumes and skips the verifiers, so a key removed
+    // from the roster since would be admitted again. Every handshake is a full
+    // one, checked against the roster as it is now.
+    server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    server.send_tls13_tickets = 0;
     let dial = Arc::new(DialVerifier { roster, refusals });
     let mut client = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -365,6 +371,7 @@ pub fn configs(
             rustls::client::AlwaysResolvesClientRawPublicKeys::new(key),
         ));
     client.alpn_protocols = vec![ALPN.to_vec()];
+    client.resumption = rustls::client::Resumption::disabled();
     Ok((server, client))
 }
 

@@ -482,6 +482,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_key_removed_from_the_roster_cannot_come_back_by_resuming_a_session() {
+        let (a, b) = (identity(1), identity(2));
+        let server_roster = roster(&[&a, &b]);
+        let server = Transport::bind(&a, server_roster.clone(), local()).unwrap();
+        let client = Transport::bind(&b, roster(&[&a, &b]), local()).unwrap();
+        let addr = server.local_addr().unwrap();
+        let accept = |server: &Transport| {
+            let server = server.clone();
+            tokio::spawn(async move { server.accept().await.unwrap() })
+        };
+        // Admitted: the handshake completes (and a resumable session would now
+        // be held by both sides).
+        let first = accept(&server);
+        let connection = client.dial(a.node_id(), addr).await.unwrap();
+        let (peer, accepted) = first.await.unwrap().unwrap();
+        assert_eq!(peer, b.node_id());
+        // Let the server's session tickets arrive, then close.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        connection.close(0u32.into(), b"done");
+        accepted.close(0u32.into(), b"done");
+        // b is removed from a's roster; its next handshake must be refused.
+        *server_roster.write().unwrap() = roster(&[&a]).read().unwrap().clone();
+        let second = accept(&server);
+        let _ = client.dial(a.node_id(), addr).await;
+        let accepted = second.await.unwrap();
+        assert!(
+            accepted.is_err(),
+            "a removed key was admitted again: {accepted:?}"
+        );
+        let refusals = server.refusals();
+        assert!(
+            refusals.iter().any(|r| r.presented == Some(b.node_id())),
+            "{refusals:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_peer_impersonating_another_node_is_refused() {
         let (a, b, c) = (identity(1), identity(2), identity(3));
         let shared = roster(&[&a, &b, &c]);

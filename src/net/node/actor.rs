@@ -395,6 +395,13 @@ impl Actor {
                 }
             }
             NetEvent::Connected { peer, inbound } => {
+                if !self.state.directory().roster().contains(&peer) {
+                    // TLS checks the roster in every handshake; a key off the
+                    // roster here means that check was bypassed: close it.
+                    warn!(peer = %peer, "a connection with a key off the roster: closed");
+                    self.links.close_removed(&peer);
+                    return Ok(());
+                }
                 self.heard.insert(peer, now);
                 let direction = if inbound { "inbound" } else { "outbound" };
                 if self.admitted() {
