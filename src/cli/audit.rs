@@ -231,7 +231,12 @@ fn record_named<S: tidings::audit::Store>(
 fn id_error(kind: &str, text: &str, error: IdError) -> anyhow::Error {
     match error {
         IdError::Invalid => anyhow::anyhow!(
-            "{text:?} is not a {kind} id, a roster label, or a prefix of at least {} characters",
+            "{text:?} is not a {kind} id{}, or a prefix of at least {} characters",
+            if kind == "node" {
+                ", a roster label"
+            } else {
+                ""
+            },
             ids::MIN_PREFIX
         ),
         IdError::Unknown => anyhow::anyhow!("no {kind} is named or begins with {text:?}"),
@@ -353,9 +358,10 @@ pub(crate) struct ExportArgs {
 /// Arguments of `tidings audit merge`.
 #[derive(Debug, Args)]
 pub(crate) struct MergeArgs {
-    /// The record id to follow.
-    #[arg(long)]
-    record: RecordKey,
+    /// The record to follow: its id, or a unique prefix (4+ characters) of a
+    /// record some export holds evidence of.
+    #[arg(long, value_name = "ID")]
+    record: String,
     /// Export files, one per node.
     #[arg(required = true)]
     exports: Vec<PathBuf>,
@@ -766,6 +772,29 @@ fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The record `text` names: a full id, or a unique prefix of a record whose
+/// evidence one of `exports` holds.
+fn exported_record(exports: &[ReadExport], text: &str) -> anyhow::Result<RecordKey> {
+    let prefix = match ids::record_text(text) {
+        Ok(Ok(key)) => return Ok(key),
+        Ok(Err(prefix)) => prefix,
+        Err(error) => return Err(id_error("record", text, error)),
+    };
+    let matching: std::collections::BTreeSet<RecordKey> = exports
+        .iter()
+        .flat_map(|export| export.evidence.keys())
+        .filter(|key| key.to_string().starts_with(&prefix))
+        .copied()
+        .collect();
+    let matching: Vec<RecordKey> = matching.into_iter().collect();
+    match ids::one(&matching) {
+        Err(IdError::Unknown) => {
+            bail!("no record whose evidence these exports hold begins with {text:?}")
+        }
+        resolved => resolved.map_err(|error| id_error("record", text, error)),
+    }
+}
+
 /// Exports the log of `data_dir` to the file `path`.
 fn export_to(data_dir: &Path, path: &Path) -> anyhow::Result<()> {
     let log = open(data_dir)?;
@@ -836,11 +865,12 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         }
         exports.push(export);
     }
+    let record = exported_record(&exports, &args.record)?;
     // The signer is the key whose signature the evidence carries (checked above),
     // never what the entries claim.
     let signer = exports.iter().find_map(|export| {
-        let bytes = export.evidence.get(&args.record)?;
-        tidings::trace::check_evidence(&export.federation, &args.record, bytes).ok()
+        let bytes = export.evidence.get(&record)?;
+        tidings::trace::check_evidence(&export.federation, &record, bytes).ok()
     });
     let names = Names::find(args.roster.as_deref(), None)?;
     if let Some(federation) = names.federation {
@@ -851,7 +881,7 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let mut spread = audit_export::spread(&exports, args.record, signer);
+    let mut spread = audit_export::spread(&exports, record, signer);
     // One member under several keys (a rotation the roster chain shows) received
     // the record if any of its keys did.
     let received: Vec<NodeId> = spread.receipts.iter().map(|r| r.node).collect();

@@ -853,7 +853,7 @@ async fn governance(demo: &mut Demo, root: &Path) -> anyhow::Result<GovernanceSu
 fn closing(summary: &Summary, root: Option<&Path>) {
     let show = |value: Option<f64>| {
         value
-            .map(|v| format!("{v} intervals"))
+            .map(|v| format!("{v} interval{}", if v == 1.0 { "" } else { "s" }))
             .unwrap_or_else(|| "not reached".into())
     };
     println!("\nsummary ({:.1} s)", summary.seconds);
