@@ -591,13 +591,19 @@ impl Actor {
         added: &[NodeId],
         removed: &[NodeId],
     ) {
+        // Removed keys are named by the labels they had.
+        let before = self
+            .roster
+            .read()
+            .map(|old| old.clone())
+            .unwrap_or_default();
         if let Ok(mut shared) = self.roster.write() {
             *shared = roster.clone();
         }
         for peer in removed {
             self.links.close_removed(peer);
         }
-        let names = |ids: &[NodeId]| -> String {
+        let names = |ids: &[NodeId], roster: &Roster| -> String {
             ids.iter()
                 .map(|id| match roster.label(id) {
                     Some(label) => format!("{label} ({})", id.short()),
@@ -609,8 +615,8 @@ impl Actor {
         info!(
             epoch,
             members = roster.len(),
-            added = %names(added),
-            removed = %removed.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(", "),
+            added = %names(added, roster),
+            removed = %names(removed, &before),
             "roster changed"
         );
     }
