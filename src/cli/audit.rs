@@ -154,13 +154,14 @@ impl Names {
     /// Every key of the member that `id` is one key of, in rotation order
     /// (`id` alone when it was never rotated).
     pub(crate) fn keys_of(&self, id: &NodeId) -> Vec<NodeId> {
-        // Back to the first key, then forward along the rotations.
+        // Back to the first key, then forward along the rotations (each walk
+        // at most as long as the rotations, whatever they hold).
         let mut first = *id;
-        while let Some((from, _)) = self.rotated.iter().find(|(_, to)| **to == first) {
-            if *from == *id {
-                break; // a cycle (a key rotated back to): stop
+        for _ in 0..self.rotated.len() {
+            match self.rotated.iter().find(|(_, to)| **to == first) {
+                Some((from, _)) if from != id => first = *from,
+                _ => break,
             }
-            first = *from;
         }
         let mut keys = vec![first];
         while let Some(next) = self.rotated.get(keys.last().expect("one key")) {

@@ -164,10 +164,9 @@ pub(crate) fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
     println!("node {label}: {}", identity.node_id());
     println!("  key     {}", key_path.display());
     println!(
-        "  roster  {} ({} member{})",
+        "  roster  {} ({})",
         roster_path.display(),
-        roster.len(),
-        if roster.len() == 1 { "" } else { "s" }
+        super::format::counted(roster.len() as u64, "member", "members")
     );
     println!("  config  {}", config_path.display());
     if args.join {
