@@ -266,7 +266,7 @@ pub struct NewEntry {
     pub record: Option<RecordKey>,
     /// Why, in words.
     pub reason: String,
-    /// The signed record (or proof) bytes, stored once per record key.
+    /// The signed record (or proof) bytes, stored with the entry.
     pub evidence: Option<Vec<u8>>,
 }
 

@@ -4,7 +4,7 @@
 //! equivocation, quarantine), every record it publishes or relays and every
 //! connection it accepts or refuses becomes an [`Entry`], hash-chained to the one
 //! before; every K entries or T seconds the node signs a [`Checkpoint`] of the
-//! running hash. The signed records themselves are kept once each as evidence, so
+//! running hash. The signed records themselves are kept as evidence, so
 //! after an incident a trace can show who signed a false entry and which peers
 //! relayed it, and a third party can check an export offline.
 //!

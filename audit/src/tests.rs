@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tidings_keys::{FederationId, Identity, NodeId};
@@ -118,7 +119,7 @@ fn queries_by_record_origin_peer_kind_and_time() {
             .collect::<Vec<_>>(),
         vec![48, 49, 50]
     );
-    // Evidence is stored once per record.
+    // Evidence is found by record (stored with each entry that carried it).
     assert_eq!(log.evidence_keys().unwrap().len(), 5);
     assert_eq!(
         log.evidence(&RecordKey([4; 32])).unwrap(),
@@ -209,17 +210,48 @@ fn a_removed_entry_is_found() {
 
 #[test]
 fn indexes_are_checked_both_ways() {
-    let mut log = filled(100, 16);
-    assert!(log.check_indexes().unwrap().is_ok());
-    // Drop one index list: its entries are no longer listed.
-    let key = log
+    // One group listed in buckets, and some entries after it.
+    let mut log = filled(layout::GROUP + 100, 1024);
+    let listed = log.check_indexes().unwrap().unwrap();
+    assert_eq!(
+        listed,
+        layout::GROUP * 3,
+        "each entry of the first group, by three ids"
+    );
+    let buckets: Vec<Vec<u8>> = log
         .store_mut()
         .raw_mut()
         .keys()
-        .find(|k| k.first() == Some(&b'p'))
+        .filter(|k| layout::parse_bucket_key(k).is_some())
         .cloned()
-        .unwrap();
-    log.store_mut().raw_mut().remove(&key);
+        .collect();
+    assert!(!buckets.is_empty());
+    let original = log.store_mut().raw_mut().clone();
+    for key in &buckets {
+        // A bucket dropped: its entries are no longer listed.
+        log.store_mut().raw_mut().remove(key);
+        assert!(matches!(
+            log.check_indexes().unwrap(),
+            Err(Problem::IndexMismatch { .. })
+        ));
+        // A listing moved to another entry: found.
+        *log.store_mut().raw_mut() = original.clone();
+        let value = log.store_mut().raw_mut().get_mut(key).unwrap();
+        let last = value.len() - 1;
+        value[last] ^= 1;
+        assert!(
+            matches!(
+                log.check_indexes().unwrap(),
+                Err(Problem::IndexMismatch { .. })
+            ),
+            "{key:?}"
+        );
+        *log.store_mut().raw_mut() = original.clone();
+    }
+    // A bucket for a group not listed yet.
+    log.store_mut()
+        .raw_mut()
+        .insert(layout::bucket_key(layout::BY_PEER, 1, 0), Vec::new());
     assert!(matches!(
         log.check_indexes().unwrap(),
         Err(Problem::IndexMismatch { .. })
@@ -994,4 +1026,357 @@ fn moving_the_start_up_to_hide_entries_is_found() {
     let mut zero = intact.clone();
     zero.entries[0].index = 0;
     assert!(zero.verify(None).is_err());
+}
+
+#[test]
+fn stored_evidence_is_checked_where_it_is_kept() {
+    // Two appends: the evidence of each is stored under one key.
+    let mut log = filled(20, 5);
+    log.append(vec![
+        new_entry(5000, EntryKind::Accepted, 3, 1),
+        new_entry(5001, EntryKind::Relayed, 4, 1),
+    ])
+    .unwrap();
+    assert_eq!(log.check_evidence(&toy_check).unwrap(), Ok(5));
+    let original = log.store_mut().raw_mut().clone();
+    let stored: Vec<(Vec<u8>, Vec<u8>)> = original
+        .iter()
+        .filter(|(key, _)| key.first() == Some(&b'V'))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    assert_eq!(stored.len(), 2, "one value per append");
+    let pieces = |value: &[u8]| -> Vec<(u64, [u8; 32], Vec<u8>)> {
+        layout::decode_evidence(value)
+            .unwrap()
+            .into_iter()
+            .map(|(index, record, bytes)| (index, record, bytes.to_vec()))
+            .collect()
+    };
+    let encode = |pieces: &[(u64, [u8; 32], Vec<u8>)]| {
+        let mut value = Vec::new();
+        for (index, record, bytes) in pieces {
+            layout::push_evidence(&mut value, *index, record, bytes);
+        }
+        value
+    };
+    assert_eq!(pieces(&stored[0].1).len(), 20);
+    assert_eq!(pieces(&stored[1].1).len(), 2);
+    let restore = |log: &mut AuditLog<MemoryStore>| *log.store_mut().raw_mut() = original.clone();
+    let check = |log: &AuditLog<MemoryStore>| log.check_evidence(&toy_check).unwrap();
+    for (key, value) in &stored {
+        for at in 0..pieces(value).len() {
+            let index = pieces(value)[at].0;
+            // A changed byte of the record key or of the evidence.
+            for (field, byte) in [(1, 0), (1, 31), (2, 0), (2, 39)] {
+                let mut changed = pieces(value);
+                if field == 1 {
+                    changed[at].1[byte] ^= 1;
+                } else {
+                    changed[at].2[byte] ^= 1;
+                }
+                log.store_mut()
+                    .raw_mut()
+                    .insert(key.clone(), encode(&changed));
+                match check(&log) {
+                    Err(Problem::BadEvidence { index: found, .. }) => assert_eq!(found, index),
+                    other => panic!("piece {index}, field {field} changed passed: {other:?}"),
+                }
+                restore(&mut log);
+            }
+            // Moved to the entry after it, which is about another record.
+            let mut moved = pieces(value);
+            moved[at].0 += 1;
+            if moved.get(at + 1).is_none_or(|next| next.0 > moved[at].0) {
+                log.store_mut()
+                    .raw_mut()
+                    .insert(key.clone(), encode(&moved));
+                assert!(
+                    matches!(check(&log), Err(Problem::BadEvidence { .. })),
+                    "piece {index} moved"
+                );
+                restore(&mut log);
+            }
+        }
+        // Cut short, or under another index than its first piece's.
+        log.store_mut()
+            .raw_mut()
+            .insert(key.clone(), value[..value.len() - 1].to_vec());
+        assert!(matches!(check(&log), Err(Problem::Undecodable { .. })));
+        restore(&mut log);
+        let mut other_key = key.clone();
+        *other_key.last_mut().unwrap() ^= 1;
+        log.store_mut().raw_mut().remove(key);
+        log.store_mut().raw_mut().insert(other_key, value.clone());
+        assert!(check(&log).is_err());
+        restore(&mut log);
+    }
+    // Every piece of record 3's evidence removed: its entries are missing it.
+    for (key, value) in &stored {
+        let kept: Vec<_> = pieces(value)
+            .into_iter()
+            .filter(|(_, record, _)| *record != [3; 32])
+            .collect();
+        log.store_mut().raw_mut().remove(key);
+        if let Some((first, _, _)) = kept.first() {
+            let key = layout::evidence_key(*first);
+            log.store_mut().raw_mut().insert(key, encode(&kept));
+        }
+    }
+    match check(&log) {
+        Err(Problem::MissingEvidence { index: 4, record }) => {
+            assert_eq!(record, RecordKey([3; 32]))
+        }
+        other => panic!("missing evidence passed: {other:?}"),
+    }
+}
+
+/// A record id made from a number.
+fn numbered(i: u64) -> RecordKey {
+    RecordKey(*blake3::hash(&i.to_le_bytes()).as_bytes())
+}
+
+#[test]
+fn evidence_is_found_by_record_and_prefix_in_listed_groups_and_after() {
+    let mut log =
+        AuditLog::open(MemoryStore::new(), identity(1), federation(), config(256)).unwrap();
+    let count = layout::GROUP + 300;
+    for chunk in (0..count).collect::<Vec<_>>().chunks(97) {
+        let entries = chunk
+            .iter()
+            .map(|&i| NewEntry {
+                at_ms: i,
+                // Every third record accepted with evidence, the rest relayed without.
+                kind: if i % 3 == 0 {
+                    EntryKind::Accepted
+                } else {
+                    EntryKind::Relayed
+                },
+                peer: Some(peer((i % 5) as u8)),
+                origin: Some(peer(100)),
+                record: Some(numbered(i)),
+                reason: String::new(),
+                evidence: (i % 3 == 0).then(|| vec![7; 40]),
+            })
+            .collect();
+        log.append(entries).unwrap();
+    }
+    assert_eq!(log.check_indexes().unwrap(), Ok(layout::GROUP * 3));
+    assert_eq!(log.recount().unwrap(), log.stats().unwrap().logical_bytes);
+    // One in the listed group, one after it; one of each without evidence.
+    for i in [300, layout::GROUP + 150, 301, layout::GROUP + 151] {
+        let record = numbered(i);
+        let has = i % 3 == 0;
+        assert_eq!(log.evidence(&record).unwrap().is_some(), has, "{i}");
+        let hex = record.to_string();
+        for length in [1, 2, 5, 64] {
+            let found = log
+                .evidence_with_prefix(&hex[..length], usize::MAX)
+                .unwrap();
+            assert_eq!(found.contains(&record), has, "{i} by {length} characters");
+            assert!(found
+                .iter()
+                .all(|key| key.to_string().starts_with(&hex[..length])));
+            assert!(
+                found.windows(2).all(|pair| pair[0] < pair[1]),
+                "in id order"
+            );
+        }
+        let upper = hex[..6].to_ascii_uppercase();
+        assert_eq!(
+            log.evidence_with_prefix(&upper, 10)
+                .unwrap()
+                .contains(&record),
+            has
+        );
+    }
+    let all = log.evidence_keys().unwrap();
+    assert_eq!(all.len() as u64, count.div_ceil(3));
+    assert_eq!(log.evidence_with_prefix("", usize::MAX).unwrap(), all);
+    assert_eq!(log.evidence_with_prefix("", 3).unwrap(), all[..3]);
+    assert!(log.evidence_with_prefix("xyz", 10).unwrap().is_empty());
+    // Queries by record, origin and peer see both sides of the group boundary.
+    let by_peer = log
+        .query(&Query {
+            peer: Some(peer(2)),
+            limit: usize::MAX,
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(by_peer.len() as u64, count / 5 + u64::from(count % 5 > 2));
+    assert!(by_peer.iter().all(|entry| entry.peer == Some(peer(2))));
+    assert!(by_peer.windows(2).all(|pair| pair[0].index < pair[1].index));
+}
+
+#[test]
+fn the_counted_size_stays_what_the_store_holds() {
+    // Appends across groups, pruning of routine entries and eviction of kept ones.
+    let mut log = AuditLog::open(
+        MemoryStore::new(),
+        identity(1),
+        federation(),
+        AuditConfig {
+            max_bytes: Some(600_000),
+            prune_chunk: 512,
+            ..config(100)
+        },
+    )
+    .unwrap();
+    let mut evicted = false;
+    for round in 0..40u64 {
+        let entries = (0..500)
+            .map(|i| {
+                let n = round * 500 + i;
+                new_entry(
+                    n,
+                    match n % 4 {
+                        0 => EntryKind::Accepted,
+                        1 => EntryKind::Rejected,
+                        _ => EntryKind::Stale,
+                    },
+                    (n % 50) as u8,
+                    (n % 7) as u8,
+                )
+            })
+            .collect();
+        log.append(entries).unwrap();
+        let stats = log.stats().unwrap();
+        assert_eq!(log.recount().unwrap(), stats.logical_bytes, "round {round}");
+        evicted |= stats.first_index > 1 && log.entry(1).unwrap().is_none();
+    }
+    assert!(evicted, "kept entries were evicted too");
+    assert!(log.check_indexes().unwrap().is_ok());
+    log.check_evidence(&toy_check).unwrap().unwrap();
+    log.verify().unwrap().unwrap();
+}
+
+/// A log written in the earlier layout (evidence under its record id, index
+/// lists under each id), by the code of that layout: this node's record
+/// published and, at the end, recovered (one record, two entries carrying it),
+/// accepted records with evidence, rejected and relayed ones, pruned to 24 kB so
+/// that kept entries lie below the base and the oldest of them were evicted.
+fn legacy_store() -> MemoryStore {
+    let raw: Vec<(Vec<u8>, Vec<u8>)> =
+        postcard::from_bytes(include_bytes!("../tests/fixtures/legacy-log.bin")).unwrap();
+    let mut store = MemoryStore::new();
+    store.raw_mut().extend(raw);
+    store
+}
+
+/// [`toy_check`], and this node's own record 200 signed by itself.
+fn fixture_check(key: &RecordKey, bytes: &[u8]) -> Result<NodeId, String> {
+    if key.0[0] == 200 && bytes == [200; 40] {
+        return Ok(identity(1).node_id());
+    }
+    toy_check(key, bytes)
+}
+
+fn is_legacy(key: &[u8]) -> bool {
+    (layout::LEGACY_START..layout::LEGACY_END).contains(&key)
+}
+
+#[test]
+fn a_log_of_the_earlier_layout_is_converted_without_losing_anything() {
+    let mut legacy = legacy_store();
+    let raw = legacy.raw_mut().clone();
+    let old_entries: Vec<Entry> = raw
+        .iter()
+        .filter(|(key, _)| key[0] == b'e')
+        .flat_map(|(_, value)| postcard::from_bytes::<Vec<Entry>>(value).unwrap())
+        .collect();
+    let old_evidence: BTreeMap<RecordKey, Vec<u8>> = raw
+        .iter()
+        .filter(|(key, _)| key[0] == b'v')
+        .map(|(key, value)| (RecordKey(key[1..].try_into().unwrap()), value.clone()))
+        .collect();
+    assert!(raw.keys().any(|key| key[0] == b'r') && old_evidence.len() > 5);
+    assert!(old_evidence.contains_key(&RecordKey([200; 32])));
+
+    // Opened for reading: converted.
+    let log = AuditLog::open_read_only(legacy_store()).unwrap();
+    let all = |log: &AuditLog<MemoryStore>| {
+        log.query(&Query {
+            limit: usize::MAX,
+            ..Query::default()
+        })
+        .unwrap()
+    };
+    assert_eq!(all(&log), old_entries, "every entry, unchanged");
+    let verified = log.verify().unwrap().unwrap();
+    assert!(verified.kept > 0, "{verified:?}");
+    log.check_indexes().unwrap().unwrap();
+    assert_eq!(
+        log.check_evidence(&fixture_check).unwrap(),
+        Ok(old_evidence.len() as u64)
+    );
+    for (record, bytes) in &old_evidence {
+        assert_eq!(log.evidence(record).unwrap().as_ref(), Some(bytes));
+    }
+    assert_eq!(
+        log.evidence_keys().unwrap(),
+        old_evidence.keys().copied().collect::<Vec<_>>()
+    );
+    assert_eq!(log.recount().unwrap(), log.stats().unwrap().logical_bytes);
+    assert!(log
+        .store()
+        .range(layout::LEGACY_START, layout::LEGACY_END, 1)
+        .unwrap()
+        .is_empty());
+    // The export of the converted log is the one the earlier log would give:
+    // the same entries, checkpoints and evidence.
+    let export = reread(&exported(&log));
+    export.verify(None).unwrap();
+    assert_eq!(export.evidence, old_evidence);
+    let converted = log.store().clone();
+
+    // A conversion cut short (some new keys written, the old metadata still in
+    // place) ends the same; so does one whose old keys were not all deleted.
+    let mut partial = legacy_store();
+    let mut converted_raw = converted.clone();
+    for (i, (key, value)) in converted_raw.raw_mut().iter().enumerate() {
+        if !is_legacy(key) && key.as_slice() != layout::META_KEY && i % 2 == 0 {
+            partial.raw_mut().insert(key.clone(), value.clone());
+        }
+    }
+    let mut again = AuditLog::open_read_only(partial).unwrap();
+    assert_eq!(again.store_mut().raw_mut(), converted_raw.raw_mut());
+    let mut leftover = converted.clone();
+    leftover.raw_mut().extend(
+        raw.iter()
+            .filter(|(key, _)| is_legacy(key))
+            .take(7)
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    let mut again = AuditLog::open_read_only(leftover).unwrap();
+    assert_eq!(again.store_mut().raw_mut(), converted_raw.raw_mut());
+
+    // Opened by its node: converted the same way, and it goes on, across a group.
+    let mut log = AuditLog::open(legacy_store(), identity(1), federation(), config(64)).unwrap();
+    let last = old_entries.last().unwrap().index;
+    let entries = (0..layout::GROUP)
+        .map(|i| new_entry(10_000 + i, EntryKind::Accepted, (i % 9) as u8, 3))
+        .collect();
+    log.append(entries).unwrap();
+    assert_eq!(log.head().0, last + layout::GROUP);
+    log.verify().unwrap().unwrap();
+    log.check_indexes().unwrap().unwrap();
+    log.check_evidence(&fixture_check).unwrap().unwrap();
+    assert_eq!(log.recount().unwrap(), log.stats().unwrap().logical_bytes);
+    assert_eq!(
+        log.evidence(&RecordKey([200; 32])).unwrap(),
+        Some(vec![200; 40])
+    );
+    let by_record = log
+        .query(&Query {
+            record: Some(RecordKey([4; 32])),
+            limit: usize::MAX,
+            ..Query::default()
+        })
+        .unwrap();
+    let expected = all(&log)
+        .into_iter()
+        .filter(|entry| entry.record == Some(RecordKey([4; 32])))
+        .collect::<Vec<_>>();
+    assert_eq!(by_record, expected);
+    assert!(by_record.iter().any(|entry| entry.index <= last));
+    assert!(by_record.iter().any(|entry| entry.index > last));
 }

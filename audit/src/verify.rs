@@ -414,6 +414,17 @@ pub fn check_evidence<'e>(
             }
         }
     }
+    check_carriers(entries, &signers)?;
+    Ok(signers.len() as u64)
+}
+
+/// Checks that every entry that should have evidence has it in `signers` (the
+/// signer each checked record's evidence proves), signed by the origin the
+/// entry names.
+pub fn check_carriers<'e>(
+    entries: impl IntoIterator<Item = &'e Entry>,
+    signers: &BTreeMap<RecordKey, NodeId>,
+) -> Result<(), Problem> {
     for entry in entries {
         let Some(record) = entry.record else { continue };
         if !carries_evidence(entry.kind) {
@@ -436,5 +447,5 @@ pub fn check_evidence<'e>(
             }
         }
     }
-    Ok(signers.len() as u64)
+    Ok(())
 }
