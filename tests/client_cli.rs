@@ -3,7 +3,8 @@
 #![cfg(unix)]
 #![allow(clippy::unwrap_used)]
 
-use std::net::{TcpListener, UdpSocket};
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -46,12 +47,7 @@ impl Drop for Stop {
 
 /// A free UDP port (for QUIC) and a free TCP port (for the API) on loopback.
 fn free_ports() -> (u16, u16) {
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let api = TcpListener::bind("127.0.0.1:0").unwrap();
-    (
-        udp.local_addr().unwrap().port(),
-        api.local_addr().unwrap().port(),
-    )
+    (common::cluster::free_port(), common::cluster::free_port())
 }
 
 /// Runs `tidings run --config CONFIG` in `dir`; stopped when dropped.

@@ -3,6 +3,7 @@
 //! is stopped when the cluster is dropped.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -14,20 +15,40 @@ use tidings::audit::{AuditLog, Entry, SledStore};
 use tidings::keys::{FederationId, NodeId};
 use tidings::proto::VerifiedRecord;
 
+/// A port free for both UDP and TCP on loopback, for a node's QUIC socket or
+/// its API. It is drawn below the kernel's ephemeral range (32768 and up) and
+/// below the range `tidings lab` and `tidings bench net` draw from (10000 to
+/// 32000), so neither an outgoing connection of any process nor a fleet started
+/// by another test of the same binary can take it between this check and the
+/// node's start; no port is handed out twice in one test binary.
+pub fn free_port() -> u16 {
+    use rand::Rng;
+    static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut taken = TAKEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut rng = rand::thread_rng();
+    for _ in 0..10_000 {
+        let port: u16 = rng.gen_range(2_000..10_000);
+        if taken.contains(&port) {
+            continue;
+        }
+        let udp = UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        let tcp = TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if udp && tcp {
+            taken.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port between 2000 and 10000 on loopback")
+}
+
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port()
 }
 
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port()
 }
 
 /// Runs the `tidings` binary in `dir` and returns its output; panics on failure.
@@ -274,6 +295,31 @@ impl Cluster {
         if let Some(mut child) = self.members[index].child.take() {
             let _ = child.wait();
         }
+    }
+
+    /// How member `index`'s process ended, if it has (it is then no longer
+    /// counted as running).
+    pub fn exited(&mut self, index: usize) -> Option<std::process::ExitStatus> {
+        let child = self.members[index].child.as_mut()?;
+        let status = child.try_wait().ok()??;
+        self.members[index].child = None;
+        Some(status)
+    }
+
+    /// Which members' processes have ended on their own, with how, and the
+    /// last lines each logged; empty when all are running.
+    pub fn casualties(&mut self) -> String {
+        let mut out = String::new();
+        for index in 0..self.members.len() {
+            if let Some(status) = self.exited(index) {
+                out += &format!(
+                    "{} exited ({status}); its last lines:\n{}\n",
+                    self.members[index].name,
+                    self.log_tail(index, 10)
+                );
+            }
+        }
+        out
     }
 
     pub fn is_running(&self, index: usize) -> bool {
