@@ -1380,3 +1380,76 @@ fn a_log_of_the_earlier_layout_is_converted_without_losing_anything() {
     assert!(by_record.iter().any(|entry| entry.index <= last));
     assert!(by_record.iter().any(|entry| entry.index > last));
 }
+
+/// A store in memory that counts its syncs.
+struct CountingStore {
+    inner: MemoryStore,
+    flushes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Store for CountingStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<store::Pairs, StoreError> {
+        self.inner.range(start, end, limit)
+    }
+    fn range_rev(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<store::Pairs, StoreError> {
+        self.inner.range_rev(start, end, limit)
+    }
+    fn apply(&mut self, writes: Vec<store::Write>) -> Result<(), StoreError> {
+        self.inner.apply(writes)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.flushes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.flush()
+    }
+    fn size_bytes(&self) -> Result<u64, StoreError> {
+        self.inner.size_bytes()
+    }
+}
+
+#[test]
+fn entries_written_apart_become_durable_together_without_a_flush() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let flushes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store = CountingStore {
+        inner: MemoryStore::new(),
+        flushes: flushes.clone(),
+    };
+    let log = AuditLog::open(store, identity(1), federation(), config(1_000_000)).unwrap();
+    let writer = AuditWriter::spawn(log, 64).unwrap();
+    let handle = writer.handle();
+    // A writer idle for longer than a flush interval, then three appends well
+    // within one interval of each other: one sync, a flush interval after the
+    // first (not one at once for the first and one later for the others).
+    std::thread::sleep(writer::FLUSH_INTERVAL + Duration::from_millis(100));
+    let before = flushes.load(Ordering::SeqCst);
+    for i in 0..3u64 {
+        handle
+            .append_batch(vec![new_entry(i, EntryKind::Stale, 1, 1)])
+            .unwrap();
+        std::thread::sleep(writer::FLUSH_INTERVAL / 50);
+    }
+    let started = Instant::now();
+    while handle.durable_index() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "entries written without a flush never became durable"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        flushes.load(Ordering::SeqCst) - before,
+        1,
+        "one sync covers the entries of one flush interval"
+    );
+    writer.shutdown().unwrap();
+}

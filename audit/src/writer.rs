@@ -6,8 +6,10 @@
 //! never loss.
 //!
 //! What is durable when: an entry is in the store once its batch is applied; the
-//! writer makes applied batches durable (fsync) at most [`FLUSH_INTERVAL`] after
-//! they were applied, and at once when it falls idle; [`AuditWriter::flush`]
+//! writer makes applied batches durable (fsync) [`FLUSH_INTERVAL`] after the
+//! first of them not yet durable was applied, so that one fsync covers whatever
+//! came meanwhile, and a record spreading through the federation is not slowed
+//! by every node syncing its log at once as it arrives; [`AuditWriter::flush`]
 //! returns only after everything sent before it is on disk, with the index it
 //! reached. A crash loses at most what was not yet durable, and always whole
 //! batches: the chain and the indexes stay consistent.
@@ -268,24 +270,21 @@ fn run<S: Store>(
     receiver: Receiver<Command>,
     progress: &Progress,
 ) -> Result<AuditLog<S>, AuditError> {
-    let mut last_flush = Instant::now();
-    let mut dirty = false;
+    // When the oldest batch not yet durable was applied.
+    let mut dirty_since: Option<Instant> = None;
     let mut stopping = false;
     while !stopping {
         // With nothing to make durable, sleep until a command comes: an idle
         // node's writer does not wake.
-        let received = if dirty {
-            let left = FLUSH_INTERVAL.saturating_sub(last_flush.elapsed());
-            receiver.recv_timeout(left)
-        } else {
-            receiver.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        let received = match dirty_since {
+            Some(since) => receiver.recv_timeout(FLUSH_INTERVAL.saturating_sub(since.elapsed())),
+            None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         let first = match received {
             Ok(command) => command,
             Err(RecvTimeoutError::Timeout) => {
-                if dirty {
+                if dirty_since.take().is_some() {
                     durable(&mut log, progress)?;
-                    (dirty, last_flush) = (false, Instant::now());
                 }
                 continue;
             }
@@ -313,11 +312,12 @@ fn run<S: Store>(
             let written = log.append(batch)?;
             progress.appended.fetch_add(count, Ordering::SeqCst);
             progress.written.store(written, Ordering::SeqCst);
-            dirty = true;
+            dirty_since.get_or_insert_with(Instant::now);
         }
-        if !flushes.is_empty() || (dirty && last_flush.elapsed() >= FLUSH_INTERVAL) {
+        let due = dirty_since.is_some_and(|since| since.elapsed() >= FLUSH_INTERVAL);
+        if !flushes.is_empty() || due {
             let result = durable(&mut log, progress).map_err(|error| error.to_string());
-            (dirty, last_flush) = (false, Instant::now());
+            dirty_since = None;
             for reply in flushes {
                 let _ = reply.send(result.clone());
             }

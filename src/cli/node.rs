@@ -325,7 +325,7 @@ async fn reload(path: &Path, client: &tidings::net::node::NodeClient, logs: &Log
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let loaded = config::load(&args.config)?;
     let logs = start_logging(args.log_format, loaded.log.as_deref());
-    let runtime = super::runtime()?;
+    let runtime = super::node_runtime()?;
     runtime.block_on(async move {
         // Listening before anything starts: a signal during start-up is not lost.
         let mut signals = Signals::install()?;
