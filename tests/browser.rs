@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::cluster::{free_tcp_port, Cluster};
+use common::cluster::{free_port, Cluster};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "browser-test-token-5f2a";
@@ -51,7 +51,7 @@ struct Browser {
 
 impl Browser {
     fn start(chromium: &Path, chromedriver: &Path) -> Self {
-        let port = free_tcp_port();
+        let port = free_port();
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

@@ -43,14 +43,6 @@ pub fn free_port() -> u16 {
     panic!("no free port between 2000 and 10000 on loopback")
 }
 
-pub fn free_udp_port() -> u16 {
-    free_port()
-}
-
-pub fn free_tcp_port() -> u16 {
-    free_port()
-}
-
 /// Runs the `tidings` binary in `dir` and returns its output; panics on failure.
 pub fn tidings(dir: &Path, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_tidings"))
@@ -98,8 +90,8 @@ impl Cluster {
         let mut first: Option<(NodeId, u16)> = None;
         for index in 0..count {
             let name = format!("n{index}");
-            let port = free_udp_port();
-            let api = free_tcp_port();
+            let port = free_port();
+            let api = free_port();
             let mut args = vec![
                 "init".to_string(),
                 name.clone(),
@@ -162,8 +154,8 @@ impl Cluster {
     /// its key is not on the genesis roster (`tidings init --join`); it
     /// bootstraps from n0. Returns its index.
     pub fn join(&mut self, name: &str, interval_ms: u64) -> usize {
-        let port = free_udp_port();
-        let api = free_tcp_port();
+        let port = free_port();
+        let api = free_port();
         let first = &self.members[0];
         let listen = format!("127.0.0.1:{port}");
         let api_addr = format!("127.0.0.1:{api}");
