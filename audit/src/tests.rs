@@ -1453,3 +1453,25 @@ fn entries_written_apart_become_durable_together_without_a_flush() {
     );
     writer.shutdown().unwrap();
 }
+
+#[test]
+fn a_writer_runs_its_setup_on_its_own_thread_before_any_entry() {
+    let (told, heard) = std::sync::mpsc::channel();
+    let log = AuditLog::open(MemoryStore::new(), identity(1), federation(), config(1_000)).unwrap();
+    let writer = AuditWriter::spawn_with(log, 4, move || {
+        let name = std::thread::current().name().map(str::to_owned);
+        told.send(name).unwrap();
+    })
+    .unwrap();
+    assert_eq!(
+        heard.recv().unwrap().as_deref(),
+        Some("tidings-audit"),
+        "the setup ran on another thread than the writer's"
+    );
+    writer
+        .handle()
+        .append_batch(vec![new_entry(0, EntryKind::Stale, 1, 1)])
+        .unwrap();
+    assert_eq!(writer.flush().unwrap(), 1);
+    writer.shutdown().unwrap();
+}

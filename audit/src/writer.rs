@@ -104,6 +104,18 @@ impl<S: Store> std::ops::Deref for AuditWriter<S> {
 impl<S: Store> AuditWriter<S> {
     /// Starts the thread; at most `capacity` hand-overs wait in the channel.
     pub fn spawn(log: AuditLog<S>, capacity: usize) -> Result<Self, WriterError> {
+        Self::spawn_with(log, capacity, || {})
+    }
+
+    /// As [`AuditWriter::spawn`], with `setup` run first on the new thread (for
+    /// example to lower the thread's scheduling priority: what the writer does
+    /// is owed within [`FLUSH_INTERVAL`], not within the milliseconds a record
+    /// takes to reach the node's peers).
+    pub fn spawn_with(
+        log: AuditLog<S>,
+        capacity: usize,
+        setup: impl FnOnce() + Send + 'static,
+    ) -> Result<Self, WriterError> {
         let (sender, receiver) = sync_channel(capacity.max(1));
         let progress = Arc::new(Progress::default());
         let (written, head) = log.head();
@@ -116,7 +128,10 @@ impl<S: Store> AuditWriter<S> {
         let shared = progress.clone();
         let thread = std::thread::Builder::new()
             .name("tidings-audit".into())
-            .spawn(move || run(log, receiver, &shared))
+            .spawn(move || {
+                setup();
+                run(log, receiver, &shared)
+            })
             .map_err(|error| WriterError::Closed(error.to_string()))?;
         Ok(Self {
             handle: WriterHandle {

@@ -408,7 +408,12 @@ fn open_log(dir: &Path, identity: &Arc<Identity>) -> anyhow::Result<AuditWriter<
         FederationId::from_name("bench"),
         config,
     )?;
-    Ok(AuditWriter::spawn(log, 8192)?)
+    // As a node runs it (see `net::priority`).
+    Ok(AuditWriter::spawn_with(
+        log,
+        8192,
+        tidings::net::priority::background,
+    )?)
 }
 
 fn audit(entries: u64, records: usize, repeat: usize) -> anyhow::Result<AuditBench> {

@@ -8,6 +8,7 @@
 //! - [`node`]: the actor that owns the protocol state; [`Node::spawn`](node::Node::spawn).
 //! - [`store`]: the directory persisted in sled, restored on restart.
 //! - [`lock`]: one process per data directory.
+//! - [`priority`]: background threads yield the cores to the network thread.
 //! - [`clock`]: the node's monotonic time.
 //! - [`config`]: the configuration file.
 
@@ -17,6 +18,7 @@ pub mod config;
 pub mod gate;
 pub mod lock;
 pub mod node;
+pub mod priority;
 pub mod socket;
 pub mod store;
 pub mod tls;

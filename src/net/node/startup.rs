@@ -523,7 +523,8 @@ pub(super) fn restore(
         path: config.data_dir.join(super::configured::FILE),
         reason: error.to_string(),
     })?;
-    let writer = AuditWriter::spawn(log, 8192).map_err(|e| NodeError::Audit(e.to_string()))?;
+    let writer = AuditWriter::spawn_with(log, 8192, crate::net::priority::background)
+        .map_err(|e| NodeError::Audit(e.to_string()))?;
     Ok(Restored {
         state,
         cache,
