@@ -16,9 +16,11 @@
 //! still runs whenever a core is free, and on a saturated core it gets about a
 //! tenth of a normal thread's share; if it falls behind, its bounded channel
 //! makes the node wait for it (backpressure, never loss), so the durability
-//! bound holds. Measured with `tidings bench net` at 64 processes: one new
-//! record reached every node in a median of 19-25 ms instead of 32-37 ms, with
-//! every node publishing at once unchanged within noise.
+//! bound holds. Measured with `tidings bench net` at 64 processes, runs of the
+//! same binary interleaved with the writer's priority put back for the control:
+//! one new record reached every node in medians of 21-23 ms instead of 30-37 ms
+//! (200 ms and 1 s intervals), with every node publishing at once unchanged
+//! within noise.
 //!
 //! Only Linux has per-thread nice values (`setpriority` on the calling thread's
 //! id); elsewhere the call would lower the whole process, so it does nothing.
