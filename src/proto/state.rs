@@ -31,7 +31,10 @@
 //! node runs its rounds every `idle_stretch` intervals, with one exchange each
 //! instead of `fanout`: a converged node of 64 spent most of its idle CPU on
 //! the wake-ups of 2 sent and 2 received exchanges a second. Anything new stirs
-//! it back at once: the next round is then due one interval after the last. Repair stays quick: a node that missed a record is still
+//! it back at once: the next round is then due one interval after the news
+//! (not at once, as it was: at 64 processes every node a record reached opened
+//! exchanges while the record was still spreading, and took the cores the
+//! spread needed). Repair stays quick: a node that missed a record is still
 //! contacted by the others' idle exchanges and opens its own, and whichever
 //! side finds the difference stirs, and spreads what it learns; a node that
 //! receives news exchanges at the full rate again. Each idle exchange is still
@@ -617,7 +620,7 @@ impl State {
             self.outputs
                 .push_back(Output::ChainStatus(ChainStatus::Known));
         }
-        self.note_change(&verdict);
+        self.note_change(&verdict, now_ms);
         self.spread_record(&signed, None, now_ms, rng);
         Ok(signed)
     }
@@ -1019,7 +1022,7 @@ impl State {
         let roster = self.directory.roster().clone();
         let result = gossip::reconcile(&self.directory, ranges, |origin| roster.contains(origin));
         if !(result.reply.is_empty() && result.push.is_empty() && result.want.is_empty()) {
-            self.stir();
+            self.stir(now_ms);
         }
         let mut units = self.push_holdings(from, &result.push, now_ms);
         for range in ranges.iter().chain(&result.reply) {
@@ -1209,7 +1212,7 @@ impl State {
             }));
         }
         self.on_own_verdict(peer, &verdict);
-        self.note_change(&verdict);
+        self.note_change(&verdict, now_ms);
         match &verdict {
             Verdict::Accepted { record, .. } => self.spread_record(record, peer, now_ms, rng),
             Verdict::Equivocation(proof) => {
@@ -1225,15 +1228,19 @@ impl State {
         }
     }
 
-    /// Something new was seen: exchanges go back to the full rate.
-    fn stir(&mut self) {
+    /// Something new was seen: exchanges go back to the full rate, the first
+    /// one interval after the news (not at once: the news is spreading along
+    /// the neighbour links, and an exchange in the middle of that spread would
+    /// take the cores the spread needs and find differences that the next few
+    /// pushes settle anyway).
+    fn stir(&mut self, now_ms: u64) {
         let last = self.quiet.last_round_ms;
         self.quiet = Quiet {
             rounds: 0,
             last_round_ms: last,
         };
         if last > 0 {
-            let due = last.saturating_add(self.config.interval_ms);
+            let due = now_ms.saturating_add(self.config.interval_ms);
             self.next_round_ms = self.next_round_ms.min(due);
         }
     }
@@ -1246,7 +1253,7 @@ impl State {
             && self.directory().roster().contains(&self.me)
     }
 
-    fn note_change(&mut self, verdict: &Verdict) {
+    fn note_change(&mut self, verdict: &Verdict, now_ms: u64) {
         let change = match verdict {
             Verdict::Accepted {
                 record,
@@ -1268,7 +1275,7 @@ impl State {
             },
             _ => return,
         };
-        self.stir();
+        self.stir(now_ms);
         self.outputs.push_back(Output::Change(change));
     }
 

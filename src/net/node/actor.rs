@@ -51,6 +51,9 @@ use crate::recording::entry_for;
 /// How often the rest of the store (other origins' records) is synced.
 const STORE_FLUSH_EVERY: Duration = Duration::from_secs(1);
 
+/// Most frames handled in a row while a timer is due.
+const MAX_FRAMES_BEFORE_TIMERS: u32 = 64;
+
 /// Everything the actor starts with.
 pub(super) struct Parts {
     pub(super) state: State,
@@ -175,6 +178,7 @@ impl Actor {
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut result = self.drain().await;
         let mut flush_armed = false;
+        let mut frames_in_a_row = 0;
         while result.is_ok() {
             // The store flush ticks only while there is something to sync: an
             // idle node does not wake for it. Armed anew, it ticks a period later.
@@ -186,7 +190,22 @@ impl Actor {
             let wait =
                 Duration::from_millis(self.state.poll_timeout().saturating_sub(self.time.now_ms()));
             if wait.is_zero() && !*shutdown.borrow() {
-                // Due now (a publication at start, a round): before any queued input.
+                // Frames already queued go first, up to MAX_FRAMES_BEFORE_TIMERS
+                // in a row: under load a graft timer otherwise fired while the
+                // record it awaited sat in the inbox (at 64 processes on two
+                // cores, about half of all grafts in bursts were such; with
+                // this rule the grafts per node fell from 84-104 to 36-59 over
+                // the same bench net runs).
+                if frames_in_a_row < MAX_FRAMES_BEFORE_TIMERS {
+                    if let Some((from, frame)) = inbox.try_take() {
+                        frames_in_a_row += 1;
+                        result = self.frame(from, frame).await;
+                        continue;
+                    }
+                }
+                // Due now (a publication at start, a round): before any command
+                // or network event.
+                frames_in_a_row = 0;
                 result = self.timeout().await;
                 tokio::task::yield_now().await;
                 continue;

@@ -251,7 +251,7 @@ impl State {
             }
         }
         if differs {
-            self.stir();
+            self.stir(now_ms);
             if !theirs.reply {
                 self.send(from, Message::RosterHead(mine));
             }
@@ -374,7 +374,7 @@ impl State {
                 Received::Applied(_) | Received::Proposal { .. } | Received::Forked(_)
             );
             if useful {
-                self.stir();
+                self.stir(now_ms);
             } else {
                 // Signatures are charged only when they may have been checked
                 // (a refusal); a duplicate, a stale proposal or a later epoch

@@ -350,11 +350,16 @@ fn quiet_spreading_nodes_stretch_their_rounds_until_news_stirs_them() {
     assert_eq!(opened(&net) - before, 6);
     assert_eq!(net.delivered - delivered, 12);
     // News stirs every node that receives it: the publisher's next round is one
-    // interval away, with full fanout, and the others follow as it reaches them.
+    // interval away (not at once: the news spreads along neighbour links
+    // first), with full fanout, and the others follow as it reaches them.
     let record = net.publish(2, &["s", "t"]).unwrap();
     assert!(!net.nodes[2].is_idle());
-    assert!(net.nodes[2].poll_timeout() <= net.now + net.nodes[2].config().interval_ms);
+    let interval = net.nodes[2].config().interval_ms;
+    assert!(net.nodes[2].poll_timeout() <= net.now + interval);
     let before = net.nodes[2].counters().exchanges_opened;
+    let (now, rng) = (net.now, &mut net.rng);
+    net.nodes[2].handle_timeout(now + interval - 1, rng);
+    assert_eq!(net.nodes[2].counters().exchanges_opened, before);
     net.rounds(1);
     let fanout = net.nodes[2].config().fanout as u64;
     assert_eq!(net.nodes[2].counters().exchanges_opened - before, fanout);
