@@ -1385,6 +1385,7 @@ fn a_log_of_the_earlier_layout_is_converted_without_losing_anything() {
 struct CountingStore {
     inner: MemoryStore,
     flushes: Arc<std::sync::atomic::AtomicUsize>,
+    applies: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Store for CountingStore {
@@ -1403,6 +1404,8 @@ impl Store for CountingStore {
         self.inner.range_rev(start, end, limit)
     }
     fn apply(&mut self, writes: Vec<store::Write>) -> Result<(), StoreError> {
+        self.applies
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.apply(writes)
     }
     fn flush(&self) -> Result<(), StoreError> {
@@ -1423,6 +1426,7 @@ fn entries_written_apart_become_durable_together_without_a_flush() {
     let store = CountingStore {
         inner: MemoryStore::new(),
         flushes: flushes.clone(),
+        applies: Arc::default(),
     };
     let log = AuditLog::open(store, identity(1), federation(), config(1_000_000)).unwrap();
     let writer = AuditWriter::spawn(log, 64).unwrap();
@@ -1473,5 +1477,41 @@ fn a_writer_runs_its_setup_on_its_own_thread_before_any_entry() {
         .append_batch(vec![new_entry(0, EntryKind::Stale, 1, 1)])
         .unwrap();
     assert_eq!(writer.flush().unwrap(), 1);
+    writer.shutdown().unwrap();
+}
+
+#[test]
+fn entries_handed_over_one_by_one_are_appended_together_and_a_reader_settles_them() {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    let applies = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store = CountingStore {
+        inner: MemoryStore::new(),
+        flushes: Arc::default(),
+        applies: applies.clone(),
+    };
+    let log = AuditLog::open(store, identity(1), federation(), config(1_000_000)).unwrap();
+    let before = applies.load(Ordering::SeqCst);
+    let writer = AuditWriter::spawn(log, 64).unwrap();
+    let handle = writer.handle();
+    // Three entries a millisecond apart, well within the writer's linger: one
+    // append (each rewrites the block it ends in), not three.
+    for i in 0..3u64 {
+        handle
+            .append_batch(vec![new_entry(i, EntryKind::Stale, 1, 1)])
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // A reader that settles sees all three written, without waiting for a flush.
+    assert_eq!(handle.settle().unwrap(), 3);
+    assert_eq!(handle.written_index(), 3);
+    assert_eq!(handle.durable_index(), 0, "settling does not sync");
+    let appends = applies.load(Ordering::SeqCst) - before;
+    assert!(
+        appends < 3,
+        "entries a millisecond apart were appended one by one ({appends} appends)"
+    );
+    // Nothing queued: settling answers at once.
+    assert_eq!(handle.settle().unwrap(), 3);
     writer.shutdown().unwrap();
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tidings_audit::{AuditLog, SledStore};
+use tidings_audit::{AuditLog, SledStore, WriterHandle};
 use tidings_keys::{FederationId, NodeId};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::debug;
@@ -277,6 +277,7 @@ pub struct NodeClient {
     health: watch::Receiver<Health>,
     audit_db: sled::Db,
     audit_path: PathBuf,
+    audit_writer: WriterHandle,
     data_dir: PathBuf,
     /// The names of the specialists the configuration file owns (see
     /// `configured`); held across a reload.
@@ -293,6 +294,7 @@ impl NodeClient {
         changes: broadcast::Sender<DirectoryChange>,
         health: watch::Receiver<Health>,
         audit_db: sled::Db,
+        audit_writer: WriterHandle,
         data_dir: PathBuf,
         configured: BTreeSet<String>,
     ) -> Self {
@@ -305,6 +307,7 @@ impl NodeClient {
             health,
             audit_db,
             audit_path: data_dir.join("audit"),
+            audit_writer,
             data_dir,
             configured: Arc::new(tokio::sync::Mutex::new(configured)),
         }
@@ -508,8 +511,13 @@ impl NodeClient {
         self.ask(Command::Members).await
     }
 
-    /// A read-only view of this node's audit log (what the writer has written).
+    /// A read-only view of this node's audit log, holding every entry the node
+    /// had handed to its writer when this was called (it waits for them to be
+    /// appended: the writer gathers entries for a few milliseconds). Blocks:
+    /// call it off the async runtime's threads.
     pub fn audit_log(&self) -> Result<AuditLog<SledStore>, NodeError> {
+        // A stopped writer appends nothing more: what it wrote is still read.
+        let _ = self.audit_writer.settle();
         AuditLog::open_read_only(SledStore::from_db(self.audit_db.clone(), &self.audit_path))
             .map_err(|error| NodeError::Audit(error.to_string()))
     }

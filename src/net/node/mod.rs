@@ -218,6 +218,7 @@ impl Node {
             Some(Arc::new(checkers)),
         );
         let audit_db = restored.audit_db.clone();
+        let audit_writer = restored.writer.handle();
         let mut actor = actor::Actor::new(actor::Parts {
             state: restored.state,
             time,
@@ -242,6 +243,7 @@ impl Node {
                 changes,
                 health_rx,
                 audit_db,
+                audit_writer,
                 config.data_dir.clone(),
                 configured::names(&config.specialists),
             ),
