@@ -222,14 +222,7 @@ impl WriterHandle {
     /// Waits until everything queued before this call is on disk; returns the last
     /// durable index.
     pub fn flush(&self) -> Result<u64, WriterError> {
-        let (reply, answer) = sync_channel(1);
-        self.sender()?
-            .send(Command::Flush(reply))
-            .map_err(|_| WriterError::Closed("the writer thread ended".into()))?;
-        answer
-            .recv()
-            .map_err(|_| WriterError::Closed("the writer thread ended".into()))?
-            .map_err(WriterError::Closed)
+        self.ask(Command::Flush)?.map_err(WriterError::Closed)
     }
 
     /// Waits until everything queued before this call is appended (readable
@@ -239,13 +232,16 @@ impl WriterHandle {
         if self.lag() == 0 {
             return Ok(self.written_index());
         }
+        self.ask(Command::Settle)
+    }
+
+    /// Sends the command `make` builds around a reply channel, and waits for
+    /// the answer.
+    fn ask<T>(&self, make: impl FnOnce(SyncSender<T>) -> Command) -> Result<T, WriterError> {
+        let ended = || WriterError::Closed("the writer thread ended".into());
         let (reply, answer) = sync_channel(1);
-        self.sender()?
-            .send(Command::Settle(reply))
-            .map_err(|_| WriterError::Closed("the writer thread ended".into()))?;
-        answer
-            .recv()
-            .map_err(|_| WriterError::Closed("the writer thread ended".into()))
+        self.sender()?.send(make(reply)).map_err(|_| ended())?;
+        answer.recv().map_err(|_| ended())
     }
 
     /// Entries queued but not yet appended.
