@@ -82,6 +82,9 @@ struct Spread {
     /// One new record, from the request to its node until the last node's watch
     /// stream reported it.
     one_record_ms: Spreadout,
+    /// Of that, until the node answered the request: its record and audit
+    /// entry durable (the record leaves the node only then).
+    one_record_answered_ms: Spreadout,
     /// Every node announcing at once, until every node held every announcement.
     all_publish_ms: Spreadout,
     /// CPU one new record costs each node (everything each process did while
@@ -111,6 +114,10 @@ impl NetBench {
             println!(
                 "    one new record reaches every node, ms: {}",
                 spread.one_record_ms
+            );
+            println!(
+                "      of which its node's durable answer:  {}",
+                spread.one_record_answered_ms
             );
             println!(
                 "    CPU per node per new record:           {:.2} ms",
@@ -192,7 +199,7 @@ async fn measure_spread(
     let mut events = fleet.watch().await?;
     let limit = Duration::from_secs(30);
     let quiet = Duration::from_millis((2 * interval_ms).max(300));
-    let (mut one, mut all) = (Vec::new(), Vec::new());
+    let (mut one, mut answered, mut all) = (Vec::new(), Vec::new(), Vec::new());
     // CPU of every node over each single-record run and the quiet after it,
     // with the seconds it lasted (the idle share is taken off below).
     let (mut one_cpu, mut one_seconds) = (0.0, 0.0);
@@ -203,7 +210,9 @@ async fn measure_spread(
             let name = format!("needle-{run}");
             let cpu_before: f64 = fleet.cpu_seconds().iter().sum();
             let window = Instant::now();
-            one.push(fleet::time_one(&fleet, &mut events, announcer, &name, limit).await?);
+            let timed = fleet::time_one(&fleet, &mut events, announcer, &name, limit).await?;
+            one.push(timed.all_ms);
+            answered.push(timed.answered_ms);
             tokio::time::sleep(quiet).await;
             one_cpu += fleet.cpu_seconds().iter().sum::<f64>() - cpu_before;
             one_seconds += window.elapsed().as_secs_f64();
@@ -255,6 +264,7 @@ async fn measure_spread(
         interval_ms,
         start_seconds,
         one_record_ms: Spreadout::of(one),
+        one_record_answered_ms: Spreadout::of(answered),
         all_publish_ms: Spreadout::of(all),
         idle_cpu_seconds_per_minute: Spreadout::of(cpu),
         idle_bytes_per_second: Spreadout::of(bytes),

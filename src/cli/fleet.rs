@@ -471,12 +471,26 @@ pub(crate) async fn time_one(
     announcer: usize,
     name: &str,
     limit: Duration,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<OneRecord> {
     let started = wall_ms();
     fleet.announce(announcer, name).await?;
+    let answered = wall_ms();
     let nodes = fleet.members.len();
     let last = wait_seen(events, nodes, &[name.to_string()], limit).await?;
-    Ok(last[0].saturating_sub(started) as f64)
+    Ok(OneRecord {
+        answered_ms: answered.saturating_sub(started) as f64,
+        all_ms: last[0].saturating_sub(started) as f64,
+    })
+}
+
+/// The times of one new record, from the request to its node.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OneRecord {
+    /// Until the node answered: its record and audit entry were durable (the
+    /// record leaves the node only then).
+    pub(crate) answered_ms: f64,
+    /// Until the last node's watch stream reported it.
+    pub(crate) all_ms: f64,
 }
 
 /// Every node announces `{label}-f{i}` at once; returns the milliseconds

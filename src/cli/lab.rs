@@ -226,7 +226,11 @@ async fn lab(args: &LabArgs, profile: LinkProfile) -> anyhow::Result<LabReport> 
         if run < args.repeat {
             let name = format!("needle-{run}");
             let announcer = (run * 7 + 3) % nodes;
-            one.push(fleet::time_one(&fleet, &mut events, announcer, &name, limit).await?);
+            one.push(
+                fleet::time_one(&fleet, &mut events, announcer, &name, limit)
+                    .await?
+                    .all_ms,
+            );
             tokio::time::sleep(quiet).await;
         }
         if run < args.bursts {
