@@ -2,9 +2,8 @@
 //!
 //! Senders hand entries to the channel and go on; the thread drains whatever is
 //! queued, and what comes within [`LINGER`] of the first entry (up to [`BATCH`]
-//! entries), and appends it as one atomic batch. When the
-//! thread falls behind and the channel is full, senders **wait**: backpressure,
-//! never loss.
+//! entries), and appends it as one atomic batch. When the thread falls behind
+//! and the channel is full, senders **wait**: backpressure, never loss.
 //!
 //! What is durable when: an entry is in the store once its batch is applied; the
 //! writer makes applied batches durable (fsync) [`FLUSH_INTERVAL`] after the

@@ -193,9 +193,8 @@ impl Actor {
                 // Frames already queued go first, up to MAX_FRAMES_BEFORE_TIMERS
                 // in a row: under load a graft timer otherwise fired while the
                 // record it awaited sat in the inbox (at 64 processes on two
-                // cores, about half of all grafts in bursts were such; with
-                // this rule the grafts per node fell from 84-104 to 36-59 over
-                // the same bench net runs).
+                // cores, with this rule the grafts per node fell from 91-104
+                // to 50-59 over interleaved bench net runs).
                 if frames_in_a_row < MAX_FRAMES_BEFORE_TIMERS {
                     if let Some((from, frame)) = inbox.try_take() {
                         frames_in_a_row += 1;
