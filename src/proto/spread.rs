@@ -4,7 +4,8 @@
 //! Anti-entropy rounds ([`gossip`](super::gossip)) guarantee that every node ends
 //! up with every record, but a record that waits for rounds travels at one hop
 //! per interval. Spreading is the fast path beside it, after Plumtree (Leitão,
-//! Pereira and Rodrigues, 2007), with one change (the eager floor):
+//! Pereira and Rodrigues, 2007), with changes: the eager floor, and asks that
+//! mend links only when the eager path has gone quiet:
 //!
 //! - each node keeps a small set of **neighbours**: `neighbours` members it chose
 //!   at random (each told so by an empty `Graft`, so that it links back, or
@@ -18,23 +19,40 @@
 //! - a node that receives a `Push` holding nothing new, only records that a
 //!   push along another link had already brought, answers `Prune`, and both
 //!   ends turn that link lazy. (A record that came first by anti-entropy, from a
-//!   random member, prunes nothing: that would cut links at random.)
+//!   random member, prunes nothing: that would cut links at random.) A push that
+//!   brings news along a link this node made lazy leaves it lazy, and a pruned
+//!   neighbour that still pushes (its pushes were under way, or it missed the
+//!   prune) is told again only after [`REPRUNE_MS`]. Before, a news push turned
+//!   the link eager again and the next duplicate pruned it again: when every
+//!   node published at once (64 processes, 200 ms interval), links flipped at
+//!   almost every push and a node sent some 130 prunes per burst; now about 3;
 //! - **the eager floor**: no node prunes below [`EAGER_FLOOR`] eager links, and
-//!   a node that a prune leaves with fewer turns lazy links eager again (with
-//!   an empty `Graft`). Plumtree prunes down to a spanning tree; but when many
-//!   records spread at once, prunes decided for different records cut different
-//!   links of one cycle, the tree falls apart, and each node cut off waits a
-//!   graft timeout for every record until grafts have mended it (measured on 16
-//!   processes at a 200 ms interval: one record in five was grafted, and a new
-//!   record's median time to reach every node was the graft timeout). With
-//!   three eager links per node, the eager graph stays connected through such
-//!   bursts;
+//!   a node that a prune leaves with fewer turns lazy links eager again, chosen
+//!   at random (with an empty `Graft`; taken in table order, the members with
+//!   the lowest ids became everyone's eager neighbours). Plumtree prunes down
+//!   to a spanning tree; but when many records spread at once, prunes decided
+//!   for different records cut different links of one cycle, the tree falls
+//!   apart, and each node cut off waits a graft timeout for every record until
+//!   grafts have mended it (measured on 16 processes at a 200 ms interval: one
+//!   record in five was grafted, and a new record's median time to reach every
+//!   node was the graft timeout). With three eager links per node, the eager
+//!   graph stays connected through such bursts (a floor of two, tried again
+//!   with the rules here at 64 processes: grafts per node rose from about 45
+//!   to 115 over 5 single records and 5 bursts, and some single records took
+//!   a graft timeout longer);
 //! - a node that hears an announcement of a record it lacks waits
 //!   `graft_timeout_ms` for the record to arrive on the eager path; if it does
-//!   not, it asks the announcer for it (`Graft`), which also turns that link
-//!   eager: the eager graph mends itself where a link was lost or a neighbour
-//!   went quiet. If the announcer does not deliver either, the next announcer is
-//!   asked after half that time.
+//!   not, it asks the announcer for it. If no push brought this node anything
+//!   new for a graft timeout, its eager path looks cut, and the ask is a
+//!   `Graft`, which also turns that link eager: the eager graph mends itself
+//!   where a link was lost or a neighbour went quiet. If pushes did bring news
+//!   meanwhile, the eager path works and the record is only late (the node is
+//!   busy, or the record took a longer path): the ask is a `Want`, and the links
+//!   stay as they are. Grafting every late record's announcer grew the eager
+//!   graph in each burst, where records are late because every node is busy,
+//!   and with it the duplicates: at 64 processes a burst cost each node about
+//!   165 duplicate pushes, and about 105 with this rule. If the announcer does
+//!   not deliver either, the next announcer is asked after half that time.
 //!
 //! **Cost.** Once the eager links have thinned out, a node keeps about three
 //! and pushes a new record along all but the one it came by: about two full
@@ -54,12 +72,14 @@
 //!
 //! **Byzantine neighbours.** A neighbour that withholds a record (never pushes,
 //! or never answers a graft) delays it by at most a graft timeout or two: the
-//! record's announcements come from the other neighbours, and grafting one of
-//! them turns its link eager. A neighbour that announces records it then does not
-//! deliver breaks a promise and is penalised, as for an unanswered `Want`. A
-//! `Prune` only stops pushes to its sender. Announcements only name origins on
-//! the roster, one entry each, so the table of awaited records is bounded by the
-//! roster (and by [`MAX_AWAITED`]). Neighbours are chosen at random by each node,
+//! record's announcements come from the other neighbours, and asking one of
+//! them brings it. A node whose eager neighbours all withhold hears no news by
+//! push, so its asks are grafts and turn the announcers' links eager. A
+//! neighbour that announces records it then does not deliver breaks a promise
+//! and is penalised, as for an unanswered `Want`. A `Prune` only stops pushes
+//! to its sender. Announcements only name origins on the roster, one entry
+//! each, so the table of awaited records is bounded by the roster (and by
+//! [`MAX_AWAITED`]). Neighbours are chosen at random by each node,
 //! so an adversary cannot make itself anyone's only neighbour, and anti-entropy
 //! with random members still repairs anything an eclipse of the neighbour graph
 //! withholds.
@@ -69,6 +89,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use rand::seq::SliceRandom;
+use rand::Rng;
 use tidings_keys::NodeId;
 
 use super::directory::Holding;
@@ -82,6 +104,9 @@ pub const EAGER_FLOOR: usize = 3;
 
 /// Most announcers remembered per awaited record (each is asked in turn).
 const MAX_ANNOUNCERS: usize = 4;
+
+/// How long a pruned neighbour that still pushes is not told again.
+pub const REPRUNE_MS: u64 = 1_000;
 
 /// Inbound links a node takes, as a multiple of the neighbours it chooses.
 const INBOUND_FACTOR: usize = 2;
@@ -127,6 +152,8 @@ struct Link {
     eager: bool,
     /// This node chose it (else: it chose this node).
     chosen: bool,
+    /// When this node last told it `Prune`.
+    pruned_ms: Option<u64>,
 }
 
 /// A record announced by neighbours and not received yet.
@@ -166,6 +193,8 @@ pub struct Spread {
     /// The latest records whose first copy came by a push, and from whom.
     pushed: HashMap<(NodeId, u64), NodeId>,
     pushed_order: VecDeque<(NodeId, u64)>,
+    /// When a push last brought this node news.
+    news_pushed_ms: Option<u64>,
 }
 
 /// Where a new record goes.
@@ -233,6 +262,7 @@ impl Spread {
         let link = self.links.entry(peer).or_insert(Link {
             eager: true,
             chosen: true,
+            pruned_ms: None,
         });
         link.chosen = true;
     }
@@ -251,6 +281,7 @@ impl Spread {
             Link {
                 eager,
                 chosen: false,
+                pruned_ms: None,
             },
         );
         true
@@ -303,19 +334,12 @@ impl Spread {
     /// nothing new that another eager path already brought. (A record that
     /// came first by anti-entropy from a random member says nothing about the
     /// neighbour links: it does not prune one.)
-    pub fn on_push(&mut self, peer: NodeId, news: bool, redundant: bool) -> bool {
-        if !news && !redundant {
-            self.accept(peer, true);
-            return false;
-        }
+    pub fn on_push(&mut self, peer: NodeId, news: bool, redundant: bool, now_ms: u64) -> bool {
         if news {
-            // A peer that pushes news is worth keeping eager.
-            if !self.accept(peer, true) {
-                return false;
-            }
-            if let Some(link) = self.links.get_mut(&peer) {
-                link.eager = true;
-            }
+            self.news_pushed_ms = Some(now_ms);
+        }
+        if news || !redundant {
+            self.accept(peer, true);
             return false;
         }
         // A push of nothing new: the link (made lazy if there was none, so
@@ -325,26 +349,45 @@ impl Spread {
             return false;
         }
         self.accept(peer, false);
-        if let Some(link) = self.links.get_mut(&peer) {
-            link.eager = false;
+        let Some(link) = self.links.get_mut(&peer) else {
+            return false;
+        };
+        let told_lately = !link.eager
+            && link
+                .pruned_ms
+                .is_some_and(|at| now_ms.saturating_sub(at) < REPRUNE_MS);
+        link.eager = false;
+        if told_lately {
+            return false;
         }
+        link.pruned_ms = Some(now_ms);
         true
     }
 
-    /// Turns lazy links eager until this node has its floor of eager links
-    /// (or no lazy link is left); returns them, to be told with an empty
-    /// `Graft`.
-    pub fn restore_floor(&mut self, except: Option<&NodeId>) -> Vec<NodeId> {
-        let mut promoted = Vec::new();
-        let mut eager = self.link_counts().0;
-        for (peer, link) in &mut self.links {
-            if eager >= EAGER_FLOOR {
-                break;
-            }
-            if !link.eager && Some(peer) != except {
+    /// Turns lazy links eager, chosen at random, until this node has its floor
+    /// of eager links (or no lazy link is left); returns them, to be told with
+    /// an empty `Graft`. (Taking them in table order would make the members
+    /// with the lowest ids everyone's eager neighbours, and the copies of each
+    /// record they receive, and relay, would grow with the federation.)
+    pub fn restore_floor<R: Rng + ?Sized>(
+        &mut self,
+        except: Option<&NodeId>,
+        rng: &mut R,
+    ) -> Vec<NodeId> {
+        let missing = EAGER_FLOOR.saturating_sub(self.link_counts().0);
+        if missing == 0 {
+            return Vec::new();
+        }
+        let lazy: Vec<NodeId> = self
+            .links
+            .iter()
+            .filter(|(peer, link)| !link.eager && Some(*peer) != except)
+            .map(|(peer, _)| *peer)
+            .collect();
+        let promoted: Vec<NodeId> = lazy.choose_multiple(rng, missing).copied().collect();
+        for peer in &promoted {
+            if let Some(link) = self.links.get_mut(peer) {
                 link.eager = true;
-                eager += 1;
-                promoted.push(*peer);
             }
         }
         promoted
@@ -387,12 +430,12 @@ impl Spread {
     /// `peer` asked for no more pushes. Returns the lazy links turned eager
     /// if that left this node below its floor of eager links (to be told with
     /// an empty `Graft`).
-    pub fn on_prune(&mut self, peer: &NodeId) -> Vec<NodeId> {
+    pub fn on_prune<R: Rng + ?Sized>(&mut self, peer: &NodeId, rng: &mut R) -> Vec<NodeId> {
         match self.links.get_mut(peer) {
             Some(link) if link.eager => link.eager = false,
             _ => return Vec::new(),
         }
-        self.restore_floor(Some(peer))
+        self.restore_floor(Some(peer), rng)
     }
 
     /// `peer` asked for records it heard announced, or (an empty graft)
@@ -523,12 +566,22 @@ impl Spread {
             awaited.due_ms = now_ms.saturating_add(retry);
             true
         });
-        for peer in asks.keys() {
-            if let Some(link) = self.links.get_mut(peer) {
-                link.eager = true;
+        if !self.eager_path_alive(now_ms) {
+            for peer in asks.keys() {
+                if let Some(link) = self.links.get_mut(peer) {
+                    link.eager = true;
+                }
             }
         }
         asks.into_iter().collect()
+    }
+
+    /// Whether a push brought news within the last graft timeout: the eager
+    /// links deliver, and a record they have not brought yet is late, not cut
+    /// off (the node is busy, or the record took a longer path).
+    pub fn eager_path_alive(&self, now_ms: u64) -> bool {
+        self.news_pushed_ms
+            .is_some_and(|at| now_ms.saturating_sub(at) < self.config.graft_timeout_ms)
     }
 
     /// The next time there is spreading work to do.
@@ -570,41 +623,94 @@ mod tests {
         })
     }
 
+    fn rng() -> rand_chacha::ChaCha8Rng {
+        rand::SeedableRng::seed_from_u64(7)
+    }
+
     #[test]
-    fn a_duplicate_push_turns_the_link_lazy_and_news_turns_it_eager() {
+    fn a_duplicate_push_turns_the_link_lazy_and_only_a_graft_turns_it_eager() {
         let mut spread = spread();
+        let mut rng = rng();
         spread.choose(id(1));
         assert!(spread.is_eager(&id(1)));
         assert!(
-            !spread.on_push(id(1), false, false),
+            !spread.on_push(id(1), false, false, 0),
             "a record that came first by anti-entropy prunes nothing"
         );
         assert!(spread.is_eager(&id(1)));
         assert!(
-            !spread.on_push(id(1), false, true),
+            !spread.on_push(id(1), false, true, 0),
             "not below the floor of eager links"
         );
         for peer in 2..=5 {
             spread.choose(id(peer));
         }
         assert!(
-            spread.on_push(id(1), false, true),
+            spread.on_push(id(1), false, true, 0),
             "a duplicate of another eager path is pruned"
         );
         assert!(!spread.is_eager(&id(1)));
-        assert!(spread.on_prune(&id(2)).is_empty(), "3 eager links left");
+        assert!(
+            spread.on_prune(&id(2), &mut rng).is_empty(),
+            "3 eager links left"
+        );
         assert_eq!(
-            spread.on_prune(&id(3)),
+            spread.on_prune(&id(3), &mut rng),
             vec![id(1)],
             "below the floor, a lazy link turns eager"
         );
-        spread.on_prune(&id(1));
-        assert!(!spread.on_push(id(1), true, false));
-        assert!(spread.is_eager(&id(1)));
-        spread.on_prune(&id(1));
+        spread.on_prune(&id(1), &mut rng);
         assert!(!spread.is_eager(&id(1)));
+        assert!(!spread.on_push(id(1), true, false, 10));
+        assert!(
+            !spread.is_eager(&id(1)),
+            "news along a pruned link leaves it lazy"
+        );
         spread.on_graft(id(1));
         assert!(spread.is_eager(&id(1)));
+    }
+
+    #[test]
+    fn a_pruned_neighbour_that_still_pushes_is_told_again_only_after_a_while() {
+        let mut spread = spread();
+        for peer in 1..=5 {
+            spread.choose(id(peer));
+        }
+        assert!(spread.on_push(id(1), false, true, 1_000));
+        assert!(!spread.is_eager(&id(1)));
+        assert!(
+            !spread.on_push(id(1), false, true, 1_000 + REPRUNE_MS - 1),
+            "its pushes were under way: not told twice"
+        );
+        assert!(
+            spread.on_push(id(1), false, true, 1_000 + REPRUNE_MS),
+            "still pushing a while later: told again"
+        );
+        assert!(!spread.is_eager(&id(1)));
+    }
+
+    #[test]
+    fn the_floor_is_restored_with_lazy_links_chosen_at_random() {
+        let mut rng = rng();
+        let mut promoted = BTreeMap::new();
+        for _ in 0..200 {
+            let mut spread = spread();
+            for peer in 1..=8 {
+                spread.choose(id(peer));
+            }
+            // Five pruned (links 1 to 5 lazy), then a sixth: one of the five
+            // turns eager again to keep the floor.
+            for peer in 1..=5 {
+                assert!(spread.on_prune(&id(peer), &mut rng).is_empty());
+            }
+            let restored = spread.on_prune(&id(6), &mut rng);
+            assert_eq!(restored.len(), 1);
+            assert_eq!(spread.link_counts(), (EAGER_FLOOR, 8 - EAGER_FLOOR));
+            *promoted.entry(restored[0]).or_insert(0) += 1;
+        }
+        // Taken in table order, link 1 would be promoted every time.
+        assert_eq!(promoted.len(), 5, "{promoted:?}");
+        assert!(promoted.values().all(|count| *count >= 20), "{promoted:?}");
     }
 
     #[test]
@@ -613,7 +719,7 @@ mod tests {
         for peer in 1..=3 {
             spread.choose(id(peer));
         }
-        spread.on_prune(&id(3));
+        spread.on_prune(&id(3), &mut rng());
         // From neighbour 1, by origin 9: pushed to 2, announced to 3.
         let targets = spread.targets(holding(9, 1), Some(id(1)), 0);
         assert_eq!(targets.eager, vec![id(2)]);
@@ -635,11 +741,12 @@ mod tests {
     fn an_announced_record_is_grafted_from_each_announcer_in_turn() {
         let mut spread = spread();
         spread.choose(id(1));
-        spread.on_prune(&id(1));
+        spread.on_prune(&id(1), &mut rng());
         assert!(spread.on_announced(id(1), &holding(9, 3), 0));
         assert!(spread.on_announced(id(2), &holding(9, 3), 10));
         assert_eq!(spread.next_deadline(), Some(100));
         assert!(spread.take_grafts(99, |_, _| true).is_empty());
+        assert!(!spread.eager_path_alive(100), "no push brought news");
         assert_eq!(
             spread.take_grafts(100, |_, _| true),
             vec![(id(1), vec![id(9)])]
@@ -652,6 +759,29 @@ mod tests {
         // No announcer left: forgotten, anti-entropy repairs it.
         assert!(spread.take_grafts(200, |_, _| true).is_empty());
         assert_eq!(spread.awaited_count(), 0);
+    }
+
+    #[test]
+    fn a_late_record_is_asked_for_without_changing_links_while_pushes_bring_news() {
+        let mut spread = spread();
+        for peer in 1..=4 {
+            spread.choose(id(peer));
+        }
+        spread.on_prune(&id(4), &mut rng());
+        assert!(!spread.is_eager(&id(4)));
+        assert!(spread.on_announced(id(4), &holding(9, 3), 0));
+        // Neighbour 1 pushed another record that was news, 50 ms ago.
+        assert!(!spread.on_push(id(1), true, false, 50));
+        assert!(spread.eager_path_alive(100));
+        assert_eq!(
+            spread.take_grafts(100, |_, _| true),
+            vec![(id(4), vec![id(9)])]
+        );
+        assert!(
+            !spread.is_eager(&id(4)),
+            "the eager path works: the record is only late"
+        );
+        assert!(!spread.eager_path_alive(150), "a graft timeout of silence");
     }
 
     #[test]

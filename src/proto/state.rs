@@ -803,7 +803,7 @@ impl State {
                 let (units, news, duplicates) =
                     self.on_records(from, records, prechecked, true, now_ms, rng);
                 let redundant = !news && self.came_by_another_push(from, &duplicates);
-                if self.spread.on_push(from, news, redundant) {
+                if self.spread.on_push(from, news, redundant, now_ms) {
                     self.counters.pushes_pruned += 1;
                     self.send(from, Message::Prune);
                 }
@@ -817,7 +817,7 @@ impl State {
                 self.on_want(from, &origins, now_ms)
             }
             Message::Prune => {
-                for peer in self.spread.on_prune(&from) {
+                for peer in self.spread.on_prune(&from, rng) {
                     self.send(peer, Message::Graft(Vec::new()));
                 }
                 0
@@ -942,6 +942,7 @@ impl State {
                 self.send(peer, Message::Have(chunk.to_vec()));
             }
         }
+        let mend = !self.spread.eager_path_alive(now_ms);
         let directory = &self.directory;
         let grafts = self.spread.take_grafts(now_ms, |origin, seq| {
             directory.holding(origin).is_none_or(|mine| mine.seq < seq)
@@ -953,7 +954,11 @@ impl State {
                 self.pending_wants.insert((peer, *origin), deadline);
             }
             for chunk in origins.chunks(MAX_WANTS) {
-                self.send(peer, Message::Graft(chunk.to_vec()));
+                if mend {
+                    self.send(peer, Message::Graft(chunk.to_vec()));
+                } else {
+                    self.send(peer, Message::Want(chunk.to_vec()));
+                }
             }
         }
     }
@@ -970,7 +975,7 @@ impl State {
                 && !directory.is_quarantined(peer)
                 && !membership.is_banned(peer, now_ms)
         });
-        for peer in self.spread.restore_floor(None) {
+        for peer in self.spread.restore_floor(None, rng) {
             self.send(peer, Message::Graft(Vec::new()));
         }
         let wanted = self.spread.wanted();
