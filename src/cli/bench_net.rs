@@ -87,6 +87,13 @@ struct Spread {
     one_record_answered_ms: Spreadout,
     /// Every node announcing at once, until every node held every announcement.
     all_publish_ms: Spreadout,
+    /// Of that, until every node had answered its request (its record and
+    /// audit entry durable).
+    all_publish_answered_ms: Spreadout,
+    /// CPU every node together spent per burst (from its start until every
+    /// node held every announcement), seconds: on a machine with fewer cores
+    /// than processes, the burst takes at least this over the cores.
+    cpu_seconds_per_burst: Spreadout,
     /// CPU one new record costs each node (everything each process did while
     /// it spread, less the idle rate), milliseconds.
     cpu_ms_per_record_per_node: f64,
@@ -126,6 +133,14 @@ impl NetBench {
             println!(
                 "    every node publishing at once, ms:     {}",
                 spread.all_publish_ms
+            );
+            println!(
+                "      of which every node's durable answer: {}",
+                spread.all_publish_answered_ms
+            );
+            println!(
+                "      CPU of all nodes per burst, s:     {}",
+                spread.cpu_seconds_per_burst.with_decimals(2)
             );
             println!(
                 "    idle, CPU s per node per minute:       {}",
@@ -199,7 +214,8 @@ async fn measure_spread(
     let mut events = fleet.watch().await?;
     let limit = Duration::from_secs(30);
     let quiet = Duration::from_millis((2 * interval_ms).max(300));
-    let (mut one, mut answered, mut all) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut one, mut answered) = (Vec::new(), Vec::new());
+    let (mut all, mut all_answered, mut burst_cpu) = (Vec::new(), Vec::new(), Vec::new());
     // CPU of every node over each single-record run and the quiet after it,
     // with the seconds it lasted (the idle share is taken off below).
     let (mut one_cpu, mut one_seconds) = (0.0, 0.0);
@@ -219,7 +235,11 @@ async fn measure_spread(
         }
         if run < plan.bursts {
             let label = format!("burst-{run}");
-            all.push(fleet::time_burst(&fleet, &mut events, &label, limit).await?);
+            let cpu_before: f64 = fleet.cpu_seconds().iter().sum();
+            let timed = fleet::time_burst(&fleet, &mut events, &label, limit).await?;
+            burst_cpu.push(fleet.cpu_seconds().iter().sum::<f64>() - cpu_before);
+            all.push(timed.all_ms);
+            all_answered.push(timed.answered_ms);
             tokio::time::sleep(quiet).await;
         }
     }
@@ -266,6 +286,8 @@ async fn measure_spread(
         one_record_ms: Spreadout::of(one),
         one_record_answered_ms: Spreadout::of(answered),
         all_publish_ms: Spreadout::of(all),
+        all_publish_answered_ms: Spreadout::of(all_answered),
+        cpu_seconds_per_burst: Spreadout::of(burst_cpu),
         idle_cpu_seconds_per_minute: Spreadout::of(cpu),
         idle_bytes_per_second: Spreadout::of(bytes),
         idle_seconds: plan.idle_seconds,

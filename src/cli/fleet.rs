@@ -483,24 +483,25 @@ pub(crate) async fn time_one(
     })
 }
 
-/// The times of one new record, from the request to its node.
+/// The times of new records (one, or one per node at once), from the requests
+/// to their nodes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OneRecord {
-    /// Until the node answered: its record and audit entry were durable (the
-    /// record leaves the node only then).
+    /// Until the node (the last node) answered: its record and audit entry
+    /// were durable (a record leaves its node only then).
     pub(crate) answered_ms: f64,
-    /// Until the last node's watch stream reported it.
+    /// Until the last node's watch stream reported it (every one of them).
     pub(crate) all_ms: f64,
 }
 
-/// Every node announces `{label}-f{i}` at once; returns the milliseconds
-/// until every node saw every one.
+/// Every node announces `{label}-f{i}` at once; returns when every node had
+/// answered and when every node saw every announcement.
 pub(crate) async fn time_burst(
     fleet: &Fleet,
     events: &mut mpsc::UnboundedReceiver<Seen>,
     label: &str,
     limit: Duration,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<OneRecord> {
     let nodes = fleet.members.len();
     let names: Vec<String> = (0..nodes).map(|i| format!("{label}-f{i}")).collect();
     let started = wall_ms();
@@ -514,9 +515,13 @@ pub(crate) async fn time_burst(
     for result in announced {
         result?;
     }
+    let answered = wall_ms();
     let last = wait_seen(events, nodes, &names, limit).await?;
     let done = last.iter().max().copied().unwrap_or(started);
-    Ok(done.saturating_sub(started) as f64)
+    Ok(OneRecord {
+        answered_ms: answered.saturating_sub(started) as f64,
+        all_ms: done.saturating_sub(started) as f64,
+    })
 }
 
 /// Runs every future at once and returns their outputs in order.

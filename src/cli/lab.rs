@@ -235,7 +235,11 @@ async fn lab(args: &LabArgs, profile: LinkProfile) -> anyhow::Result<LabReport> 
         }
         if run < args.bursts {
             let label = format!("burst-{run}");
-            all.push(fleet::time_burst(&fleet, &mut events, &label, limit).await?);
+            all.push(
+                fleet::time_burst(&fleet, &mut events, &label, limit)
+                    .await?
+                    .all_ms,
+            );
             tokio::time::sleep(quiet).await;
         }
     }
