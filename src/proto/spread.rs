@@ -20,7 +20,7 @@
 //!   push along another link had already brought, answers `Prune`, and both
 //!   ends turn that link lazy. (A record that came first by anti-entropy, from a
 //!   random member, prunes nothing: that would cut links at random.) A push that
-//!   brings news along a link this node made lazy leaves it lazy, and a pruned
+//!   brings news along a lazy link leaves it lazy, and a pruned
 //!   neighbour that still pushes (its pushes were under way, or it missed the
 //!   prune) is told again only after [`REPRUNE_MS`]. Before, a news push turned
 //!   the link eager again and the next duplicate pruned it again: when every
@@ -71,13 +71,15 @@
 //! every node that the neighbour graph connects, so none waits for a round.
 //!
 //! **Byzantine neighbours.** A neighbour that withholds a record (never pushes,
-//! or never answers a graft) delays it by at most a graft timeout or two: the
-//! record's announcements come from the other neighbours, and asking one of
-//! them brings it. A node whose eager neighbours all withhold hears no news by
+//! or never answers a graft) delays it by a graft timeout and half a timeout
+//! more for each announcer that does not deliver either (up to
+//! [`MAX_ANNOUNCERS`], after which anti-entropy repairs it): the record's
+//! announcements come from the other neighbours, and asking one of them brings
+//! it. A node whose eager neighbours all withhold hears no news by
 //! push, so its asks are grafts and turn the announcers' links eager. Eager
 //! neighbours that are all Byzantine and push a trickle of news while
 //! withholding the rest keep the node's path looking alive: each withheld
-//! record still comes, asked of an honest announcer, one graft timeout late,
+//! record still comes, asked of an announcer, a graft timeout or more late,
 //! but the links are not mended around them. (Mending as well once more
 //! records had to be asked for than pushes brought, over the last second,
 //! closes that; it made every-node-publishes bursts at 64 processes 5 to 15%
@@ -342,11 +344,13 @@ impl Spread {
     /// came first by anti-entropy from a random member says nothing about the
     /// neighbour links: it does not prune one.)
     pub fn on_push(&mut self, peer: NodeId, news: bool, redundant: bool, now_ms: u64) -> bool {
-        if news {
-            self.news_pushed_ms = Some(now_ms);
-        }
         if news || !redundant {
             self.accept(peer, true);
+            // Only a neighbour's push says the eager path works: any member
+            // may push news, and one that is not a neighbour is not the path.
+            if news && self.is_neighbour(&peer) {
+                self.news_pushed_ms = Some(now_ms);
+            }
             return false;
         }
         // A push of nothing new: the link (made lazy if there was none, so
@@ -357,7 +361,8 @@ impl Spread {
         }
         self.accept(peer, false);
         let Some(link) = self.links.get_mut(&peer) else {
-            return false;
+            // Not a neighbour (and no room for one): told as before.
+            return true;
         };
         let told_lately = !link.eager
             && link
