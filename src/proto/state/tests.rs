@@ -329,6 +329,50 @@ fn announcements_of_unknown_origins_or_old_records_are_not_awaited() {
     assert!(net.nodes[0].peer_points(&peer, deadline) > 0);
 }
 
+/// Node 0 hears node 3 announce node 2's new record, which the eager path has
+/// not brought by the graft timeout; with `push_news`, node 1 pushed node 0 a
+/// record that was news 40 ms before. Returns how node 0 asked node 3.
+fn late_record_asked(push_news: bool) -> Message {
+    let mut net = Net::new(4, 2);
+    let pushed = net.publish(1, &["a"]).unwrap();
+    let late = net.publish(2, &["b"]).unwrap();
+    let (from_1, from_3) = (net.nodes[1].node_id(), net.nodes[3].node_id());
+    let start = net.now;
+    let have = Message::Have(vec![Holding::of_record(&late)]).encode();
+    net.nodes[0].handle_frame(from_3, &have, start, &mut net.rng);
+    if push_news {
+        let push = Message::Push(vec![pushed.wire_bytes().to_vec()]).encode();
+        net.nodes[0].handle_frame(from_1, &push, start + 60, &mut net.rng);
+    }
+    outputs(&mut net.nodes[0]);
+    let graft_at = start + net.nodes[0].config().spread.graft_timeout_ms;
+    net.nodes[0].handle_timeout(graft_at, &mut net.rng);
+    outputs(&mut net.nodes[0])
+        .into_iter()
+        .find_map(|output| match output {
+            Output::Send { to, message } if to == from_3 => match message {
+                Message::Want(_) | Message::Graft(_) => Some(message),
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("the late record was asked of its announcer")
+}
+
+#[test]
+fn a_late_record_is_wanted_while_pushes_bring_news_and_grafted_when_they_do_not() {
+    let origin = |message: &Message| match message {
+        Message::Want(origins) | Message::Graft(origins) => origins.clone(),
+        _ => Vec::new(),
+    };
+    let asked = late_record_asked(true);
+    assert!(matches!(asked, Message::Want(_)), "{asked:?}");
+    assert_eq!(origin(&asked).len(), 1);
+    let asked = late_record_asked(false);
+    assert!(matches!(asked, Message::Graft(_)), "{asked:?}");
+    assert_eq!(origin(&asked).len(), 1);
+}
+
 #[test]
 fn converged_nodes_exchange_only_root_digests() {
     let mut net = Net::new(5, 0);
