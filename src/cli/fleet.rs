@@ -471,13 +471,13 @@ pub(crate) async fn time_one(
     announcer: usize,
     name: &str,
     limit: Duration,
-) -> anyhow::Result<OneRecord> {
+) -> anyhow::Result<Timed> {
     let started = wall_ms();
     fleet.announce(announcer, name).await?;
     let answered = wall_ms();
     let nodes = fleet.members.len();
     let last = wait_seen(events, nodes, &[name.to_string()], limit).await?;
-    Ok(OneRecord {
+    Ok(Timed {
         answered_ms: answered.saturating_sub(started) as f64,
         all_ms: last[0].saturating_sub(started) as f64,
     })
@@ -486,7 +486,7 @@ pub(crate) async fn time_one(
 /// The times of new records (one, or one per node at once), from the requests
 /// to their nodes.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct OneRecord {
+pub(crate) struct Timed {
     /// Until the node (the last node) answered: its record and audit entry
     /// were durable (a record leaves its node only then).
     pub(crate) answered_ms: f64,
@@ -501,7 +501,7 @@ pub(crate) async fn time_burst(
     events: &mut mpsc::UnboundedReceiver<Seen>,
     label: &str,
     limit: Duration,
-) -> anyhow::Result<OneRecord> {
+) -> anyhow::Result<Timed> {
     let nodes = fleet.members.len();
     let names: Vec<String> = (0..nodes).map(|i| format!("{label}-f{i}")).collect();
     let started = wall_ms();
@@ -518,7 +518,7 @@ pub(crate) async fn time_burst(
     let answered = wall_ms();
     let last = wait_seen(events, nodes, &names, limit).await?;
     let done = last.iter().max().copied().unwrap_or(started);
-    Ok(OneRecord {
+    Ok(Timed {
         answered_ms: answered.saturating_sub(started) as f64,
         all_ms: done.saturating_sub(started) as f64,
     })

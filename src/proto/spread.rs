@@ -558,7 +558,10 @@ impl Spread {
     /// The awaited records due by `now_ms`, grouped by the announcer to ask
     /// (origins sorted); each is due again after half a graft timeout, with its
     /// next announcer, and forgotten when none is left (anti-entropy repairs it).
-    /// `still_missing` says whether the record is still lacking.
+    /// `still_missing` says whether the record is still lacking. The
+    /// announcers' links turn eager only when [`Spread::eager_path_alive`] is
+    /// false at `now_ms`, which is also what the caller asks to choose between
+    /// `Graft` and `Want`.
     pub fn take_grafts(
         &mut self,
         now_ms: u64,
@@ -635,6 +638,15 @@ mod tests {
         })
     }
 
+    /// A table with neighbours 1 to `count`, all chosen by this node (eager).
+    fn chosen(count: u8) -> Spread {
+        let mut spread = spread();
+        for peer in 1..=count {
+            spread.choose(id(peer));
+        }
+        spread
+    }
+
     fn rng() -> rand_chacha::ChaCha8Rng {
         rand::SeedableRng::seed_from_u64(7)
     }
@@ -684,10 +696,7 @@ mod tests {
 
     #[test]
     fn a_pruned_neighbour_that_still_pushes_is_told_again_only_after_a_while() {
-        let mut spread = spread();
-        for peer in 1..=5 {
-            spread.choose(id(peer));
-        }
+        let mut spread = chosen(5);
         assert!(spread.on_push(id(1), false, true, 1_000));
         assert!(!spread.is_eager(&id(1)));
         assert!(
@@ -706,10 +715,7 @@ mod tests {
         let mut rng = rng();
         let mut promoted = BTreeMap::new();
         for _ in 0..200 {
-            let mut spread = spread();
-            for peer in 1..=8 {
-                spread.choose(id(peer));
-            }
+            let mut spread = chosen(8);
             // Five pruned (links 1 to 5 lazy), then a sixth: one of the five
             // turns eager again to keep the floor.
             for peer in 1..=5 {
@@ -727,10 +733,7 @@ mod tests {
 
     #[test]
     fn new_records_go_eager_in_full_and_lazy_as_batched_announcements() {
-        let mut spread = spread();
-        for peer in 1..=3 {
-            spread.choose(id(peer));
-        }
+        let mut spread = chosen(3);
         spread.on_prune(&id(3), &mut rng());
         // From neighbour 1, by origin 9: pushed to 2, announced to 3.
         let targets = spread.targets(holding(9, 1), Some(id(1)), 0);
@@ -775,10 +778,7 @@ mod tests {
 
     #[test]
     fn a_late_record_is_asked_for_without_changing_links_while_pushes_bring_news() {
-        let mut spread = spread();
-        for peer in 1..=4 {
-            spread.choose(id(peer));
-        }
+        let mut spread = chosen(4);
         spread.on_prune(&id(4), &mut rng());
         assert!(!spread.is_eager(&id(4)));
         assert!(spread.on_announced(id(4), &holding(9, 3), 0));
