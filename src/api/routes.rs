@@ -437,6 +437,16 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, Problem> {
             .collect(),
     );
     metric(
+        "tidings_messages_sent_total",
+        "counter",
+        "Messages sent to peers, by kind (push, have, graft, want, prune, records, sync, ...).",
+        stats
+            .messages_sent
+            .iter()
+            .map(|(kind, count)| format!("tidings_messages_sent_total{{kind=\"{kind}\"}} {count}"))
+            .collect(),
+    );
+    metric(
         "tidings_peers_connected",
         "gauge",
         "Open peer connections.",

@@ -107,6 +107,12 @@ struct Spread {
     /// because the eager path had not brought them, and pushes pruned.
     grafts_per_node: f64,
     pruned_per_node: f64,
+    /// Over the whole run, per node: the mean time its actor waited for one of
+    /// its own records to become durable (store and audit synced), during
+    /// which it handles no other input, milliseconds (the spread is over nodes).
+    own_persist_ms: Spreadout,
+    /// Over the whole run, per node: messages sent, by kind.
+    messages_per_node: std::collections::BTreeMap<String, f64>,
 }
 
 impl NetBench {
@@ -153,6 +159,19 @@ impl NetBench {
             println!(
                 "    per node over the run: {:.1} grafts, {:.1} pushes pruned",
                 spread.grafts_per_node, spread.pruned_per_node
+            );
+            println!(
+                "    own record made durable, ms per record: {}",
+                spread.own_persist_ms
+            );
+            let sent: Vec<String> = spread
+                .messages_per_node
+                .iter()
+                .map(|(kind, count)| format!("{count:.0} {kind}"))
+                .collect();
+            println!(
+                "    messages sent per node over the run: {}",
+                sent.join(", ")
             );
         }
     }
@@ -261,9 +280,26 @@ async fn measure_spread(
     }
     fleet.check_alive()?;
     let (mut grafts, mut pruned) = (0.0, 0.0);
+    let mut persist = Vec::new();
+    let mut messages = std::collections::BTreeMap::<String, f64>::new();
     for i in 0..nodes {
+        for (kind, count) in fleet
+            .labelled(i, "tidings_messages_sent_total", "kind")
+            .await?
+        {
+            *messages.entry(kind).or_default() += count / nodes as f64;
+        }
         grafts += fleet.metric(i, "tidings_grafts_total").await?;
         pruned += fleet.metric(i, "tidings_pushes_pruned_total").await?;
+        let records = fleet
+            .metric(i, "tidings_own_records_persisted_total")
+            .await?;
+        let seconds = fleet
+            .metric(i, "tidings_own_record_persist_seconds_total")
+            .await?;
+        if records > 0.0 {
+            persist.push(seconds * 1000.0 / records);
+        }
     }
     fleet.stop();
     let cpu: Vec<f64> = cpu_before
@@ -293,5 +329,7 @@ async fn measure_spread(
         idle_seconds: plan.idle_seconds,
         grafts_per_node: grafts / nodes as f64,
         pruned_per_node: pruned / nodes as f64,
+        own_persist_ms: Spreadout::of(persist),
+        messages_per_node: messages,
     })
 }

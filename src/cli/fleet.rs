@@ -397,18 +397,41 @@ impl Fleet {
     /// A metric of node `i` (the first line that starts with `name `).
     pub(crate) async fn metric(&self, i: usize, name: &str) -> anyhow::Result<f64> {
         let prefix = format!("{name} ");
-        let text = self
+        let text = self.metrics_text(i).await?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|value| value.trim().parse().ok())
+            .with_context(|| format!("no {name} in node f{i}'s metrics"))
+    }
+
+    /// Every series of the labelled metric `name` of node `i`: the value of its
+    /// label `label` and the metric's value.
+    pub(crate) async fn labelled(
+        &self,
+        i: usize,
+        name: &str,
+        label: &str,
+    ) -> anyhow::Result<Vec<(String, f64)>> {
+        let prefix = format!("{name}{{{label}=\"");
+        let text = self.metrics_text(i).await?;
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let (kind, rest) = line.strip_prefix(prefix.as_str())?.split_once("\"}")?;
+                Some((kind.to_string(), rest.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
+    async fn metrics_text(&self, i: usize) -> anyhow::Result<String> {
+        Ok(self
             .http
             .get(self.url(i, "/metrics"))
             .timeout(Duration::from_secs(5))
             .send()
             .await?
             .text()
-            .await?;
-        text.lines()
-            .find_map(|line| line.strip_prefix(prefix.as_str()))
-            .and_then(|value| value.trim().parse().ok())
-            .with_context(|| format!("no {name} in node f{i}'s metrics"))
+            .await?)
     }
 
     /// Stops every node (SIGKILL: the scratch directory goes with it).

@@ -98,6 +98,8 @@ pub(super) struct Actor {
     reply: Option<Reply>,
     pub(super) persisted: u64,
     pub(super) persist_seconds: f64,
+    /// Messages handed to the links, by kind.
+    sent: std::collections::BTreeMap<&'static str, u64>,
     /// The audit head last written to the store.
     recorded_head: Option<(u64, [u8; 32])>,
     wall_step_warned: bool,
@@ -139,6 +141,7 @@ impl Actor {
             reply: None,
             persisted: 0,
             persist_seconds: 0.0,
+            sent: Default::default(),
             recorded_head: None,
             wall_step_warned: false,
             heard: std::collections::HashMap::new(),
@@ -519,6 +522,7 @@ impl Actor {
                     self.persist_own(&record, jump_owed).await?
                 }
                 Output::Send { to, message } => {
+                    *self.sent.entry(message.name()).or_default() += 1;
                     let addr = self.address_of(&to);
                     let keep_alive = self.keeps_alive(&to);
                     self.links.send(to, message.encode(), addr, keep_alive);
@@ -954,6 +958,11 @@ impl Actor {
             send_queue_bytes: self.links.queued_bytes(),
             send_queue_dropped: self.links.dropped,
             signature_checks: directory.signature_checks(),
+            messages_sent: self
+                .sent
+                .iter()
+                .map(|(kind, count)| (kind.to_string(), *count))
+                .collect(),
             ..NodeStats::default()
         };
         self.latency.fill(&mut stats);

@@ -55,6 +55,8 @@ pub struct NodeStats {
     pub send_queue_dropped: u64,
     /// Signatures of received records and proofs checked.
     pub signature_checks: u64,
+    /// Messages sent to peers, by kind (a frame carries one message).
+    pub messages_sent: Vec<(String, u64)>,
 }
 
 /// Bytes moved, counted by the network tasks.
