@@ -47,6 +47,22 @@
 //! stretches: its peers refuse it until they apply the operation that admits
 //! it, and it keeps trying every interval rather than every stretch.
 //!
+//! # Busy
+//!
+//! While neighbours' pushes bring news (a push brought a record this node did
+//! not have within the last interval), a round opens no exchange, up to
+//! [`BUSY_ROUNDS_SKIPPED`] rounds in a row; the next one opens its exchanges
+//! whatever the pushes bring. News on the eager path means records are
+//! spreading, and an exchange in the middle of it finds differences that the
+//! pushes under way settle anyway: it sends digests down to the leaves and
+//! records the peer gets a moment later by push, on cores the spread needs.
+//! Every node publishing at once at 64 processes on two cores, 200 ms
+//! interval: 4 exchanges per node per burst instead of 9, and bursts 9%
+//! faster (median of 8 interleaved pairs of `tidings bench net`). The rest of
+//! the round (promises, neighbour upkeep, expiry) runs as usual. Repair is
+//! slowed, never stopped: a neighbour that pushes a trickle of news to keep
+//! this node busy only stretches its anti-entropy to one round in three.
+//!
 //! # Own chain
 //!
 //! - **Known**: the driver restored the latest own record ([`State::restore_own`])
@@ -122,6 +138,10 @@ pub struct GossipConfig {
 /// Rounds in a row with nothing new before a node stretches its exchanges.
 pub const QUIET_ROUNDS: u32 = 3;
 
+/// Rounds in a row that open no exchange while neighbours' pushes bring news
+/// (see [Busy](self#busy)).
+pub const BUSY_ROUNDS_SKIPPED: u32 = 2;
+
 impl Default for GossipConfig {
     fn default() -> Self {
         Self {
@@ -173,6 +193,8 @@ pub struct Counters {
     pub messages_out: u64,
     /// Exchanges opened.
     pub exchanges_opened: u64,
+    /// Rounds that opened no exchange because pushes brought news.
+    pub rounds_skipped: u64,
     /// Pushes that brought nothing new and were answered with a prune.
     pub pushes_pruned: u64,
     /// Announced records asked for because the eager path had not brought them.
@@ -235,6 +257,8 @@ pub struct State {
     /// When a failed publication (rate limit) is tried again.
     retry_publish_ms: u64,
     next_round_ms: u64,
+    /// Rounds in a row that opened no exchange because pushes brought news.
+    busy_skips: u32,
     /// Rounds since anything new, and idle rounds left before the next exchange.
     quiet: Quiet,
     /// Until when a new record does not look for missing neighbours: set when a
@@ -286,6 +310,7 @@ impl State {
             identity,
             me,
             next_round_ms: now_ms.saturating_add(gossip.interval_ms),
+            busy_skips: 0,
             quiet: Quiet::default(),
             neighbour_search_after_ms: 0,
             scores: Scores::new(gossip.score),
@@ -634,6 +659,16 @@ impl State {
         self.scores.prune(now_ms);
         self.work.prune(now_ms);
         self.maintain_neighbours(now_ms, rng);
+        // Busy: see the module doc.
+        let busy = self
+            .spread
+            .news_pushed_within(now_ms, self.config.interval_ms);
+        if busy && self.busy_skips < BUSY_ROUNDS_SKIPPED {
+            self.busy_skips += 1;
+            self.counters.rounds_skipped += 1;
+            return;
+        }
+        self.busy_skips = 0;
         let fanout = if self.is_idle() {
             self.config.fanout.min(1)
         } else {

@@ -335,32 +335,48 @@ fn announcements_of_unknown_origins_or_old_records_are_not_awaited() {
 fn late_record_asked(push_news: bool) -> Message {
     let mut net = Net::new(4, 2);
     let pushed = net.publish(1, &["a"]).unwrap();
+    let pushed_later = net.publish(1, &["a", "c"]).unwrap();
     let late = net.publish(2, &["b"]).unwrap();
     let (from_1, from_3) = (net.nodes[1].node_id(), net.nodes[3].node_id());
     let start = net.now;
     let have = Message::Have(vec![Holding::of_record(&late)]).encode();
     net.nodes[0].handle_frame(from_3, &have, start, &mut net.rng);
+    let push = |net: &mut Net, record: &VerifiedRecord, at: u64| {
+        let push = Message::Push(vec![record.wire_bytes().to_vec()]).encode();
+        net.nodes[0].handle_frame(from_1, &push, at, &mut net.rng);
+    };
     if push_news {
-        let push = Message::Push(vec![pushed.wire_bytes().to_vec()]).encode();
-        net.nodes[0].handle_frame(from_1, &push, start + 60, &mut net.rng);
+        push(&mut net, &pushed, start + 60);
     }
     outputs(&mut net.nodes[0]);
-    let graft_at = start + net.nodes[0].config().spread.graft_timeout_ms;
-    net.nodes[0].handle_timeout(graft_at, &mut net.rng);
-    outputs(&mut net.nodes[0])
-        .into_iter()
-        .find_map(|output| match output {
-            Output::Send { to, message } if to == from_3 => match message {
-                Message::Want(_) | Message::Graft(_) => Some(message),
+    let timeout = net.nodes[0].config().spread.graft_timeout_ms;
+    let asked = |net: &mut Net, at: u64| {
+        net.nodes[0].handle_timeout(at, &mut net.rng);
+        outputs(&mut net.nodes[0])
+            .into_iter()
+            .find_map(|output| match output {
+                Output::Send { to, message } if to == from_3 => match message {
+                    Message::Want(_) | Message::Graft(_) => Some(message),
+                    _ => None,
+                },
                 _ => None,
-            },
-            _ => None,
-        })
-        .expect("the late record was asked of its announcer")
+            })
+    };
+    let first = asked(&mut net, start + timeout);
+    if !push_news {
+        return first.expect("the late record was asked of its announcer");
+    }
+    assert!(
+        first.is_none(),
+        "pushes bring news: the record is awaited once more"
+    );
+    push(&mut net, &pushed_later, start + timeout + 50);
+    asked(&mut net, start + 2 * timeout).expect("the late record was asked after the second wait")
 }
 
 #[test]
-fn a_late_record_is_wanted_while_pushes_bring_news_and_grafted_when_they_do_not() {
+fn a_late_record_is_wanted_after_a_second_wait_while_pushes_bring_news_and_grafted_when_they_do_not(
+) {
     let origin = |message: &Message| match message {
         Message::Want(origins) | Message::Graft(origins) => origins.clone(),
         _ => Vec::new(),
@@ -371,6 +387,37 @@ fn a_late_record_is_wanted_while_pushes_bring_news_and_grafted_when_they_do_not(
     let asked = late_record_asked(false);
     assert!(matches!(asked, Message::Graft(_)), "{asked:?}");
     assert_eq!(origin(&asked).len(), 1);
+}
+
+#[test]
+fn rounds_open_no_exchange_while_pushes_bring_news_two_in_a_row_at_most() {
+    let mut net = Net::new(4, 2);
+    let from_1 = net.nodes[1].node_id();
+    // Node 1 links to node 0, so that its pushes come along a neighbour link.
+    let link = Message::Graft(Vec::new()).encode();
+    net.nodes[0].handle_frame(from_1, &link, net.now, &mut net.rng);
+    outputs(&mut net.nodes[0]);
+    let interval = net.nodes[0].config().interval_ms;
+    let fanout = net.nodes[0].config().fanout as u64;
+    let start = net.now;
+    let mut opened = Vec::new();
+    for round in 1..=7u64 {
+        let due = start + round * interval;
+        // News pushed 10 ms before each of the first six rounds, none before
+        // the seventh.
+        if round <= 6 {
+            let name = format!("s{round}");
+            let record = net.publish(1, &[name.as_str()]).unwrap();
+            let push = Message::Push(vec![record.wire_bytes().to_vec()]).encode();
+            net.nodes[0].handle_frame(from_1, &push, due - 10, &mut net.rng);
+        }
+        let before = net.nodes[0].counters().exchanges_opened;
+        net.nodes[0].handle_timeout(due, &mut net.rng);
+        outputs(&mut net.nodes[0]);
+        opened.push(net.nodes[0].counters().exchanges_opened - before);
+    }
+    assert_eq!(opened, vec![0, 0, fanout, 0, 0, fanout, fanout]);
+    assert_eq!(net.nodes[0].counters().rounds_skipped, 4);
 }
 
 #[test]
