@@ -619,12 +619,6 @@ impl Spread {
             .is_some_and(|at| now_ms.saturating_sub(at) < self.config.graft_timeout_ms)
     }
 
-    /// Whether a neighbour's push brought news within the last `window_ms`.
-    pub fn news_pushed_within(&self, now_ms: u64, window_ms: u64) -> bool {
-        self.news_pushed_ms
-            .is_some_and(|at| now_ms.saturating_sub(at) < window_ms)
-    }
-
     /// The next time there is spreading work to do.
     pub fn next_deadline(&self) -> Option<u64> {
         let graft = self.awaited.values().map(|awaited| awaited.due_ms).min();
