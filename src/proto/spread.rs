@@ -55,8 +55,8 @@
 //!   processes a burst cost each node about 165 duplicate pushes, and about 105
 //!   with `Want`. Asking at once with `Want` still cost each node some 10 asks
 //!   and answers per burst, for records that were on their way: with the
-//!   second wait, about 1 (8 interleaved pairs of `tidings bench net`: asks per
-//!   node over the run from 49-97 to 5-18, bursts 5% faster). If the announcer
+//!   second wait, about 1 (`tidings bench net` at 64 processes: asks per node
+//!   over the run 55-74 before, 11-12 after; bursts within noise). If the announcer
 //!   does not deliver either, the next announcer is asked after half a graft
 //!   timeout.
 //!

@@ -47,29 +47,6 @@
 //! stretches: its peers refuse it until they apply the operation that admits
 //! it, and it keeps trying every interval rather than every stretch.
 //!
-//! # Busy
-//!
-//! While pushes bring news, a round opens no exchange, up to
-//! [`BUSY_ROUNDS_SKIPPED`] rounds in a row; the next one opens its exchanges
-//! whatever the pushes bring. Busy means: since the last round, pushes brought
-//! at least [`BUSY_PUSHED`] new records, and more than exchanges and asks did.
-//! Records are then spreading, and an exchange in the middle of it finds
-//! differences that the pushes under way settle anyway: it sends digests down
-//! to the leaves, and records the peer gets a moment later by push, on cores
-//! the spread needs. Every node publishing at once at 64 processes on two
-//! cores, 200 ms interval: 4 exchanges per node per burst instead of 9, and
-//! bursts 9% faster (median of 8 interleaved pairs of `tidings bench net`).
-//! The two conditions keep the rule away from what exchanges are for: a node
-//! that is behind (just started, or back from a partition) gets more from its
-//! exchanges than from pushes, and keeps its rate; and one new record (a
-//! neighbour's first record, say) has spread long before the next round,
-//! which then has nothing to spare. (Counting any push of news as busy, a
-//! node that had just started waited a whole interval for its first
-//! exchange: the peer it pushed its own record to skipped its round.) The rest
-//! of the round (promises, neighbour upkeep, expiry) runs as usual. Repair is
-//! slowed, never stopped: peers that push a stream of news to keep this node
-//! busy only stretch its anti-entropy to one round in three.
-//!
 //! # Own chain
 //!
 //! - **Known**: the driver restored the latest own record ([`State::restore_own`])
@@ -145,22 +122,6 @@ pub struct GossipConfig {
 /// Rounds in a row with nothing new before a node stretches its exchanges.
 pub const QUIET_ROUNDS: u32 = 3;
 
-/// Rounds in a row that open no exchange while pushes bring news (see
-/// [Busy](self#busy)).
-pub const BUSY_ROUNDS_SKIPPED: u32 = 2;
-
-/// New records pushes must have brought since the last round for the node to
-/// count as busy (see [Busy](self#busy)).
-pub const BUSY_PUSHED: u32 = 4;
-
-/// New records accepted since the last round: by push, and by anything else
-/// (exchanges, answers to wants and grafts).
-#[derive(Debug, Clone, Copy, Default)]
-struct RoundNews {
-    pushed: u32,
-    pulled: u32,
-}
-
 impl Default for GossipConfig {
     fn default() -> Self {
         Self {
@@ -212,8 +173,6 @@ pub struct Counters {
     pub messages_out: u64,
     /// Exchanges opened.
     pub exchanges_opened: u64,
-    /// Rounds that opened no exchange because pushes brought news.
-    pub rounds_skipped: u64,
     /// Pushes that brought nothing new and were answered with a prune.
     pub pushes_pruned: u64,
     /// Announced records asked for because the eager path had not brought them.
@@ -276,10 +235,6 @@ pub struct State {
     /// When a failed publication (rate limit) is tried again.
     retry_publish_ms: u64,
     next_round_ms: u64,
-    /// Rounds in a row that opened no exchange because pushes brought news.
-    busy_skips: u32,
-    /// New records accepted since the last round, by the way they came.
-    round_news: RoundNews,
     /// Rounds since anything new, and idle rounds left before the next exchange.
     quiet: Quiet,
     /// Until when a new record does not look for missing neighbours: set when a
@@ -331,8 +286,6 @@ impl State {
             identity,
             me,
             next_round_ms: now_ms.saturating_add(gossip.interval_ms),
-            busy_skips: 0,
-            round_news: RoundNews::default(),
             quiet: Quiet::default(),
             neighbour_search_after_ms: 0,
             scores: Scores::new(gossip.score),
@@ -681,15 +634,6 @@ impl State {
         self.scores.prune(now_ms);
         self.work.prune(now_ms);
         self.maintain_neighbours(now_ms, rng);
-        // Busy: see the module doc.
-        let news = std::mem::take(&mut self.round_news);
-        let busy = news.pushed >= BUSY_PUSHED && news.pulled < news.pushed;
-        if busy && self.busy_skips < BUSY_ROUNDS_SKIPPED {
-            self.busy_skips += 1;
-            self.counters.rounds_skipped += 1;
-            return;
-        }
-        self.busy_skips = 0;
         let fanout = if self.is_idle() {
             self.config.fanout.min(1)
         } else {
@@ -946,11 +890,9 @@ impl State {
                     self.spread.note_holder(from, &record.origin, record.seq);
                 }
                 Verdict::Accepted { record, .. } if pushed => {
-                    self.round_news.pushed += 1;
                     self.spread
                         .accepted_from_push(record.origin(), record.seq(), from)
                 }
-                Verdict::Accepted { .. } => self.round_news.pulled += 1,
                 _ => {}
             }
             self.after_verdict(Some(from), verdict, now_ms, rng);

@@ -389,62 +389,6 @@ fn a_late_record_is_wanted_after_a_second_wait_while_pushes_bring_news_and_graft
     assert_eq!(origin(&asked).len(), 1);
 }
 
-/// Node 0 of a 12-node net, linked to node 1, through 7 rounds; before round
-/// `r`, with `(pushed, pulled) = news(r)`, `pushed` new records (of nodes 2,
-/// 3, ...) come to it from node 1 by push, and `pulled` more (of the next
-/// nodes) as an exchange's records. The exchanges each round opened.
-fn exchanges_opened_with_news(news: impl Fn(u64) -> (usize, usize)) -> Vec<u64> {
-    let mut net = Net::new(12, 2);
-    let from_1 = net.nodes[1].node_id();
-    // Node 1 links to node 0, so that its pushes come along a neighbour link.
-    let link = Message::Graft(Vec::new()).encode();
-    net.nodes[0].handle_frame(from_1, &link, net.now, &mut net.rng);
-    outputs(&mut net.nodes[0]);
-    let interval = net.nodes[0].config().interval_ms;
-    let start = net.now;
-    let mut opened = Vec::new();
-    for round in 1..=7u64 {
-        let due = start + round * interval;
-        let (pushed, pulled) = news(round);
-        let mut records: Vec<Vec<u8>> = (0..pushed + pulled)
-            .map(|i| {
-                let name = format!("s{round}");
-                let record = net.publish(2 + i, &[name.as_str()]).unwrap();
-                record.wire_bytes().to_vec()
-            })
-            .collect();
-        let exchanged = records.split_off(pushed);
-        for message in [Message::Push(records), Message::Records(exchanged)] {
-            if !matches!(&message, Message::Push(r) | Message::Records(r) if r.is_empty()) {
-                net.nodes[0].handle_frame(from_1, &message.encode(), due - 10, &mut net.rng);
-            }
-        }
-        let before = net.nodes[0].counters().exchanges_opened;
-        net.nodes[0].handle_timeout(due, &mut net.rng);
-        outputs(&mut net.nodes[0]);
-        opened.push(net.nodes[0].counters().exchanges_opened - before);
-    }
-    opened
-}
-
-#[test]
-fn rounds_open_no_exchange_while_pushes_bring_news_two_in_a_row_at_most() {
-    let fanout = GossipConfig::default().fanout as u64;
-    let busy = BUSY_PUSHED as usize;
-    // Pushes bring news before each of the first six rounds, none before the
-    // seventh.
-    let opened = exchanges_opened_with_news(|round| (if round <= 6 { busy } else { 0 }, 0));
-    assert_eq!(opened, vec![0, 0, fanout, 0, 0, fanout, fanout]);
-    // Fewer new records than BUSY_PUSHED: a record or two spread long before
-    // the round; nothing is skipped.
-    let opened = exchanges_opened_with_news(|_| (busy - 1, 0));
-    assert_eq!(opened, vec![fanout; 7]);
-    // Exchanges bring more news than pushes (a node behind, catching up):
-    // nothing is skipped either.
-    let opened = exchanges_opened_with_news(|_| (busy, busy));
-    assert_eq!(opened, vec![fanout; 7]);
-}
-
 #[test]
 fn converged_nodes_exchange_only_root_digests() {
     let mut net = Net::new(5, 0);
