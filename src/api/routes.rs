@@ -439,7 +439,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, Problem> {
     metric(
         "tidings_messages_sent_total",
         "counter",
-        "Messages sent to peers, by kind (push, have, graft, want, prune, records, sync, ...).",
+        "Messages handed to the send queues, by kind (push, have, graft, want, prune, records, sync, ...); frames a full queue dropped are counted in tidings_send_queue_dropped_total.",
         stats
             .messages_sent
             .iter()

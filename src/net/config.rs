@@ -419,7 +419,7 @@ roster = "{roster}"
 interval_ms = 1000     # time between gossip rounds
 fanout = 2             # exchanges per round
 neighbours = 5         # chosen neighbours new records spread through at once (0: off)
-graft_timeout_ms = 100 # wait for an announced record before asking its announcer
+graft_timeout_ms = 100 # wait for an announced record before asking its announcer (twice, once, while pushes bring news)
 idle_stretch = 8       # once nothing is new, one exchange every this many rounds
 ttl_ms = 300000        # lifetime of this node's records (a stopped node is forgotten
                        # within it); refreshed at half-life

@@ -142,7 +142,7 @@ pub struct SpreadConfig {
     /// neighbours too, up to as many again.
     pub neighbours: usize,
     /// How long an announced record may take on the eager path before it is
-    /// asked of its announcer.
+    /// asked of its announcer (twice as long, once, while pushes bring news).
     pub graft_timeout_ms: u64,
     /// How long announcements are gathered before they go out, so that one
     /// `Have` carries many, and so that they leave after the pushes of the
@@ -598,6 +598,8 @@ impl Spread {
             }
             let announcer = awaited.announcers.remove(0);
             asks.entry(announcer).or_default().push(*origin);
+            // Only the first ask is ever put off.
+            awaited.put_off = true;
             awaited.due_ms = now_ms.saturating_add(retry);
             true
         });
@@ -844,6 +846,28 @@ mod tests {
         assert!(!spread.on_push(id(1), true, false, 240));
         assert_eq!(
             spread.take_grafts(250, |_, _| true),
+            vec![(id(3), vec![id(9)])]
+        );
+    }
+
+    #[test]
+    fn only_the_first_ask_is_put_off() {
+        let mut spread = chosen(4);
+        spread.on_prune(&id(4), &mut rng());
+        spread.on_prune(&id(3), &mut rng());
+        assert!(spread.on_announced(id(4), &holding(9, 3), 0));
+        assert!(spread.on_announced(id(3), &holding(9, 3), 10));
+        // The path is quiet at the first due time: asked at once.
+        assert_eq!(
+            spread.take_grafts(100, |_, _| true),
+            vec![(id(4), vec![id(9)])]
+        );
+        // Pushes bring news again: the next announcer is still asked half a
+        // timeout later, not put off.
+        assert!(!spread.on_push(id(1), true, false, 120));
+        assert!(spread.eager_path_alive(150));
+        assert_eq!(
+            spread.take_grafts(150, |_, _| true),
             vec![(id(3), vec![id(9)])]
         );
     }

@@ -55,7 +55,8 @@ pub struct NodeStats {
     pub send_queue_dropped: u64,
     /// Signatures of received records and proofs checked.
     pub signature_checks: u64,
-    /// Messages sent to peers, by kind (a frame carries one message).
+    /// Messages handed to the send queues, by kind (a frame carries one
+    /// message; frames a full queue dropped are counted in `send_queue_dropped`).
     pub messages_sent: Vec<(String, u64)>,
 }
 

@@ -178,8 +178,8 @@ impl ConnectionTable {
     }
 
     /// Peers with an open connection on which they were heard within the idle
-    /// timeout. Called every second by the links (see `Links::start`), so
-    /// that when a peer went silent is known to about a second.
+    /// timeout. Called every 5 s by the links (see `watch_silence`), and
+    /// whenever asked, so that when a peer went silent is known to within 5 s.
     pub(super) fn connected(&self) -> Vec<NodeId> {
         let now = Instant::now();
         self.lock()

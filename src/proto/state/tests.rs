@@ -330,8 +330,10 @@ fn announcements_of_unknown_origins_or_old_records_are_not_awaited() {
 }
 
 /// Node 0 hears node 3 announce node 2's new record, which the eager path has
-/// not brought by the graft timeout; with `push_news`, node 1 pushed node 0 a
-/// record that was news 40 ms before. Returns how node 0 asked node 3.
+/// not brought by the graft timeout. Without `push_news` it is asked then.
+/// With it, node 1 pushed node 0 a record that was news 40 ms before the
+/// graft timeout, so the record is awaited once more, and another 50 ms before
+/// the second due time, when it is asked. Returns how node 0 asked node 3.
 fn late_record_asked(push_news: bool) -> Message {
     let mut net = Net::new(4, 2);
     let pushed = net.publish(1, &["a"]).unwrap();
