@@ -180,8 +180,9 @@ struct Awaited {
     announcers: Vec<NodeId>,
     /// When the next announcer is asked.
     due_ms: u64,
-    /// Whether its first ask was put off (once: pushes were bringing news).
-    put_off: bool,
+    /// Whether its first due time has passed (it was asked, or put off once
+    /// because pushes were bringing news): only the first ask is put off.
+    past_first_due: bool,
 }
 
 /// A record to announce: what, and the peers known to hold it already (the
@@ -495,7 +496,7 @@ impl Spread {
                 seq: holding.seq,
                 announcers: vec![peer],
                 due_ms: now_ms.saturating_add(self.config.graft_timeout_ms),
-                put_off: false,
+                past_first_due: false,
             },
         );
         true
@@ -591,15 +592,14 @@ impl Spread {
             if !still_missing(origin, awaited.seq) || awaited.announcers.is_empty() {
                 return false;
             }
-            if alive && !awaited.put_off {
-                awaited.put_off = true;
+            if alive && !awaited.past_first_due {
+                awaited.past_first_due = true;
                 awaited.due_ms = now_ms.saturating_add(timeout);
                 return true;
             }
             let announcer = awaited.announcers.remove(0);
             asks.entry(announcer).or_default().push(*origin);
-            // Only the first ask is ever put off.
-            awaited.put_off = true;
+            awaited.past_first_due = true;
             awaited.due_ms = now_ms.saturating_add(retry);
             true
         });

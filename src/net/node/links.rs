@@ -303,8 +303,8 @@ const SILENCE_CHECK: Duration = Duration::from_secs(5);
 /// Looks at every connection every [`SILENCE_CHECK`], so that a peer's silence
 /// is timed from within that of when it began (see
 /// `ConnectionTable::connected`: a dead peer shows as not connected one idle
-/// timeout, 45 s, to 50 s after it died); ends with the node. (Once a second,
-/// it was the most frequent wake-up of an idle node.)
+/// timeout, 45 s, to 50 s after the last traffic heard from it); ends with the
+/// node. (Once a second, it was the most frequent wake-up of an idle node.)
 async fn watch_silence(table: std::sync::Weak<ConnectionTable>) {
     let mut tick = tokio::time::interval(SILENCE_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
