@@ -81,12 +81,11 @@ pub const MAX_ANNOUNCED: usize = 1024;
 /// Most proofs in one message.
 pub const MAX_PROOFS_PER_MESSAGE: usize = 8;
 
-/// How far a node's chain jumps after it recovered from a lost history: its first
-/// record then has a `seq` at least this much above the newest of its own it
-/// could find (and at least the current time in milliseconds, so a later recovery
-/// jumps above an earlier one), so it cannot collide with a record it signed
-/// before the loss that no peer it heard had seen: a node signs far fewer records
-/// than this between the last one its peers saw and a loss.
+/// How far ahead of the time in milliseconds a node's chain jumps after it
+/// recovered from a lost history (see
+/// [`recovery_seq`](crate::proto::record::recovery_seq)), and how far above
+/// a pardoned seq it restarts: a node signs far fewer records than this
+/// between the last one its peers saw and a loss.
 pub const RECOVERY_SEQ_GAP: u64 = 1_000_000;
 
 /// Most members a roster genesis lists.

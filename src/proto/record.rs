@@ -161,6 +161,33 @@ fn normalize_specialists(specialists: &mut [Specialist]) {
     }
 }
 
+/// The `seq` of the first record after a recovery, found the newest own record
+/// peers returned (`found`, 0 for none) at `now_ms`, never below `floor` (a
+/// pardon's).
+///
+/// Recoveries jump to a line that moves with time: `now_ms` plus
+/// [`RECOVERY_SEQ_GAP`](crate::proto::limits::RECOVERY_SEQ_GAP). Every record
+/// a key signs is then below the line at the moment it signs it: ordinary
+/// records count up from 1, far below it, and after a jump an origin signs far
+/// fewer records (the origin rate limit allows a few a minute) than the line
+/// moves in milliseconds. So a later recovery lands above every record signed
+/// before it, whatever its peers returned: a jump added to what was found
+/// would not (a recovery that found a jumped record would jump ahead of the
+/// line, and a later one that found only an older record would land below it,
+/// on a seq the key had already signed). A chain already above the line (a
+/// clock set back, or a jump by an earlier version of this rule) jumps the gap
+/// above what was found.
+pub fn recovery_seq(found: u64, now_ms: u64, floor: u64) -> u64 {
+    use crate::proto::limits::RECOVERY_SEQ_GAP;
+    let line = now_ms.saturating_add(RECOVERY_SEQ_GAP);
+    let seq = if found < line {
+        line
+    } else {
+        found.saturating_add(RECOVERY_SEQ_GAP)
+    };
+    seq.max(floor).max(2)
+}
+
 impl Record {
     /// An origin's first record.
     pub fn first(
@@ -183,24 +210,19 @@ impl Record {
         }
     }
 
-    /// The first record a node signs after it recovered from a lost history: its
-    /// `seq` is at least `gap` above `previous` (the newest record of its own it
-    /// found) and at least `floor` (the time in milliseconds, so that a later
-    /// recovery jumps above an earlier one whose records no peer returned);
-    /// linked to `previous`, or to a marker derived from the origin.
-    #[allow(clippy::too_many_arguments)]
+    /// The first record a node signs after it recovered from a lost history (or
+    /// after its quarantine was pardoned): `seq` from [`recovery_seq`], linked to
+    /// `previous` (the newest record of its own it found), or to a marker derived
+    /// from the origin.
     pub fn after_recovery(
         federation: FederationId,
         origin: NodeId,
         previous: Option<&VerifiedRecord>,
-        gap: u64,
-        floor: u64,
+        seq: u64,
         announcement: Announcement,
         issued_at_ms: u64,
         ttl_ms: u64,
     ) -> Self {
-        let found = previous.map_or(0, VerifiedRecord::seq);
-        let seq = found.saturating_add(gap).max(floor).max(2);
         let prev = match previous {
             Some(previous) => previous.id(),
             None => RecordId(blake3::derive_key(

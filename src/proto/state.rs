@@ -58,7 +58,10 @@
 //!   has shown, in a digest range covering this node's id, that it holds nothing
 //!   newer of this node's chain than the node now holds, and at least one
 //!   interval has passed (time for its first exchanges), the chain is known and
-//!   the node publishes above it.
+//!   the node publishes above it. Its first record jumps to a seq above any
+//!   this key can have signed ([`recovery_seq`]), so a peer that had not seen
+//!   its latest record cannot make it fork: the record turns up later as an
+//!   older one.
 //! - **Halted**: another signer, or a quarantine of its own key. It keeps gossiping
 //!   and relaying, and signs nothing.
 
@@ -77,10 +80,10 @@ use super::event::{AuditEvent, ChainStatus, DirectoryChange, Halt, Output, Publi
 use super::gossip;
 use super::limits::{
     DEFAULT_TTL_MS, MAX_ANNOUNCED, MAX_FRAME_BYTES, MAX_PROOFS_PER_MESSAGE,
-    MAX_RECORDS_PER_MESSAGE, MAX_WANTS, RECOVERY_SEQ_GAP,
+    MAX_RECORDS_PER_MESSAGE, MAX_WANTS,
 };
 use super::membership::{BackoffPolicy, Membership};
-use super::record::{Announcement, Record, RecordId, Specialist, VerifiedRecord};
+use super::record::{recovery_seq, Announcement, Record, RecordId, Specialist, VerifiedRecord};
 use super::roster::Ledger;
 use super::score::{Offence, Penalty, ScorePolicy, Scores};
 use super::spread::{Spread, SpreadConfig};
@@ -572,8 +575,11 @@ impl State {
                 federation,
                 self.me,
                 self.own.as_ref(),
-                RECOVERY_SEQ_GAP,
-                now_ms.max(self.jump_floor),
+                recovery_seq(
+                    self.own.as_ref().map_or(0, VerifiedRecord::seq),
+                    now_ms,
+                    self.jump_floor,
+                ),
                 announcement,
                 now_ms,
                 ttl,

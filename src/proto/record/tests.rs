@@ -282,3 +282,30 @@ fn limits_name_the_field() {
         }))
     ));
 }
+
+#[test]
+fn a_recovery_lands_above_every_record_signed_before_it() {
+    use crate::proto::limits::RECOVERY_SEQ_GAP;
+    let t0 = 1_704_067_200_000;
+    // Ordinary records 1..=5, then the disk is lost: the jump leaves them behind.
+    let first = recovery_seq(5, t0, 0);
+    assert!(first > 5 + RECOVERY_SEQ_GAP / 2);
+    // Lost again five seconds later; peers return the jumped record.
+    let second = recovery_seq(first, t0 + 5_000, 0);
+    assert!(second > first);
+    // The node signs one more, then loses its disk a third time, and this time
+    // its peers only have seq 5: it still lands above all it signed. (Adding the
+    // gap to what was found jumped the second recovery ahead of the line, and
+    // this one below what the second had signed.)
+    let third = recovery_seq(5, t0 + 10_000, 0);
+    assert!(third > second + 1, "{third} <= {}", second + 1);
+    // Nothing found: still on the line.
+    assert_eq!(recovery_seq(0, t0, 0), t0 + RECOVERY_SEQ_GAP);
+    // A chain above the line (a clock set back) jumps the gap above it.
+    let ahead = t0 + 10 * RECOVERY_SEQ_GAP;
+    assert_eq!(recovery_seq(ahead, t0, 0), ahead + RECOVERY_SEQ_GAP);
+    // A pardon's floor wins when it is higher.
+    assert_eq!(recovery_seq(5, t0, u64::MAX - 1), u64::MAX - 1);
+    // No overflow at the top.
+    assert_eq!(recovery_seq(u64::MAX, u64::MAX, 0), u64::MAX);
+}

@@ -42,9 +42,10 @@ impl State {
     ///
     /// An own record restored before (from a disk that cannot be fully trusted)
     /// is kept as a lower bound: newer ones from peers replace it, and the first
-    /// record signed after recovery jumps the chain well above it
-    /// ([`RECOVERY_SEQ_GAP`](crate::proto::limits::RECOVERY_SEQ_GAP)), so it
-    /// cannot collide with one signed before the loss that no peer had seen.
+    /// record signed after recovery jumps the chain above every seq this key can
+    /// have signed ([`recovery_seq`](crate::proto::record::recovery_seq)), so it
+    /// cannot collide with one signed before the loss that no peer had seen,
+    /// however few peers the node heard before it signed again.
     pub fn mark_lost(&mut self, now_ms: u64) {
         if matches!(self.chain, Chain::Known) {
             self.chain = Chain::Recovering {
