@@ -964,21 +964,7 @@ fn a_peer_that_ends_recovery_early_cannot_make_the_node_fork() {
     let _ = outputs(&mut net.nodes[1]);
     // Node 0 loses everything; node 2 (which lacks seq 3) says it holds nothing
     // of node 0, listing an empty root range.
-    net.nodes[0] = restarted(&net, 1);
-    net.nodes[0].mark_lost(net.now);
-    net.nodes[0].set_announcement(announcement(&["d"]));
-    let liar = net.nodes[2].node_id();
-    let empty = Message::Open {
-        clock_ms: net.now,
-        ranges: vec![Range {
-            prefix: crate::proto::wire::Prefix::ROOT,
-            summary: crate::proto::wire::Summary::Holdings(vec![]),
-        }],
-    };
-    net.now += 1000;
-    net.nodes[0].handle_frame(liar, &empty.encode(), net.now, &mut net.rng);
-    net.nodes[0].handle_timeout(net.now, &mut net.rng);
-    let after = net.nodes[0].own_record().unwrap().clone();
+    let after = lose_disk_and_recover(&mut net, None, &["d"]);
     assert!(after.seq() >= crate::proto::limits::RECOVERY_SEQ_GAP);
     // The record only node 1 had (seq 3) now meets the new one: no conflict.
     net.settle();
@@ -995,16 +981,23 @@ fn a_peer_that_ends_recovery_early_cannot_make_the_node_fork() {
 
 /// Node 0 of `net` loses its disk and restarts; `shown` (sent by node 1) is
 /// what its peers return of its chain, and node 2 then shows it holds nothing
-/// newer. After an interval it signs again: the record it jumps to.
-fn lose_disk_and_recover(net: &mut Net, shown: &VerifiedRecord, names: &[&str]) -> VerifiedRecord {
+/// of it (an empty root range). After an interval it signs again: the record
+/// it jumps to.
+fn lose_disk_and_recover(
+    net: &mut Net,
+    shown: Option<&VerifiedRecord>,
+    names: &[&str],
+) -> VerifiedRecord {
     net.queue.clear();
     net.nodes[0] = restarted(net, 1);
     net.nodes[0].mark_lost(net.now);
     net.nodes[0].set_announcement(announcement(names));
-    let one = net.nodes[1].node_id();
     let two = net.nodes[2].node_id();
-    let records = Message::Records(vec![shown.wire_bytes().to_vec()]).encode();
-    net.nodes[0].handle_frame(one, &records, net.now, &mut net.rng);
+    if let Some(shown) = shown {
+        let one = net.nodes[1].node_id();
+        let records = Message::Records(vec![shown.wire_bytes().to_vec()]).encode();
+        net.nodes[0].handle_frame(one, &records, net.now, &mut net.rng);
+    }
     let nothing_newer = Message::Open {
         clock_ms: net.now,
         ranges: vec![Range {
@@ -1028,17 +1021,17 @@ fn a_node_that_loses_its_disk_again_and_again_never_signs_below_itself() {
     let first = net.publish(0, &["a"]).unwrap();
     net.queue.clear();
     // First loss: peers return seq 1; the node jumps.
-    let jumped = lose_disk_and_recover(&mut net, &first, &["b"]);
+    let jumped = lose_disk_and_recover(&mut net, Some(&first), &["b"]);
     assert!(jumped.seq() > first.seq());
     // Second loss, five seconds on: peers return the jumped record.
     net.now += 5_000;
-    let again = lose_disk_and_recover(&mut net, &jumped, &["c"]);
+    let again = lose_disk_and_recover(&mut net, Some(&jumped), &["c"]);
     assert!(again.seq() > jumped.seq());
     // Third loss: the peers it hears only have seq 1. It must still land above
     // everything it signed, or it would sign a seq twice (a fork) or, once
     // restarted, meet its own newer record and halt.
     net.now += 5_000;
-    let third = lose_disk_and_recover(&mut net, &first, &["d"]);
+    let third = lose_disk_and_recover(&mut net, Some(&first), &["d"]);
     assert!(
         third.seq() > again.seq(),
         "{} <= {}",
