@@ -5,8 +5,9 @@
 //! empty node joins it and pulls everything; both start from new data
 //! directories, so no run inherits the logs and stores of the one before.
 //! Every record is verified, stored and audited on the way, as in operation.
-//! The rate is timed from the first record the empty node accepted to the last,
-//! from its own stream of directory changes. Each run is paired with a timing of
+//! The rate is timed from the first record the empty node accepted (from its
+//! own stream of directory changes) until it held them all and its audit
+//! writer had appended their entries. Each run is paired with a timing of
 //! single-core `verify_strict` over the same records, made just before it, and
 //! the ratio reported is the median of the per-run ratios (a noisy machine slows
 //! both halves of a pair alike).
@@ -224,7 +225,7 @@ pub(crate) async fn run(temp: &Path, records: usize, repeat: usize) -> anyhow::R
         let empty = Node::spawn(config).await?;
         let mut changes = empty.subscribe();
         // Every origin's record, and the full node's own.
-        let (mut added, mut first, mut last) = (0usize, None, None);
+        let (mut added, mut first) = (0usize, None);
         let mut cpu_first = 0;
         let mut threads_first = BTreeMap::new();
         while added < records + 1 {
@@ -248,10 +249,24 @@ pub(crate) async fn run(temp: &Path, records: usize, repeat: usize) -> anyhow::R
                     threads_first = cpu_by_thread();
                 }
                 first.get_or_insert(at);
-                last = Some(at);
                 added += arrived;
             }
         }
+        // Audited means appended: wait for the entries of the last records
+        // (the writer gathers entries before it appends them), asking again
+        // until a second ask finds nothing more handed over.
+        let client = empty.client();
+        let mut written = None;
+        loop {
+            let settle = client.clone();
+            let now = tokio::task::spawn_blocking(move || settle.settle_audit()).await??;
+            if written == Some(now) {
+                break;
+            }
+            written = Some(now);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let last = Some(Instant::now());
         let cpu_last = process_cpu_ns();
         for (kind, ns) in cpu_by_thread() {
             let before = threads_first.get(&kind).copied().unwrap_or(0);

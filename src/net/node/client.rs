@@ -511,10 +511,19 @@ impl NodeClient {
         self.ask(Command::Members).await
     }
 
+    /// Waits until every entry the node had handed to its audit writer when
+    /// this was called is appended; returns the last index written. Blocks:
+    /// call it off the async runtime's threads.
+    pub fn settle_audit(&self) -> Result<u64, NodeError> {
+        self.audit_writer
+            .settle()
+            .map_err(|error| NodeError::Audit(error.to_string()))
+    }
+
     /// A read-only view of this node's audit log, holding every entry the node
     /// had handed to its writer when this was called (it waits for them to be
-    /// appended: the writer gathers entries for a few milliseconds). Blocks:
-    /// call it off the async runtime's threads.
+    /// appended: the writer gathers entries for up to a quarter of a second).
+    /// Blocks: call it off the async runtime's threads.
     pub fn audit_log(&self) -> Result<AuditLog<SledStore>, NodeError> {
         // A stopped writer appends nothing more: what it wrote is still read.
         let _ = self.audit_writer.settle();
