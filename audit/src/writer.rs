@@ -36,12 +36,12 @@ pub const BATCH: usize = 1024;
 /// every node of 64 processes on two cores published at once, appending after
 /// 20 ms left the log and its store a fifth of the burst's CPU (entries written
 /// one by one, 20 ms apart, were each written 32 times on average), and
-/// appending after 300 ms instead made bursts 7 to 21% faster (three
-/// interleaved pairs of `tidings bench net`). Nothing waits for an append but
+/// appending after 250 ms instead made bursts 10 to 21% faster (two
+/// interleaved pairs of the whole `tidings bench net`, at 200 ms and 1 s). Nothing waits for an append but
 /// readers of the log, and a reader that must see everything handed over calls
 /// [`WriterHandle::settle`]; a flush appends at once too. Durability does not
-/// wait longer: an entry is durable [`FLUSH_INTERVAL`] after it was handed over
-/// at most, appended or not.
+/// wait longer: the sync of an entry starts [`FLUSH_INTERVAL`] after the writer
+/// took it at the latest, appended or not.
 pub const LINGER: Duration = Duration::from_millis(250);
 
 /// Longest time an applied batch waits before it is made durable.
@@ -380,11 +380,14 @@ fn run<S: Store>(
         }
         let due = dirty_since.is_some_and(|since| since.elapsed() >= FLUSH_INTERVAL);
         if !flushes.is_empty() || due {
-            let result = durable(&mut log, progress).map_err(|error| error.to_string());
+            let result = durable(&mut log, progress);
             dirty_since = None;
             for reply in flushes {
-                let _ = reply.send(result.clone());
+                let _ = reply.send(result.as_ref().copied().map_err(|e| e.to_string()));
             }
+            // A failed sync stops the writer, whoever asked for it: what it
+            // wrote is not durable, and later syncs would not say so.
+            result?;
         }
     }
     log.checkpoint_now()?;

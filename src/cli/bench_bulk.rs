@@ -255,18 +255,19 @@ pub(crate) async fn run(temp: &Path, records: usize, repeat: usize) -> anyhow::R
         // Audited means appended: wait for the entries of the last records
         // (the writer gathers entries before it appends them), asking again
         // until a second ask finds nothing more handed over.
+        // The end is when the settle that a second one confirmed returned.
         let client = empty.client();
-        let mut written = None;
-        loop {
+        let mut settled: Option<(u64, Instant)> = None;
+        let last = loop {
             let settle = client.clone();
-            let now = tokio::task::spawn_blocking(move || settle.settle_audit()).await??;
-            if written == Some(now) {
-                break;
+            let written = tokio::task::spawn_blocking(move || settle.settle_audit()).await??;
+            let at = Instant::now();
+            match settled {
+                Some((before, before_at)) if before == written => break Some(before_at),
+                _ => settled = Some((written, at)),
             }
-            written = Some(now);
             tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let last = Some(Instant::now());
+        };
         let cpu_last = process_cpu_ns();
         for (kind, ns) in cpu_by_thread() {
             let before = threads_first.get(&kind).copied().unwrap_or(0);

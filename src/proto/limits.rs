@@ -81,8 +81,8 @@ pub const MAX_ANNOUNCED: usize = 1024;
 /// Most proofs in one message.
 pub const MAX_PROOFS_PER_MESSAGE: usize = 8;
 
-/// How far ahead of the time in milliseconds a node's chain jumps after it
-/// recovered from a lost history (see
+/// How far ahead of its time line a node's chain jumps after it recovered
+/// from a lost history (see
 /// [`recovery_seq`](crate::proto::record::recovery_seq)), and how far above
 /// a pardoned seq it restarts: a node signs far fewer records than this
 /// between the last one its peers saw and a loss.

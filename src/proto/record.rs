@@ -163,23 +163,30 @@ fn normalize_specialists(specialists: &mut [Specialist]) {
 
 /// The `seq` of the first record after a recovery, found the newest own record
 /// peers returned (`found`, 0 for none) at `now_ms`, never below `floor` (a
-/// pardon's).
+/// pardon's, or the floor the directory keeps for this origin).
 ///
-/// Recoveries jump to a line that moves with time: `now_ms` plus
+/// Recoveries jump to a line that moves with time: the time in microseconds
+/// ([`SEQ_LINE_PER_MS`] a millisecond) plus
 /// [`RECOVERY_SEQ_GAP`](crate::proto::limits::RECOVERY_SEQ_GAP). Every record
 /// a key signs is then below the line at the moment it signs it: ordinary
-/// records count up from 1, far below it, and after a jump an origin signs far
-/// fewer records (the origin rate limit allows a few a minute) than the line
-/// moves in milliseconds. So a later recovery lands above every record signed
-/// before it, whatever its peers returned: a jump added to what was found
-/// would not (a recovery that found a jumped record would jump ahead of the
-/// line, and a later one that found only an older record would land below it,
-/// on a seq the key had already signed). A chain already above the line (a
-/// clock set back, or a jump by an earlier version of this rule) jumps the gap
-/// above what was found.
+/// records count up from 1, and jumps made by earlier versions (the time in
+/// milliseconds, plus a million or two) are a thousandth of it; after a jump
+/// an origin would have to sign more than a thousand records a millisecond
+/// to overtake the line; and a chain that starts above it (a pardon's floor,
+/// a clock set back) falls below it a second later for every million it is
+/// above. So a later recovery lands above every record signed before it,
+/// whatever its peers returned, unless the node's clock went back between the
+/// two by more than the time between them (its time is the wall clock read at
+/// start plus monotonic time, so only across a restart). A jump added to what
+/// was found would not: a recovery that found a jumped record would jump
+/// ahead of the line, and a later one that found only an older record would
+/// land below it, on a seq the key had already signed. A chain found above
+/// the line jumps the gap above what was found.
 pub fn recovery_seq(found: u64, now_ms: u64, floor: u64) -> u64 {
     use crate::proto::limits::RECOVERY_SEQ_GAP;
-    let line = now_ms.saturating_add(RECOVERY_SEQ_GAP);
+    let line = now_ms
+        .saturating_mul(SEQ_LINE_PER_MS)
+        .saturating_add(RECOVERY_SEQ_GAP);
     let seq = if found < line {
         line
     } else {
@@ -187,6 +194,10 @@ pub fn recovery_seq(found: u64, now_ms: u64, floor: u64) -> u64 {
     };
     seq.max(floor).max(2)
 }
+
+/// How fast the line of [`recovery_seq`] moves: this much a millisecond
+/// (u64 holds it for some 580,000 years of milliseconds since 1970).
+pub const SEQ_LINE_PER_MS: u64 = 1_000;
 
 impl Record {
     /// An origin's first record.

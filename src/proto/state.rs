@@ -58,10 +58,10 @@
 //!   has shown, in a digest range covering this node's id, that it holds nothing
 //!   newer of this node's chain than the node now holds, and at least one
 //!   interval has passed (time for its first exchanges), the chain is known and
-//!   the node publishes above it. Its first record jumps to a seq above any
-//!   this key can have signed ([`recovery_seq`]), so a peer that had not seen
-//!   its latest record cannot make it fork: the record turns up later as an
-//!   older one.
+//!   the node publishes above it. Its first record jumps to a line that moves
+//!   with time, above any seq this key can have signed ([`recovery_seq`] says
+//!   when that holds), so a peer that had not seen its latest record cannot
+//!   make it fork: the record turns up later as an older one.
 //! - **Halted**: another signer, or a quarantine of its own key. It keeps gossiping
 //!   and relaying, and signs nothing.
 
@@ -578,7 +578,13 @@ impl State {
                 recovery_seq(
                     self.own.as_ref().map_or(0, VerifiedRecord::seq),
                     now_ms,
-                    self.jump_floor,
+                    // Above a pardon's floor too after a restart, when
+                    // `jump_floor` is gone and the directory still keeps it.
+                    self.jump_floor.max(
+                        self.directory
+                            .floor(&self.me)
+                            .map_or(0, |floor| floor.saturating_add(1)),
+                    ),
                 ),
                 announcement,
                 now_ms,

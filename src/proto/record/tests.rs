@@ -289,7 +289,7 @@ fn a_recovery_lands_above_every_record_signed_before_it() {
     let t0 = 1_704_067_200_000;
     // Ordinary records 1..=5, then the disk is lost: the jump leaves them behind.
     let first = recovery_seq(5, t0, 0);
-    assert!(first > 5 + RECOVERY_SEQ_GAP / 2);
+    assert!(first > 5 + RECOVERY_SEQ_GAP);
     // Lost again five seconds later; peers return the jumped record.
     let second = recovery_seq(first, t0 + 5_000, 0);
     assert!(second > first);
@@ -299,13 +299,23 @@ fn a_recovery_lands_above_every_record_signed_before_it() {
     // this one below what the second had signed.)
     let third = recovery_seq(5, t0 + 10_000, 0);
     assert!(third > second + 1, "{third} <= {}", second + 1);
-    // Nothing found: still on the line.
-    assert_eq!(recovery_seq(0, t0, 0), t0 + RECOVERY_SEQ_GAP);
-    // A chain above the line (a clock set back) jumps the gap above it.
-    let ahead = t0 + 10 * RECOVERY_SEQ_GAP;
+    // Nothing found: on the line.
+    assert_eq!(
+        recovery_seq(0, t0, 0),
+        t0 * SEQ_LINE_PER_MS + RECOVERY_SEQ_GAP
+    );
+    // A pardon's floor above the line wins; a second later, with nothing of it
+    // returned, the line has passed a floor two gaps above it.
+    let line = t0 * SEQ_LINE_PER_MS + RECOVERY_SEQ_GAP;
+    let pardoned = recovery_seq(5, t0, line + 2 * RECOVERY_SEQ_GAP);
+    assert_eq!(pardoned, line + 2 * RECOVERY_SEQ_GAP);
+    assert!(recovery_seq(5, t0 + 3_000, 0) > pardoned + 1_000);
+    // A jump of an earlier version (the time in milliseconds plus a gap or
+    // two) is far below the line.
+    assert!(recovery_seq(t0 + 2 * RECOVERY_SEQ_GAP, t0, 0) > t0 + 3 * RECOVERY_SEQ_GAP);
+    // A chain found above the line (a clock set back) jumps the gap above it.
+    let ahead = line + 10 * RECOVERY_SEQ_GAP;
     assert_eq!(recovery_seq(ahead, t0, 0), ahead + RECOVERY_SEQ_GAP);
-    // A pardon's floor wins when it is higher.
-    assert_eq!(recovery_seq(5, t0, u64::MAX - 1), u64::MAX - 1);
     // No overflow at the top.
     assert_eq!(recovery_seq(u64::MAX, u64::MAX, 0), u64::MAX);
 }

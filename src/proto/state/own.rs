@@ -42,10 +42,11 @@ impl State {
     ///
     /// An own record restored before (from a disk that cannot be fully trusted)
     /// is kept as a lower bound: newer ones from peers replace it, and the first
-    /// record signed after recovery jumps the chain above every seq this key can
-    /// have signed ([`recovery_seq`](crate::proto::record::recovery_seq)), so it
-    /// cannot collide with one signed before the loss that no peer had seen,
-    /// however few peers the node heard before it signed again.
+    /// record signed after recovery jumps the chain to a line that moves with
+    /// time, above every seq this key can have signed (see
+    /// [`recovery_seq`](crate::proto::record::recovery_seq) for when that
+    /// holds), so it cannot collide with one signed before the loss that no
+    /// peer had seen, however few peers the node heard before it signed again.
     pub fn mark_lost(&mut self, now_ms: u64) {
         if matches!(self.chain, Chain::Known) {
             self.chain = Chain::Recovering {

@@ -1008,11 +1008,16 @@ fn lose_disk_and_recover(
     net.now += 1000;
     net.nodes[0].handle_frame(two, &nothing_newer.encode(), net.now, &mut net.rng);
     net.nodes[0].handle_timeout(net.now, &mut net.rng);
-    let _ = outputs(&mut net.nodes[0]);
-    net.nodes[0]
+    assert!(matches!(net.nodes[0].chain_status(), ChainStatus::Known));
+    let signed = net.nodes[0]
         .own_record()
         .expect("signed after recovery")
-        .clone()
+        .clone();
+    assert!(
+        shown.is_none_or(|shown| signed.id() != shown.id()),
+        "it signed a record of its own"
+    );
+    signed
 }
 
 #[test]
