@@ -49,7 +49,9 @@ pub use op::{
     check_label, Action, Approval, Genesis, GenesisError, OpBody, RosterHash, SignedOp, Threshold,
     ROSTER_VERSION,
 };
-pub use state::{approve, countersign, ApprovalCache, Need, RosterError, RosterState, VerifiedOp};
+pub use state::{
+    approve, countersign, ApprovalCache, Need, RosterError, RosterState, VerifiedOp, MAX_PARDON_SEQ,
+};
 
 use super::codec::{check_size, DecodeError, Field, Reader};
 use super::limits::MAX_ROSTER_FORK_BYTES;

@@ -14,7 +14,13 @@ use super::op::{check_label, Action, Approval, Genesis, OpBody, RosterHash, Sign
 use crate::proto::codec::DecodeError;
 use crate::proto::limits::{MAX_CLOCK_SKEW_MS, MAX_PROPOSAL_LIFETIME_MS};
 
+/// Highest seq a pardon may name: the pardoned chain restarts above it, past
+/// a recovery gap, and must still have seqs left for as long as it runs (the
+/// line recoveries jump to is near 2^51 today; this is 2^62).
+pub const MAX_PARDON_SEQ: u64 = 1 << 62;
+
 /// Why an operation does not apply to a state.
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RosterError {
     /// The bytes are not an operation.
@@ -84,6 +90,13 @@ pub enum RosterError {
     /// The member to change is not on the roster.
     #[error("{0} is not a member")]
     NoSuchMember(NodeId),
+    /// A pardon above a seq no chain can continue from: the pardoned node's
+    /// next records would run out of seqs and repeat one (see
+    /// [`MAX_PARDON_SEQ`]).
+    #[error(
+        "a pardon above seq {0} leaves the chain no room to continue (at most {MAX_PARDON_SEQ})"
+    )]
+    PardonTooHigh(u64),
     /// The change would leave a threshold the roster cannot meet or that no
     /// longer guarantees that two quorums overlap.
     #[error("after this operation, {members} members with threshold {threshold}: {reason}")]
@@ -418,9 +431,12 @@ impl RosterState {
                     return Err(RosterError::NoSuchMember(*member));
                 }
             }
-            Action::Pardon { origin, .. } => {
+            Action::Pardon { origin, above_seq } => {
                 if !members.contains(origin) {
                     return Err(RosterError::NoSuchMember(*origin));
+                }
+                if *above_seq > MAX_PARDON_SEQ {
+                    return Err(RosterError::PardonTooHigh(*above_seq));
                 }
             }
         }

@@ -174,6 +174,21 @@ fn each_action_applies_with_the_threshold() {
     );
     state = state.apply(&complete(&state, &pardon).unwrap()).unwrap();
     assert_eq!(state.epoch(), 6);
+
+    // A pardon so high that the chain would run out of seqs is refused.
+    let too_high = fed.op(
+        &state,
+        Action::Pardon {
+            origin: fed.member(2),
+            above_seq: MAX_PARDON_SEQ + 1,
+        },
+        &[0, 1, 3],
+        None,
+    );
+    assert_eq!(
+        complete(&state, &too_high),
+        Err(RosterError::PardonTooHigh(MAX_PARDON_SEQ + 1))
+    );
 }
 
 #[test]
