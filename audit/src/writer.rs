@@ -202,11 +202,19 @@ impl WriterHandle {
 
     /// Queues `entry`, waiting while the channel is full.
     pub fn append(&self, entry: NewEntry) -> Result<(), WriterError> {
-        self.sender()?
-            .send(Command::Append(Box::new(entry)))
-            .map_err(|_| WriterError::Closed("the writer thread ended".into()))?;
+        let sender = self.sender()?;
+        // Counted before it is sent: counted after, the writer could append it
+        // first, and `lag` would then hide another sender's entries.
         self.progress.sent.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        sender
+            .send(Command::Append(Box::new(entry)))
+            .map_err(|_| self.not_sent(1))
+    }
+
+    /// Takes back the count of entries that were not sent after all.
+    fn not_sent(&self, count: u64) -> WriterError {
+        self.progress.sent.fetch_sub(count, Ordering::SeqCst);
+        WriterError::Closed("the writer thread ended".into())
     }
 
     /// Queues several entries with one hand-over (what a node does after each input),
@@ -216,11 +224,11 @@ impl WriterHandle {
             return Ok(());
         }
         let count = entries.len() as u64;
-        self.sender()?
-            .send(Command::AppendMany(entries))
-            .map_err(|_| WriterError::Closed("the writer thread ended".into()))?;
+        let sender = self.sender()?;
         self.progress.sent.fetch_add(count, Ordering::SeqCst);
-        Ok(())
+        sender
+            .send(Command::AppendMany(entries))
+            .map_err(|_| self.not_sent(count))
     }
 
     /// Waits until everything queued before this call is on disk; returns the last
@@ -271,17 +279,15 @@ impl WriterHandle {
             return Ok(());
         }
         let count = entries.len() as u64;
-        match self.sender()?.try_send(Command::AppendMany(entries)) {
-            Ok(()) => {
-                self.progress.sent.fetch_add(count, Ordering::SeqCst);
-                Ok(())
-            }
+        let sender = self.sender()?;
+        self.progress.sent.fetch_add(count, Ordering::SeqCst);
+        match sender.try_send(Command::AppendMany(entries)) {
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(Command::AppendMany(entries))) => {
+                self.progress.sent.fetch_sub(count, Ordering::SeqCst);
                 Err(TryAppendError::Full(Full(entries)))
             }
-            Err(_) => Err(TryAppendError::Closed(WriterError::Closed(
-                "the writer thread ended".into(),
-            ))),
+            Err(_) => Err(TryAppendError::Closed(self.not_sent(count))),
         }
     }
 
