@@ -37,9 +37,10 @@ pub const BATCH: usize = 1024;
 /// 20 ms left the log and its store a fifth of the burst's CPU (entries written
 /// one by one, 20 ms apart, were each written 32 times on average), and
 /// appending after 250 ms instead made bursts 10 to 21% faster (two
-/// interleaved pairs of the whole `tidings bench net`, at 200 ms and 1 s). Nothing waits for an append but
-/// readers of the log, and a reader that must see everything handed over calls
-/// [`WriterHandle::settle`]; a flush appends at once too. Durability does not
+/// interleaved pairs of the whole `tidings bench net`, at 200 ms and 1 s).
+/// Nothing waits for an append but readers of the log, and a reader that must
+/// see everything handed over calls [`WriterHandle::settle`]; a flush appends
+/// at once too. Durability does not
 /// wait longer: the sync of an entry starts [`FLUSH_INTERVAL`] after the writer
 /// took it at the latest, appended or not.
 pub const LINGER: Duration = Duration::from_millis(250);
@@ -321,7 +322,7 @@ fn run<S: Store>(
     receiver: Receiver<Command>,
     progress: &Progress,
 ) -> Result<AuditLog<S>, AuditError> {
-    // When the oldest entry not yet durable was handed over.
+    // When the oldest entry not yet durable reached the writer.
     let mut dirty_since: Option<Instant> = None;
     let mut stopping = false;
     while !stopping {

@@ -254,8 +254,8 @@ pub(crate) async fn run(temp: &Path, records: usize, repeat: usize) -> anyhow::R
         }
         // Audited means appended: wait for the entries of the last records
         // (the writer gathers entries before it appends them), asking again
-        // until a second ask finds nothing more handed over.
-        // The end is when the settle that a second one confirmed returned.
+        // until a second ask finds nothing more handed over; the end is when
+        // the ask that the second one confirmed returned.
         let client = empty.client();
         let mut settled: Option<(u64, Instant)> = None;
         let last = loop {
