@@ -259,7 +259,9 @@ pub struct State {
     /// claim excuses records of unknown origins (claims are not proof: they
     /// lapse unless renewed, see `governance`).
     roster_ahead: (u64, u64),
-    /// The least seq of the next record after a jump (a pardon's floor).
+    /// The least seq of the next record after a pardon of this node's key
+    /// (its `above_seq` plus [`RECOVERY_SEQ_GAP`](crate::proto::limits::RECOVERY_SEQ_GAP)):
+    /// a record below it is signed as a jump to it.
     jump_floor: u64,
     /// The record of this node's previous key, when its key was rotated and
     /// it has not signed under the new one yet: its chain continues above it.
@@ -570,16 +572,20 @@ impl State {
         }
         let federation = self.directory.config().federation;
         let ttl = self.config.ttl_ms;
+        // A pardon of this node's key leaves a floor its chain must jump above;
+        // a restart between the pardon and the jumped record forgets
+        // `jump_next`, not the floor (the stored operation sets it again).
+        let below_jump_floor = self.own.as_ref().map_or(0, VerifiedRecord::seq) < self.jump_floor;
         let record = match &self.own {
-            _ if self.jump_next => Record::after_recovery(
+            _ if self.jump_next || below_jump_floor => Record::after_recovery(
                 federation,
                 self.me,
                 self.own.as_ref(),
                 recovery_seq(
                     self.own.as_ref().map_or(0, VerifiedRecord::seq),
                     now_ms,
-                    // Above a pardon's floor too after a restart, when
-                    // `jump_floor` is gone and the directory still keeps it.
+                    // Above the directory's floor for this key too (a
+                    // pardon's or a rotation's).
                     self.jump_floor.max(
                         self.directory
                             .floor(&self.me)

@@ -569,7 +569,13 @@ impl State {
                     above_seq: *above_seq,
                 }));
                 if *origin == self.me {
-                    self.pardon_self(&mut outputs, *above_seq);
+                    // Kept whether or not this node knew it was quarantined, and
+                    // set again from the stored operation at every restart: the
+                    // next record jumps above it however long that takes.
+                    self.jump_floor = self
+                        .jump_floor
+                        .max(above_seq.saturating_add(RECOVERY_SEQ_GAP));
+                    self.pardon_self(&mut outputs);
                 }
             }
             _ => {}
@@ -636,12 +642,11 @@ impl State {
     }
 
     /// This node's own quarantine was pardoned: it signs again, its next record
-    /// jumping above the pardoned seq.
-    fn pardon_self(&mut self, outputs: &mut Vec<Output>, above_seq: u64) {
+    /// jumping above the pardoned seq (`jump_floor`).
+    fn pardon_self(&mut self, outputs: &mut Vec<Output>) {
         if matches!(self.chain, super::Chain::Halted(Halt::Quarantined(_))) {
             self.chain = super::Chain::Known;
             self.jump_next = true;
-            self.jump_floor = above_seq.saturating_add(RECOVERY_SEQ_GAP);
             self.desired_unpublished = self.desired.is_some();
             outputs.push(Output::ChainStatus(ChainStatus::Known));
         }

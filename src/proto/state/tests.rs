@@ -1348,38 +1348,9 @@ fn a_removed_member_leaves_everywhere_and_late_relays_blame_nobody() {
 #[test]
 fn a_pardoned_member_publishes_again_above_the_proof() {
     let mut net = Net::governed(5, 0);
-    let first = net.publish(3, &["a"]).unwrap();
-    net.settle();
-    // A second record with the same seq: an equivocation.
-    let fork = VerifiedRecord::sign(
-        &Identity::from_seed(&[4; 32]),
-        Record {
-            issued_at_ms: first.record().issued_at_ms + 1,
-            ..first.record().clone()
-        },
-    )
-    .unwrap();
-    let bytes = Message::Records(vec![fork.wire_bytes().to_vec()]).encode();
-    let sender = net.nodes[0].node_id();
-    net.nodes[1].handle_frame(sender, &bytes, net.now, &mut net.rng);
-    net.settle();
-    net.rounds(4);
-    let origin = net.nodes[3].node_id();
-    for node in &net.nodes {
-        assert!(node.directory().is_quarantined(&origin));
-    }
-    assert!(net.publish(3, &["b"]).is_err(), "halted");
+    let (first, fork) = quarantine_and_pardon(&mut net, |seq| seq);
+    let (origin, sender) = (net.nodes[3].node_id(), net.nodes[0].node_id());
     let proof_seq = first.seq();
-    let id = propose(
-        &mut net,
-        0,
-        Action::Pardon {
-            origin,
-            above_seq: proof_seq,
-        },
-        None,
-    );
-    approve_by(&mut net, id, &[1, 2, 4]);
     net.rounds(3);
     assert!(net.epochs().iter().all(|e| *e == 1), "{:?}", net.epochs());
     for node in &net.nodes {
@@ -1405,6 +1376,82 @@ fn a_pardoned_member_publishes_again_above_the_proof() {
     net.nodes[1].handle_frame(sender, &bytes, net.now, &mut net.rng);
     net.settle();
     assert!(!net.nodes[1].directory().is_quarantined(&origin));
+}
+
+/// Quarantines node 3 (an equivocation at the seq of its first record) and
+/// has every member approve a pardon above `above_seq`; returns the record
+/// the node had signed before it was quarantined, and the fork.
+fn quarantine_and_pardon(
+    net: &mut Net,
+    above_seq: impl Fn(u64) -> u64,
+) -> (VerifiedRecord, VerifiedRecord) {
+    let first = net.publish(3, &["a"]).unwrap();
+    net.settle();
+    let fork = VerifiedRecord::sign(
+        &Identity::from_seed(&[4; 32]),
+        Record {
+            issued_at_ms: first.record().issued_at_ms + 1,
+            ..first.record().clone()
+        },
+    )
+    .unwrap();
+    let bytes = Message::Records(vec![fork.wire_bytes().to_vec()]).encode();
+    let sender = net.nodes[0].node_id();
+    net.nodes[1].handle_frame(sender, &bytes, net.now, &mut net.rng);
+    net.settle();
+    net.rounds(4);
+    let origin = net.nodes[3].node_id();
+    assert!(net
+        .nodes
+        .iter()
+        .all(|n| n.directory().is_quarantined(&origin)));
+    assert!(net.publish(3, &["b"]).is_err(), "halted");
+    let above_seq = above_seq(first.seq());
+    let id = propose(net, 0, Action::Pardon { origin, above_seq }, None);
+    approve_by(net, id, &[1, 2, 4]);
+    (first, fork)
+}
+
+#[test]
+fn a_pardoned_member_that_restarts_before_it_signs_again_still_jumps_above_the_pardon() {
+    let mut net = Net::governed(5, 0);
+    // The key's other signer had gone on to higher seqs: the operators pardon
+    // above those.
+    let (first, _) = quarantine_and_pardon(&mut net, |seq| seq + 5);
+    let above_seq = first.seq() + 5;
+    // Node 3 applies the pardon (its store keeps the operation) and is killed
+    // before its jumped record is durable: it restarts from the operation
+    // and the record it signed before the quarantine.
+    net.queue.clear();
+    let mut restarted = restarted(&net, 4);
+    for op in net.nodes[0].ledger().chain() {
+        restarted.restore_roster_op(op.op(), net.now).unwrap();
+    }
+    restarted.restore_own(first.clone(), net.now);
+    restarted.set_announcement(announcement(&["b"]));
+    assert!(matches!(restarted.chain_status(), ChainStatus::Known));
+    net.nodes[3] = restarted;
+    net.rounds(3);
+    let origin = net.nodes[3].node_id();
+    let record = net.nodes[3]
+        .own_record()
+        .cloned()
+        .expect("signs again after the restart");
+    assert!(
+        record.seq() >= above_seq + crate::proto::limits::RECOVERY_SEQ_GAP,
+        "seq {} is not above the pardon's floor {above_seq} with its gap",
+        record.seq()
+    );
+    net.rounds(3);
+    for node in &net.nodes {
+        assert_eq!(
+            node.directory().entry(&origin).map(|e| e.record.id()),
+            Some(record.id())
+        );
+    }
+    // Signed once: later records follow it one by one.
+    let next = net.publish(3, &["c"]).unwrap();
+    assert_eq!(next.seq(), record.seq() + 1);
 }
 
 #[test]
