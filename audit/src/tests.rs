@@ -1516,3 +1516,42 @@ fn entries_handed_over_one_by_one_are_appended_together_and_a_reader_settles_the
     assert_eq!(handle.settle().unwrap(), 5);
     writer.shutdown().unwrap();
 }
+
+#[test]
+fn whoever_waits_for_the_log_appends_and_syncs_on_its_own_thread() {
+    use std::time::Duration;
+    // A writer thread that never gets to run (as a low-priority thread on
+    // saturated cores): flushes and settles must not wait for it.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let log = AuditLog::open(MemoryStore::new(), identity(1), federation(), config(1_000)).unwrap();
+    let writer = AuditWriter::spawn_with(log, 64, move || {
+        let _ = held.recv();
+    })
+    .unwrap();
+    let handle = writer.handle();
+    let (done, finished) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        for i in 0..3u64 {
+            handle
+                .append_batch(vec![new_entry(i, EntryKind::Stale, 1, 1)])
+                .unwrap();
+        }
+        let settled = handle.settle().unwrap();
+        handle
+            .append_batch(vec![new_entry(3, EntryKind::Relayed, 2, 1)])
+            .unwrap();
+        let flushed = handle.flush().unwrap();
+        done.send((settled, flushed, handle.durable_head().0, handle.lag()))
+            .unwrap();
+    });
+    let answer = finished.recv_timeout(Duration::from_secs(20));
+    release.send(()).unwrap();
+    waiter.join().unwrap();
+    assert_eq!(
+        answer.expect("a flush waited for the writer thread"),
+        (3, 4, 4, 0)
+    );
+    let log = writer.shutdown().unwrap();
+    assert_eq!(log.head().0, 4);
+    log.verify().unwrap().unwrap();
+}

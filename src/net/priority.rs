@@ -14,9 +14,11 @@
 //!
 //! So the writer thread lowers its own priority to [`BACKGROUND_NICE`]. It
 //! still runs whenever a core is free, and on a saturated core it gets about a
-//! tenth of a normal thread's share; if it falls behind, its bounded channel
-//! makes the node wait for it (backpressure, never loss), so the durability
-//! bound holds. Measured with `tidings bench net` at 64 processes, runs of the
+//! tenth of a normal thread's share; if it falls behind, its bounded queue
+//! makes the node wait for it (backpressure, never loss). What the node waits
+//! for (its own record's audit entry made durable before the record leaves)
+//! is done on the waiting thread, at its priority, not by the writer thread
+//! (see `tidings_audit::writer`). Measured with `tidings bench net` at 64 processes, runs of the
 //! same binary interleaved with the writer's priority put back for the control:
 //! one new record reached every node in medians of 21-23 ms instead of 30-37 ms
 //! (200 ms and 1 s intervals), with every node publishing at once unchanged
