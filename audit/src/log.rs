@@ -106,6 +106,10 @@ pub enum AuditError {
     /// The metadata does not decode.
     #[error("the audit log's metadata is corrupt: {0}")]
     CorruptMeta(String),
+    /// The log's writer stopped earlier: it shut down, or an append or sync
+    /// failed (the reason says which).
+    #[error("the audit log has stopped: {0}")]
+    Stopped(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

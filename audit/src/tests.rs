@@ -1381,11 +1381,28 @@ fn a_log_of_the_earlier_layout_is_converted_without_losing_anything() {
     assert!(by_record.iter().any(|entry| entry.index > last));
 }
 
-/// A store in memory that counts its syncs.
+/// Waits until `handle` has made `index` durable without being asked to;
+/// fails after `limit`.
+fn wait_durable(handle: &WriterHandle, index: u64, limit: std::time::Duration) {
+    let started = std::time::Instant::now();
+    while handle.durable_index() < index {
+        assert!(
+            started.elapsed() < limit,
+            "entries up to {index} were not synced within {limit:?} without a flush"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A store in memory that counts its syncs (and fails them on demand).
+#[derive(Default)]
 struct CountingStore {
     inner: MemoryStore,
     flushes: Arc<std::sync::atomic::AtomicUsize>,
     applies: Arc<std::sync::atomic::AtomicUsize>,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    /// Each write takes this long (milliseconds).
+    slow_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store for CountingStore {
@@ -1406,11 +1423,16 @@ impl Store for CountingStore {
     fn apply(&mut self, writes: Vec<store::Write>) -> Result<(), StoreError> {
         self.applies
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let slow = self.slow_ms.load(std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(slow));
         self.inner.apply(writes)
     }
     fn flush(&self) -> Result<(), StoreError> {
         self.flushes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Backend("EIO".into()));
+        }
         self.inner.flush()
     }
     fn size_bytes(&self) -> Result<u64, StoreError> {
@@ -1421,12 +1443,12 @@ impl Store for CountingStore {
 #[test]
 fn entries_written_apart_become_durable_together_without_a_flush() {
     use std::sync::atomic::Ordering;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let flushes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let store = CountingStore {
         inner: MemoryStore::new(),
         flushes: flushes.clone(),
-        applies: Arc::default(),
+        ..CountingStore::default()
     };
     let log = AuditLog::open(store, identity(1), federation(), config(1_000_000)).unwrap();
     let writer = AuditWriter::spawn(log, 64).unwrap();
@@ -1442,14 +1464,7 @@ fn entries_written_apart_become_durable_together_without_a_flush() {
             .unwrap();
         std::thread::sleep(writer::FLUSH_INTERVAL / 50);
     }
-    let started = Instant::now();
-    while handle.durable_index() < 3 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "entries written without a flush never became durable"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_durable(&handle, 3, Duration::from_secs(30));
     assert_eq!(
         flushes.load(Ordering::SeqCst) - before,
         1,
@@ -1487,8 +1502,8 @@ fn entries_handed_over_one_by_one_are_appended_together_and_a_reader_settles_the
     let applies = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let store = CountingStore {
         inner: MemoryStore::new(),
-        flushes: Arc::default(),
         applies: applies.clone(),
+        ..CountingStore::default()
     };
     let log = AuditLog::open(store, identity(1), federation(), config(1_000_000)).unwrap();
     let before = applies.load(Ordering::SeqCst);
@@ -1554,4 +1569,84 @@ fn whoever_waits_for_the_log_appends_and_syncs_on_its_own_thread() {
     let log = writer.shutdown().unwrap();
     assert_eq!(log.head().0, 4);
     log.verify().unwrap().unwrap();
+}
+
+#[test]
+fn after_a_failed_sync_nothing_is_appended_or_synced_and_every_call_fails() {
+    use std::sync::atomic::Ordering;
+    let store = CountingStore::default();
+    let (failing, flushes, applies) = (
+        store.failing.clone(),
+        store.flushes.clone(),
+        store.applies.clone(),
+    );
+    let log = AuditLog::open(store, identity(1), federation(), config(1_000)).unwrap();
+    let writer = AuditWriter::spawn(log, 64).unwrap();
+    let handle = writer.handle();
+    handle
+        .append_batch(vec![new_entry(0, EntryKind::Stale, 1, 1)])
+        .unwrap();
+    assert_eq!(handle.flush().unwrap(), 1);
+    failing.store(true, Ordering::SeqCst);
+    handle
+        .append_batch(vec![new_entry(1, EntryKind::Stale, 1, 1)])
+        .unwrap();
+    let error = handle.flush().unwrap_err().to_string();
+    assert!(error.contains("EIO"), "{error}");
+    assert_eq!(
+        handle.durable_index(),
+        1,
+        "the failed sync made nothing durable"
+    );
+    // The disk recovers: the log still does not go on, since what the failed
+    // sync covered may be lost, and a later sync would not say so.
+    failing.store(false, Ordering::SeqCst);
+    let (applied, synced) = (
+        applies.load(Ordering::SeqCst),
+        flushes.load(Ordering::SeqCst),
+    );
+    assert!(handle.flush().is_err());
+    assert!(handle.settle().is_err() || handle.lag() == 0);
+    assert!(handle
+        .append_batch(vec![new_entry(2, EntryKind::Stale, 1, 1)])
+        .is_err());
+    assert!(matches!(
+        handle.try_append_batch(vec![new_entry(3, EntryKind::Stale, 1, 1)]),
+        Err(TryAppendError::Closed(_))
+    ));
+    // Dropped without a shutdown: no final checkpoint or sync either.
+    drop(writer);
+    assert_eq!(
+        (
+            applies.load(Ordering::SeqCst),
+            flushes.load(Ordering::SeqCst)
+        ),
+        (applied, synced),
+        "nothing was written or synced after the failure"
+    );
+    assert_eq!(handle.durable_index(), 1);
+}
+
+#[test]
+fn entries_a_reader_settled_are_still_synced_within_the_flush_interval() {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    let store = CountingStore::default();
+    let (flushes, slow) = (store.flushes.clone(), store.slow_ms.clone());
+    let log = AuditLog::open(store, identity(1), federation(), config(1_000_000)).unwrap();
+    let writer = AuditWriter::spawn(log, 64).unwrap();
+    let handle = writer.handle();
+    handle
+        .append_batch(vec![new_entry(0, EntryKind::Stale, 1, 1)])
+        .unwrap();
+    // A reader takes the entry before the writer thread's linger ends, and
+    // its append lasts past it: the writer thread wakes to an empty queue,
+    // and must still sync the entry.
+    slow.store(writer::LINGER.as_millis() as u64 + 150, Ordering::SeqCst);
+    assert_eq!(handle.settle().unwrap(), 1);
+    slow.store(0, Ordering::SeqCst);
+    assert_eq!(handle.durable_index(), 0);
+    wait_durable(&handle, 1, Duration::from_secs(5));
+    assert!(flushes.load(Ordering::SeqCst) >= 1);
+    writer.shutdown().unwrap();
 }

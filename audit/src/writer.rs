@@ -19,9 +19,16 @@
 //! [`WriterHandle::settle`] (a reader) append what is queued, and sync, on the
 //! caller's own thread, under the lock the writer thread appends under: they
 //! return only after everything sent before them is appended (and, for a
-//! flush, on disk). The writer thread runs at a low priority (see
+//! flush, on disk), and wait for the writer thread only to finish an append or
+//! a sync it is in the middle of. The writer thread runs at a low priority (see
 //! [`AuditWriter::spawn_with`]); a caller that waited for it to get a core
-//! waited behind every busier thread of the machine. When every node of 64
+//! waited behind every busier thread of the machine.
+//!
+//! A failed append or sync stops the log for everyone, whoever ran it: it is
+//! recorded under the same lock, so no later append or sync follows it (a
+//! sync after a failed one could say that data is durable that is not), and
+//! every call after it fails. So does a thread that panicked while it held the
+//! log. A hand-over is never split between two appends. When every node of 64
 //! processes on two cores published at once, the last node answered its
 //! publication after a median of 580-650 ms when the writer appended and synced
 //! for it, and 306-333 ms with the writer at the normal priority (three
@@ -48,11 +55,12 @@ pub const BATCH: usize = 1024;
 /// one by one, 20 ms apart, were each written 32 times on average), and
 /// appending after 250 ms instead made bursts 10 to 21% faster (two
 /// interleaved pairs of the whole `tidings bench net`, at 200 ms and 1 s).
-/// Nothing waits for an append but readers of the log, and a reader that must
-/// see everything handed over calls [`WriterHandle::settle`]; a flush appends
-/// at once too. Durability does not wait longer: the sync of an entry starts
+/// Nothing waits for an append but readers of the log (a reader that must see
+/// everything handed over calls [`WriterHandle::settle`]), flushes, and
+/// senders that find the queue full (the writer thread then appends at once).
+/// Durability does not wait longer: the sync of an entry starts
 /// [`FLUSH_INTERVAL`] after it was handed over at the latest (as soon as the
-/// writer thread gets a core), appended or not.
+/// writer thread gets a core), whoever appended it.
 pub const LINGER: Duration = Duration::from_millis(250);
 
 /// Longest time an applied batch waits before it is made durable.
@@ -72,18 +80,28 @@ pub enum WriterError {
 /// What senders handed over and the log has not taken yet.
 #[derive(Default)]
 struct Queue {
-    entries: Vec<NewEntry>,
+    /// The hand-overs, oldest first (one is never split between appends).
+    handed: Vec<Vec<NewEntry>>,
+    /// The entries in `handed`.
+    count: usize,
     /// When the oldest queued entry was handed over.
     since: Option<Instant>,
-    /// When the oldest appended entry not yet durable was handed over.
+    /// When the oldest entry taken from the queue and not yet durable was
+    /// handed over (set as it is taken, so the writer thread times its sync
+    /// even while someone else appends it).
     dirty_since: Option<Instant>,
-    /// Set at shutdown, or when the log failed (with why): nothing more is taken.
+    /// A sender found the queue full: the writer thread appends now.
+    room_wanted: bool,
+    /// Set at shutdown ([`SHUT_DOWN`]) or when the log failed (with why): no
+    /// hand-over is taken any more.
     closed: Option<String>,
 }
 
 /// The log, and whoever holds it appends.
 struct Owned<S: Store> {
     log: Option<AuditLog<S>>,
+    /// Why the log failed: nothing is appended or synced after a failure.
+    failed: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -145,58 +163,121 @@ impl<S: Store> Catch for Shared<S> {
     }
 
     fn catch_up(&self, sync: bool) -> Result<u64, String> {
-        self.append_queued(sync).map_err(|error| {
-            // A failed append or sync stops the writer, whoever ran it: what
-            // it wrote is not durable, and later syncs would not say so.
-            let reason = error.to_string();
-            let mut queue = lock(&self.queue);
-            queue.closed.get_or_insert_with(|| reason.clone());
-            self.work.notify_all();
-            self.room.notify_all();
-            reason
-        })
+        self.append_queued(sync).map_err(|error| error.to_string())
     }
 }
 
 impl<S: Store> Shared<S> {
-    fn append_queued(&self, sync: bool) -> Result<u64, AuditError> {
-        let mut owned = lock(&self.owned);
-        let Some(log) = owned.log.as_mut() else {
-            return Err(closed_error("the writer has stopped"));
-        };
-        let (entries, since) = {
-            let mut queue = lock(&self.queue);
-            // After a failure nothing more is appended; after a shutdown,
-            // what was handed over before it still is.
-            if let Some(reason) = queue.closed.as_deref().filter(|reason| log_failed(reason)) {
-                return Err(closed_error(reason));
+    /// Locks the log. A thread that panicked holding it may have left a batch
+    /// half done: that is a failure like any other.
+    fn lock_owned(&self) -> MutexGuard<'_, Owned<S>> {
+        match self.owned.lock() {
+            Ok(owned) => owned,
+            Err(poisoned) => {
+                let mut owned = poisoned.into_inner();
+                if owned.failed.is_none() {
+                    self.fail(
+                        &mut owned,
+                        "a thread panicked while it wrote the log".into(),
+                    );
+                }
+                owned
             }
-            let taken = (std::mem::take(&mut queue.entries), queue.since.take());
-            self.room.notify_all();
-            taken
-        };
-        let mut left = entries;
-        while !left.is_empty() {
-            let rest = left.split_off(left.len().min(BATCH));
-            let count = left.len() as u64;
-            let written = log.append(left)?;
-            self.progress.appended.fetch_add(count, Ordering::SeqCst);
-            self.progress.written.store(written, Ordering::SeqCst);
-            left = rest;
         }
+    }
+
+    /// Records that the log failed, while its lock is held, so that no one
+    /// appends or syncs after it (a sync after a failed one would say that
+    /// data is durable that is not), and turns every sender away.
+    fn fail(&self, owned: &mut Owned<S>, reason: String) {
+        owned.failed.get_or_insert_with(|| reason.clone());
         let mut queue = lock(&self.queue);
-        if let Some(since) = since {
-            queue.dirty_since.get_or_insert(since);
+        // The first failure is the one to tell (later ones only repeat it).
+        if queue
+            .closed
+            .as_deref()
+            .is_none_or(|closed| !log_failed(closed))
+        {
+            queue.closed = Some(reason);
         }
-        let due = queue
-            .dirty_since
-            .is_some_and(|since| since.elapsed() >= FLUSH_INTERVAL);
+        self.work.notify_all();
+        self.room.notify_all();
+    }
+
+    /// Appends what is queued and, with `sync` or when due, syncs; returns
+    /// the last index written (or made durable).
+    fn append_queued(&self, sync: bool) -> Result<u64, AuditError> {
+        let mut owned = self.lock_owned();
+        if let Some(reason) = &owned.failed {
+            return Err(closed_error(reason));
+        }
+        let result = self.append_locked(&mut owned, sync);
+        if let Err(error) = &result {
+            self.fail(&mut owned, error.to_string());
+        }
+        result
+    }
+
+    fn append_locked(&self, owned: &mut Owned<S>, sync: bool) -> Result<u64, AuditError> {
+        let Some(log) = owned.log.as_mut() else {
+            return Err(closed_error(SHUT_DOWN));
+        };
+        let handed = {
+            let mut queue = lock(&self.queue);
+            if let Some(since) = queue.since.take() {
+                queue.dirty_since.get_or_insert(since);
+            }
+            queue.count = 0;
+            queue.room_wanted = false;
+            self.room.notify_all();
+            std::mem::take(&mut queue.handed)
+        };
+        let mut batch = Vec::new();
+        let mut handed = handed.into_iter().peekable();
+        while let Some(entries) = handed.next() {
+            batch.extend(entries);
+            if batch.len() >= BATCH || handed.peek().is_none() {
+                let count = batch.len() as u64;
+                let written = log.append(std::mem::take(&mut batch))?;
+                // Written first: `settle` answers from `written` once `lag`
+                // (from `appended`) says nothing waits.
+                self.progress.written.store(written, Ordering::SeqCst);
+                self.progress.appended.fetch_add(count, Ordering::SeqCst);
+            }
+        }
+        let due = {
+            let mut queue = lock(&self.queue);
+            let due = queue
+                .dirty_since
+                .is_some_and(|since| since.elapsed() >= FLUSH_INTERVAL);
+            if sync || due {
+                queue.dirty_since = None;
+            }
+            due
+        };
         if !(sync || due) {
             return Ok(self.progress.written.load(Ordering::SeqCst));
         }
-        queue.dirty_since = None;
-        drop(queue);
         durable(log, &self.progress)
+    }
+
+    /// Appends what is left, signs a final checkpoint, syncs, and takes the
+    /// log out (later calls on handles fail).
+    fn finish(&self) -> Result<AuditLog<S>, AuditError> {
+        let mut owned = self.lock_owned();
+        if let Some(reason) = &owned.failed {
+            return Err(closed_error(reason));
+        }
+        let result = self.append_locked(&mut owned, false).and_then(|_| {
+            let log = owned.log.as_mut().ok_or_else(|| closed_error(SHUT_DOWN))?;
+            log.checkpoint_now()?;
+            durable(log, &self.progress)
+        });
+        if let Err(error) = result {
+            self.fail(&mut owned, error.to_string());
+            return Err(error);
+        }
+        owned.log.take().ok_or_else(|| closed_error(SHUT_DOWN))
     }
 }
 
@@ -205,12 +286,11 @@ fn log_failed(reason: &str) -> bool {
     reason != SHUT_DOWN
 }
 
-const SHUT_DOWN: &str = "shut down";
+const SHUT_DOWN: &str = "the writer has shut down";
 
+/// The error of a log that failed earlier, or has shut down.
 fn closed_error(reason: &str) -> AuditError {
-    AuditError::Store(crate::store::StoreError::Backend(format!(
-        "the audit writer has stopped: {reason}"
-    )))
+    AuditError::Stopped(reason.to_string())
 }
 
 /// A running audit writer.
@@ -255,8 +335,10 @@ impl<S: Store> std::ops::Deref for AuditWriter<S> {
 }
 
 impl<S: Store + 'static> AuditWriter<S> {
-    /// Starts the thread; at most `capacity` entries wait in the queue (more
-    /// in one hand-over to an empty queue).
+    /// Starts the thread; a hand-over waits while the queue holds entries and
+    /// would then hold more than `capacity` (a larger one waits for an empty
+    /// queue), so at most `capacity` entries wait besides one larger hand-over
+    /// and a batch being appended.
     pub fn spawn(log: AuditLog<S>, capacity: usize) -> Result<Self, WriterError> {
         Self::spawn_with(log, capacity, || {})
     }
@@ -280,7 +362,10 @@ impl<S: Store + 'static> AuditWriter<S> {
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
             room: Condvar::new(),
-            owned: Mutex::new(Owned { log: Some(log) }),
+            owned: Mutex::new(Owned {
+                log: Some(log),
+                failed: None,
+            }),
             progress,
             capacity: capacity.max(1),
         });
@@ -289,7 +374,15 @@ impl<S: Store + 'static> AuditWriter<S> {
             .name("tidings-audit".into())
             .spawn(move || {
                 setup();
-                run(&thread_shared)
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&thread_shared)))
+                        .unwrap_or_else(|_| Err(closed_error("the writer thread panicked")));
+                // However it stopped, senders must not wait for it.
+                if let Err(error) = &result {
+                    let mut owned = thread_shared.lock_owned();
+                    thread_shared.fail(&mut owned, error.to_string());
+                }
+                result
             })
             .map_err(|error| WriterError::Closed(error.to_string()))?;
         Ok(Self {
@@ -310,17 +403,10 @@ impl<S: Store + 'static> AuditWriter<S> {
     /// the log. Handles still held elsewhere fail from then on.
     pub fn shutdown(mut self) -> Result<AuditLog<S>, WriterError> {
         self.stop()?;
-        let mut owned = lock(&self.shared.owned);
-        let mut log = owned
-            .log
-            .take()
-            .ok_or_else(|| WriterError::Closed("already shut down".into()))?;
-        log.checkpoint_now()?;
-        durable(&mut log, &self.shared.progress)?;
-        Ok(log)
+        Ok(self.shared.finish()?)
     }
 
-    /// Closes the queue, waits for the thread, and appends what is left.
+    /// Closes the queue and waits for the thread.
     fn stop(&mut self) -> Result<(), WriterError> {
         {
             let mut queue = lock(&self.shared.queue);
@@ -331,32 +417,20 @@ impl<S: Store + 'static> AuditWriter<S> {
         let thread = self
             .thread
             .take()
-            .ok_or_else(|| WriterError::Closed("already shut down".into()))?;
+            .ok_or_else(|| WriterError::Closed(SHUT_DOWN.into()))?;
         match thread.join() {
-            Ok(result) => result?,
-            Err(_) => return Err(WriterError::Closed("the writer thread panicked".into())),
+            Ok(result) => Ok(result?),
+            Err(_) => Err(WriterError::Closed("the writer thread panicked".into())),
         }
-        // Entries handed over before the queue closed.
-        self.shared.append_queued(false)?;
-        Ok(())
     }
 }
 
 impl<S: Store> Drop for AuditWriter<S> {
     fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            {
-                let mut queue = lock(&self.shared.queue);
-                queue.closed.get_or_insert_with(|| SHUT_DOWN.to_string());
-                self.shared.work.notify_all();
-                self.shared.room.notify_all();
-            }
-            let _ = thread.join();
-            let _ = self.shared.append_queued(true);
-            if let Some(log) = lock(&self.shared.owned).log.as_mut() {
-                let _ = log.checkpoint_now();
-                let _ = durable(log, &self.shared.progress);
-            }
+        // As `shutdown`, when it was not called: what was handed over is
+        // appended, checkpointed and synced, unless the log failed.
+        if self.thread.is_some() && self.stop().is_ok() {
+            let _ = self.shared.finish();
         }
     }
 }
@@ -393,11 +467,12 @@ impl WriterHandle {
             if let Some(reason) = &queue.closed {
                 return Err(TryAppendError::Closed(WriterError::Closed(reason.clone())));
             }
-            let queued = queue.entries.len();
+            let queued = queue.count;
             if queued == 0 || queued + entries.len() <= shared.capacity() {
                 break;
             }
             // Full: the writer appends now rather than when its batch is due.
+            queue.room_wanted = true;
             shared.work().notify_all();
             if !wait {
                 return Err(TryAppendError::Full(Full(entries)));
@@ -413,14 +488,13 @@ impl WriterHandle {
             .progress()
             .sent
             .fetch_add(entries.len() as u64, Ordering::SeqCst);
-        let first = queue.entries.is_empty();
+        let first = queue.count == 0;
         if first {
             queue.since = Some(Instant::now());
-            queue.entries = entries;
-        } else {
-            queue.entries.extend(entries);
         }
-        if first || queue.entries.len() >= BATCH {
+        queue.count += entries.len();
+        queue.handed.push(entries);
+        if first || queue.count >= BATCH {
             shared.work().notify_all();
         }
         Ok(())
@@ -510,12 +584,10 @@ fn run<S: Store>(shared: &Shared<S>) -> Result<(), AuditError> {
             (Some(a), Some(d)) => Some(a.min(d)),
             (a, d) => a.or(d),
         };
-        let full = queue.entries.len() >= BATCH || queue.entries.len() >= shared.capacity;
+        let full = queue.count >= BATCH || queue.count >= shared.capacity || queue.room_wanted;
         if full || next.is_some_and(|at| at <= now) {
             drop(queue);
-            if let Err(error) = shared.catch_up(false) {
-                return Err(closed_error(&error));
-            }
+            shared.append_queued(false)?;
             queue = lock(&shared.queue);
             continue;
         }
