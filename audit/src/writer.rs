@@ -114,24 +114,26 @@ struct Progress {
     durable_head: Mutex<(u64, [u8; 32])>,
 }
 
-struct Shared<S: Store> {
+/// The queue and what is known of the log's progress: all a handle needs
+/// besides the log itself.
+struct Feed {
     queue: Mutex<Queue>,
     /// Wakes the writer thread: a first entry, a full queue, a shutdown.
     work: Condvar,
     /// Wakes senders waiting for room.
     room: Condvar,
-    owned: Mutex<Owned<S>>,
     progress: Progress,
     capacity: usize,
 }
 
+struct Shared<S: Store> {
+    feed: Feed,
+    owned: Mutex<Owned<S>>,
+}
+
 /// What a handle asks of the log, whatever its store.
 trait Catch: Send + Sync {
-    fn queue(&self) -> &Mutex<Queue>;
-    fn work(&self) -> &Condvar;
-    fn room(&self) -> &Condvar;
-    fn progress(&self) -> &Progress;
-    fn capacity(&self) -> usize;
+    fn feed(&self) -> &Feed;
     /// Appends everything queued now; with `sync`, makes everything appended
     /// durable. Returns the last index written (or made durable).
     fn catch_up(&self, sync: bool) -> Result<u64, String>;
@@ -142,24 +144,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<S: Store> Catch for Shared<S> {
-    fn queue(&self) -> &Mutex<Queue> {
-        &self.queue
-    }
-
-    fn work(&self) -> &Condvar {
-        &self.work
-    }
-
-    fn room(&self) -> &Condvar {
-        &self.room
-    }
-
-    fn progress(&self) -> &Progress {
-        &self.progress
-    }
-
-    fn capacity(&self) -> usize {
-        self.capacity
+    fn feed(&self) -> &Feed {
+        &self.feed
     }
 
     fn catch_up(&self, sync: bool) -> Result<u64, String> {
@@ -191,7 +177,7 @@ impl<S: Store> Shared<S> {
     /// data is durable that is not), and turns every sender away.
     fn fail(&self, owned: &mut Owned<S>, reason: String) {
         owned.failed.get_or_insert_with(|| reason.clone());
-        let mut queue = lock(&self.queue);
+        let mut queue = lock(&self.feed.queue);
         // The first failure is the one to tell (later ones only repeat it).
         if queue
             .closed
@@ -200,8 +186,8 @@ impl<S: Store> Shared<S> {
         {
             queue.closed = Some(reason);
         }
-        self.work.notify_all();
-        self.room.notify_all();
+        self.feed.work.notify_all();
+        self.feed.room.notify_all();
     }
 
     /// Appends what is queued and, with `sync` or when due, syncs; returns
@@ -223,13 +209,13 @@ impl<S: Store> Shared<S> {
             return Err(closed_error(SHUT_DOWN));
         };
         let handed = {
-            let mut queue = lock(&self.queue);
+            let mut queue = lock(&self.feed.queue);
             if let Some(since) = queue.since.take() {
                 queue.dirty_since.get_or_insert(since);
             }
             queue.count = 0;
             queue.room_wanted = false;
-            self.room.notify_all();
+            self.feed.room.notify_all();
             std::mem::take(&mut queue.handed)
         };
         let mut batch = Vec::new();
@@ -241,12 +227,15 @@ impl<S: Store> Shared<S> {
                 let written = log.append(std::mem::take(&mut batch))?;
                 // Written first: `settle` answers from `written` once `lag`
                 // (from `appended`) says nothing waits.
-                self.progress.written.store(written, Ordering::SeqCst);
-                self.progress.appended.fetch_add(count, Ordering::SeqCst);
+                self.feed.progress.written.store(written, Ordering::SeqCst);
+                self.feed
+                    .progress
+                    .appended
+                    .fetch_add(count, Ordering::SeqCst);
             }
         }
         let due = {
-            let mut queue = lock(&self.queue);
+            let mut queue = lock(&self.feed.queue);
             let due = queue
                 .dirty_since
                 .is_some_and(|since| since.elapsed() >= FLUSH_INTERVAL);
@@ -256,9 +245,9 @@ impl<S: Store> Shared<S> {
             due
         };
         if !(sync || due) {
-            return Ok(self.progress.written.load(Ordering::SeqCst));
+            return Ok(self.feed.progress.written.load(Ordering::SeqCst));
         }
-        durable(log, &self.progress)
+        durable(log, &self.feed.progress)
     }
 
     /// Appends what is left, signs a final checkpoint, syncs, and takes the
@@ -271,7 +260,7 @@ impl<S: Store> Shared<S> {
         let result = self.append_locked(&mut owned, false).and_then(|_| {
             let log = owned.log.as_mut().ok_or_else(|| closed_error(SHUT_DOWN))?;
             log.checkpoint_now()?;
-            durable(log, &self.progress)
+            durable(log, &self.feed.progress)
         });
         if let Err(error) = result {
             self.fail(&mut owned, error.to_string());
@@ -359,15 +348,17 @@ impl<S: Store + 'static> AuditWriter<S> {
         progress.durable.store(written, Ordering::SeqCst);
         *lock(&progress.durable_head) = (written, head);
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
-            work: Condvar::new(),
-            room: Condvar::new(),
+            feed: Feed {
+                queue: Mutex::new(Queue::default()),
+                work: Condvar::new(),
+                room: Condvar::new(),
+                progress,
+                capacity: capacity.max(1),
+            },
             owned: Mutex::new(Owned {
                 log: Some(log),
                 failed: None,
             }),
-            progress,
-            capacity: capacity.max(1),
         });
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
@@ -409,10 +400,10 @@ impl<S: Store + 'static> AuditWriter<S> {
     /// Closes the queue and waits for the thread.
     fn stop(&mut self) -> Result<(), WriterError> {
         {
-            let mut queue = lock(&self.shared.queue);
+            let mut queue = lock(&self.shared.feed.queue);
             queue.closed.get_or_insert_with(|| SHUT_DOWN.to_string());
-            self.shared.work.notify_all();
-            self.shared.room.notify_all();
+            self.shared.feed.work.notify_all();
+            self.shared.feed.room.notify_all();
         }
         let thread = self
             .thread
@@ -447,7 +438,10 @@ impl WriterHandle {
         match self.hand_over(entries, true) {
             Ok(()) => Ok(()),
             Err(TryAppendError::Closed(error)) => Err(error),
-            Err(TryAppendError::Full(_)) => unreachable_full(),
+            // A waiting hand-over is never given back.
+            Err(TryAppendError::Full(_)) => Err(WriterError::Closed(
+                "the queue stayed full for a waiting sender".into(),
+            )),
         }
     }
 
@@ -461,31 +455,30 @@ impl WriterHandle {
         if entries.is_empty() {
             return Ok(());
         }
-        let shared = &self.shared;
-        let mut queue = lock(shared.queue());
+        let feed = self.shared.feed();
+        let mut queue = lock(&feed.queue);
         loop {
             if let Some(reason) = &queue.closed {
                 return Err(TryAppendError::Closed(WriterError::Closed(reason.clone())));
             }
             let queued = queue.count;
-            if queued == 0 || queued + entries.len() <= shared.capacity() {
+            if queued == 0 || queued + entries.len() <= feed.capacity {
                 break;
             }
             // Full: the writer appends now rather than when its batch is due.
             queue.room_wanted = true;
-            shared.work().notify_all();
+            feed.work.notify_all();
             if !wait {
                 return Err(TryAppendError::Full(Full(entries)));
             }
-            queue = shared
-                .room()
+            queue = feed
+                .room
                 .wait(queue)
                 .unwrap_or_else(|poison| poison.into_inner());
         }
         // Counted while the queue is locked: the entries are in it before
         // anyone can take them, so `lag` never hides them.
-        shared
-            .progress()
+        feed.progress
             .sent
             .fetch_add(entries.len() as u64, Ordering::SeqCst);
         let first = queue.count == 0;
@@ -495,7 +488,7 @@ impl WriterHandle {
         queue.count += entries.len();
         queue.handed.push(entries);
         if first || queue.count >= BATCH {
-            shared.work().notify_all();
+            feed.work.notify_all();
         }
         Ok(())
     }
@@ -518,31 +511,25 @@ impl WriterHandle {
 
     /// Entries queued but not yet appended.
     pub fn lag(&self) -> u64 {
-        let progress = self.shared.progress();
+        let progress = &self.shared.feed().progress;
         let sent = progress.sent.load(Ordering::SeqCst);
         sent.saturating_sub(progress.appended.load(Ordering::SeqCst))
     }
 
     /// The last index appended to the store.
     pub fn written_index(&self) -> u64 {
-        self.shared.progress().written.load(Ordering::SeqCst)
+        self.shared.feed().progress.written.load(Ordering::SeqCst)
     }
 
     /// The last index known durable (after a flush).
     pub fn durable_index(&self) -> u64 {
-        self.shared.progress().durable.load(Ordering::SeqCst)
+        self.shared.feed().progress.durable.load(Ordering::SeqCst)
     }
 
     /// The last durable entry's index and chain hash.
     pub fn durable_head(&self) -> (u64, [u8; 32]) {
-        *lock(&self.shared.progress().durable_head)
+        *lock(&self.shared.feed().progress.durable_head)
     }
-}
-
-fn unreachable_full() -> Result<(), WriterError> {
-    Err(WriterError::Closed(
-        "the queue stayed full for a waiting sender".into(),
-    ))
 }
 
 /// Why [`WriterHandle::try_append_batch`] did not queue.
@@ -565,7 +552,7 @@ impl From<WriterError> for TryAppendError {
 /// the oldest entry not yet durable was handed over. Returns at shutdown, or
 /// with the error that stopped the log.
 fn run<S: Store>(shared: &Shared<S>) -> Result<(), AuditError> {
-    let mut queue = lock(&shared.queue);
+    let mut queue = lock(&shared.feed.queue);
     loop {
         if let Some(reason) = &queue.closed {
             return if log_failed(reason) {
@@ -584,22 +571,24 @@ fn run<S: Store>(shared: &Shared<S>) -> Result<(), AuditError> {
             (Some(a), Some(d)) => Some(a.min(d)),
             (a, d) => a.or(d),
         };
-        let full = queue.count >= BATCH || queue.count >= shared.capacity || queue.room_wanted;
+        let full = queue.count >= BATCH || queue.count >= shared.feed.capacity || queue.room_wanted;
         if full || next.is_some_and(|at| at <= now) {
             drop(queue);
             shared.append_queued(false)?;
-            queue = lock(&shared.queue);
+            queue = lock(&shared.feed.queue);
             continue;
         }
         queue = match next {
             Some(at) => {
                 shared
+                    .feed
                     .work
                     .wait_timeout(queue, at - now)
                     .unwrap_or_else(|poison| poison.into_inner())
                     .0
             }
             None => shared
+                .feed
                 .work
                 .wait(queue)
                 .unwrap_or_else(|poison| poison.into_inner()),
